@@ -1,1 +1,35 @@
-__version__ = "0.1.0"
+"""UP2: Uni-Perceiver v2 as a small core plus task plugins.
+
+The core (this package) knows no task.  Tasks arrive as plugins (entry-point group
+``up2.plugins``) that register their Task, datasets and metrics in :mod:`up2core.registry`.
+
+Examples:
+    >>> import up2core
+    >>> up2core.list_tasks()  # doctest: +SKIP
+    ['captioning', 'classification', 'detection', 'retrieval', 'segmentation']
+"""
+
+__version__ = '0.1.0'
+
+
+def list_tasks(pattern: str = '*') -> list[str]:
+    """Names of the registered tasks matching a shell-style ``pattern``, sorted.
+
+    Like ``timm.list_models``: plugins are loaded on first use.
+    """
+    import fnmatch
+
+    from up2core.registry import TASKS
+
+    TASKS.import_from_location()
+    return sorted(n for n in TASKS.module_dict if fnmatch.fnmatch(n, pattern))
+
+
+def list_plugins():
+    """Every discovered task plugin with its status (see :class:`up2core.plugin.PluginInfo`)."""
+    from up2core.plugin import list_plugins as _list
+
+    return _list()
+
+
+__all__ = ['__version__', 'list_tasks', 'list_plugins']

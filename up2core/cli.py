@@ -1,0 +1,256 @@
+"""The ``up2`` command line: train, test, infer, plugins, registry, data.
+
+``up2 train`` and ``up2 test`` drive MMEngine's Runner on a config (a path, or the name of a
+packaged config); ``up2 plugins`` and ``up2 registry`` show what the plugins contributed;
+``up2 data shapes`` writes the embedded Shapes dataset.
+
+Errors a user can fix (a missing config, an unknown key or registry name, a malformed override, a
+plugin that failed under ``UP2_STRICT_PLUGINS=1``, unreadable data) print one ``up2: error:`` line
+and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """An error whose message tells the user what to fix; printed without a traceback."""
+
+
+# --------------------------------------------------------------------------- train / test
+
+
+def _prepare_config(args: argparse.Namespace):
+    from up2core.config import load_config
+
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.setdefault('default_scope', 'up2core')
+    cfg.launcher = args.launcher
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = str(Path('work_dirs') / Path(str(args.config)).stem)
+    return cfg
+
+
+def _build_runner(cfg):
+    from mmengine.runner import Runner
+
+    from up2core.engine.checkpoint import allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _prepare_config(args)
+    if args.amp:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError('--amp needs a CUDA device (MMEngine\'s AmpOptimWrapper does not run '
+                            'on the CPU); drop --amp to train in fp32.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not Path(args.resume).is_file():
+            raise UserError(f"--resume checkpoint '{args.resume}' does not exist.")
+        cfg.resume = True
+        cfg.load_from = args.resume
+    runner = _build_runner(cfg)
+    runner.train()
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    if not Path(args.checkpoint).is_file():
+        raise UserError(f"Checkpoint '{args.checkpoint}' does not exist.")
+    cfg = _prepare_config(args)
+    cfg.load_from = args.checkpoint
+    runner = _build_runner(cfg)
+    metrics = runner.test()
+    flat = {k: (v.item() if hasattr(v, 'item') else v) for k, v in (metrics or {}).items()}
+    print(json.dumps(flat, indent=2, sort_keys=True))
+    if args.out_metrics:
+        out = Path(args.out_metrics)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(flat, indent=2, sort_keys=True) + '\n')
+    return 0
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from up2core.plugin import list_plugins
+
+    infos = list_plugins()
+    if args.json:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return 0
+    if not infos:
+        print('No UP2 plugins installed (entry-point group "up2.plugins").')
+    for info in infos:
+        dist = f'{info.distribution} {info.version}' if info.distribution else '(not installed)'
+        print(f'{info.name}  [{info.status}]  {dist}  -> {info.value}')
+        if info.hooks:
+            print(f"    hooks: {', '.join(info.hooks)}")
+        for kind, names in info.registered.items():
+            print(f"    {kind}: {', '.join(names)}")
+        if info.error:
+            print(f'    error: {info.error}')
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from up2core.registry import REGISTRIES, registry_by_name
+
+    if args.kind == 'configs':
+        from up2core.config import list_configs
+
+        configs = {name: str(path) for name, path in list_configs().items()}
+        print(json.dumps(configs, indent=2) if args.json else
+              '\n'.join(f'{n}  {p}' for n, p in configs.items()) or '(no configs)')
+        return 0
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    table: dict[str, dict[str, str]] = {}
+    for kind in kinds:
+        try:
+            reg = registry_by_name(kind)
+        except KeyError as exc:
+            raise UserError(str(exc.args[0])) from None
+        reg.import_from_location()
+        table[kind] = {name: reg.owners.get(name, '?') for name in sorted(reg.module_dict)}
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    for kind, names in table.items():
+        if args.kind is None and not names:
+            continue
+        print(f'{kind} ({len(names)}):')
+        for name, owner in names.items():
+            print(f'    {name}  [{owner}]')
+        if not names:
+            print('    (empty)')
+    return 0
+
+
+# --------------------------------------------------------------------------- data
+
+
+def cmd_data_shapes(args: argparse.Namespace) -> int:
+    from up2core.data.shapes import ShapesSpec, generate_shapes
+
+    spec = ShapesSpec(num_train=args.num_train, num_val=args.num_val,
+                      image_size=args.image_size, seed=args.seed)
+    summary = generate_shapes(args.out, spec, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from up2core import __version__
+
+    parser = argparse.ArgumentParser(
+        prog='up2', description='UP2: Uni-Perceiver v2, one generalist model for vision and '
+        'vision-language tasks, as a core plus task plugins.')
+    parser.add_argument('--version', action='version', version=f'up2 {__version__}')
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    def runner_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument('config', help='config file, or the name of a packaged config')
+        p.add_argument('--work-dir', help='where logs and checkpoints go '
+                       '(default: work_dirs/<config name>)')
+        p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[],
+                       help="override config keys, e.g. train_cfg.max_iters=100; a key that "
+                       "does not exist yet must be written '+key=value'")
+        p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                       help="'pytorch' under torchrun for distributed runs")
+
+    p = sub.add_parser('train', help='train a model from a config')
+    runner_args(p)
+    p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+                   help='resume from CKPT, or without a value from the last checkpoint in the '
+                   'work dir')
+    p.add_argument('--amp', action='store_true', help='mixed-precision training (CUDA only)')
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser('test', help='evaluate a checkpoint on the config\'s test sets')
+    runner_args(p)
+    p.add_argument('checkpoint', help='checkpoint file (.pth)')
+    p.add_argument('--out-metrics', metavar='PATH', help='write the metrics as flat JSON')
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser('plugins', help='list task plugins, their hooks and registered names')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser('registry', help='list registered names per registry (or "configs")')
+    p.add_argument('kind', nargs='?', help='a registry (tasks, datasets, metrics, models, ...) '
+                   'or "configs"; all registries when omitted')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_registry)
+
+    p = sub.add_parser('data', help='generate datasets')
+    data_sub = p.add_subparsers(dest='dataset', required=True, metavar='DATASET')
+    s = data_sub.add_parser('shapes', help='the embedded Shapes dataset (deterministic)')
+    s.add_argument('--out', required=True, help='output folder')
+    s.add_argument('--num-train', type=int, default=2000)
+    s.add_argument('--num-val', type=int, default=300)
+    s.add_argument('--image-size', type=int, default=128)
+    s.add_argument('--seed', type=int, default=0)
+    s.add_argument('--overwrite', action='store_true', help='replace an existing dataset')
+    s.set_defaults(func=cmd_data_shapes)
+    return parser
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from up2core.config import ConfigError
+    from up2core.plugin import PluginLoadError
+    from up2core.registry import RegistryConflictError, UnknownNameError
+
+    return (UserError, ConfigError, PluginLoadError, RegistryConflictError, UnknownNameError,
+            FileExistsError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``up2`` command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _user_error_types() as exc:
+        return _fail(str(exc))
+    except KeyError as exc:
+        from up2core.registry import explain_missing
+
+        message = explain_missing(exc)
+        if message is None:
+            raise
+        return _fail(message)
+
+
+def _fail(message: Any) -> int:
+    print(f'up2: error: {message}', file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == '__main__':  # python -m up2core.cli
+    sys.exit(main())

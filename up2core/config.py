@@ -1,0 +1,134 @@
+"""Finding and loading UP2 configs, with errors that say what to fix.
+
+A config is named either by a path or by the stem of a packaged config (``up2_tiny_shapes``):
+packaged configs live in ``up2core/.mim/configs`` (the same folder ``mim`` reads) and in the
+folders task plugins return from their ``up2_config_dirs`` hook.
+
+``--cfg-options`` overrides must name keys that exist in the config (a typo such as
+``train_cfg.max_iter=10`` would otherwise be silently ignored by the Runner); prefix a key with
+``+`` to add a new one on purpose, as in Hydra: ``+model.extra=1``.
+
+Examples:
+    >>> from up2core.config import load_config
+    >>> cfg = load_config('up2_tiny_shapes', ['train_cfg.max_iters=10'])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config, ConfigDict, DictAction
+
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / '.mim' / 'configs'
+
+
+class ConfigError(ValueError):
+    """A config, or an override of one, cannot be used as given."""
+
+
+def config_dirs() -> list[Path]:
+    """Folders searched for named configs: UP2's own first, then the plugins'."""
+    from up2core.plugin import get_plugin_manager
+
+    dirs = [PACKAGED_CONFIG_DIR]
+    dirs += [Path(d) for d in get_plugin_manager().config_dirs()]
+    return [d for d in dirs if d.is_dir()]
+
+
+def list_configs() -> dict[str, Path]:
+    """Runnable configs by name (``_base_`` fragments excluded)."""
+    found: dict[str, Path] = {}
+    for root in config_dirs():
+        for path in sorted(root.rglob('*.py')):
+            if '_base_' not in path.parts and not path.name.startswith('_'):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def find_config(name_or_path: str | os.PathLike) -> Path:
+    """Resolve a config path or packaged config name to a file.
+
+    Raises:
+        ConfigError: the file does not exist; the message lists the closest packaged names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    configs = list_configs()
+    stem = path.name[:-3] if path.name.endswith('.py') else path.name
+    if stem in configs and (path.parent == Path('.') or not path.parent.exists()):
+        return configs[stem]
+    close = difflib.get_close_matches(stem, list(configs), n=3, cutoff=0.4)
+    hint = f" Did you mean {', '.join(close)}?" if close else ''
+    raise ConfigError(
+        f"Config '{name_or_path}' not found: it is neither a file nor a packaged config name.{hint} "
+        f"Packaged configs: {', '.join(sorted(configs)) or '(none)'} (list them with "
+        f"`up2 registry configs`).")
+
+
+def parse_cfg_options(options: list[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` strings the way MMEngine's ``DictAction`` does, but with clear errors."""
+    parsed: dict[str, Any] = {}
+    for option in options or []:
+        key, sep, value = option.partition('=')
+        if not sep or not key.strip():
+            raise ConfigError(f"Malformed --cfg-options item '{option}': expected KEY=VALUE, "
+                              f"e.g. train_cfg.max_iters=100 or model.decoder.depth=2.")
+        try:
+            parsed[key.strip()] = DictAction._parse_iterable(value)
+        except (AssertionError, ValueError) as exc:
+            raise ConfigError(f"Malformed value in --cfg-options item '{option}': {exc or ''}"
+                              f" Brackets and quotes must balance, e.g. key=[1,2] or "
+                              f"key=\"(1,2)\".") from None
+    return parsed
+
+
+def _has_key(cfg: Any, dotted: str) -> tuple[bool, str, list[str]]:
+    """Whether ``dotted`` exists in ``cfg``; else the deepest existing prefix and its keys."""
+    node, walked = cfg, []
+    for part in dotted.split('.'):
+        if isinstance(node, (dict, ConfigDict)) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            keys = list(node.keys()) if isinstance(node, (dict, ConfigDict)) else []
+            return False, '.'.join(walked), keys
+        walked.append(part)
+    return True, dotted, []
+
+
+def apply_cfg_options(cfg: Config, options: dict[str, Any], source: str = '--cfg-options') -> None:
+    """Merge overrides into ``cfg``; unknown keys (without a ``+`` prefix) raise ConfigError."""
+    merged: dict[str, Any] = {}
+    for key, value in options.items():
+        if key.startswith('+'):
+            merged[key[1:]] = value
+            continue
+        exists, prefix, siblings = _has_key(cfg, key)
+        if not exists:
+            leaf = key[len(prefix):].lstrip('.').split('.')[0]
+            close = difflib.get_close_matches(leaf, siblings, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(f'{prefix}.{c}'.lstrip('.') for c in close)}?" \
+                if close else ''
+            raise ConfigError(f"Unknown config key '{key}' in {source}.{hint} To add a new key "
+                              f"on purpose, write it as '+{key}=...'.")
+        merged[key] = value
+    cfg.merge_from_dict(merged)
+
+
+def load_config(name_or_path: str | os.PathLike, cfg_options: list[str] | dict | None = None
+                ) -> Config:
+    """Find, load and override a config (see the module docstring)."""
+    path = find_config(name_or_path)
+    try:
+        cfg = Config.fromfile(str(path))
+    except (SyntaxError, NameError, ImportError, FileNotFoundError, KeyError) as exc:
+        raise ConfigError(f"Config '{path}' could not be loaded: {type(exc).__name__}: {exc}") \
+            from exc
+    options = cfg_options if isinstance(cfg_options, dict) else parse_cfg_options(cfg_options)
+    apply_cfg_options(cfg, options)
+    return cfg

@@ -1,8 +1,8 @@
 """Finding and loading UP2 configs, with errors that say what to fix.
 
 A config is named either by a path or by the stem of a packaged config (``up2_tiny_shapes``):
-packaged configs live in ``up2core/.mim/configs`` (the same folder ``mim`` reads) and in the
-folders task plugins return from their ``up2_config_dirs`` hook.
+packaged configs are found in the folders that plugins return from their ``up2_config_dirs`` hook;
+UP2's own (``up2/.mim/configs``, where ``mim`` also reads them) arrive the same way.
 
 ``--cfg-options`` overrides must name keys that exist in the config (a typo such as
 ``train_cfg.max_iter=10`` would otherwise be silently ignored by the Runner); prefix a key with
@@ -22,20 +22,15 @@ from typing import Any
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / '.mim' / 'configs'
-
-
 class ConfigError(ValueError):
     """A config, or an override of one, cannot be used as given."""
 
 
 def config_dirs() -> list[Path]:
-    """Folders searched for named configs: UP2's own first, then the plugins'."""
+    """Folders searched for named configs, in plugin-name order."""
     from up2core.plugin import get_plugin_manager
 
-    dirs = [PACKAGED_CONFIG_DIR]
-    dirs += [Path(d) for d in get_plugin_manager().config_dirs()]
-    return [d for d in dirs if d.is_dir()]
+    return [Path(d) for d in get_plugin_manager().config_dirs() if Path(d).is_dir()]
 
 
 def list_configs() -> dict[str, Path]:
@@ -88,7 +83,7 @@ def parse_cfg_options(options: list[str] | None) -> dict[str, Any]:
 
 def _has_key(cfg: Any, dotted: str) -> tuple[bool, str, list[str]]:
     """Whether ``dotted`` exists in ``cfg``; else the deepest existing prefix and its keys."""
-    node, walked = cfg, []
+    node, walked = (cfg.to_dict() if isinstance(cfg, Config) else cfg), []
     for part in dotted.split('.'):
         if isinstance(node, (dict, ConfigDict)) and part in node:
             node = node[part]

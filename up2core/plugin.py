@@ -34,6 +34,7 @@ import importlib.metadata
 import os
 import threading
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 class PluginLoadError(RuntimeError):
     """A plugin failed to load while ``UP2_STRICT_PLUGINS=1`` was set."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load and was skipped."""
 
 
 class Up2HookSpecs:
@@ -195,13 +200,12 @@ class Up2PluginManager(pluggy.PluginManager):
                    f"{DISABLE_ENV}={info.name}.")
         if strict:
             raise PluginLoadError(message.replace('and was skipped', f'({STRICT_ENV}=1)'))
-        from mmengine.logging import print_log
-
-        print_log(message, logger='current', level=30)  # WARNING
+        warnings.warn(message, PluginWarning, stacklevel=2)
 
     def config_dirs(self) -> list[str]:
-        """Config folders contributed by loaded plugins (hook ``up2_config_dirs``)."""
-        return [d for dirs in self.hook.up2_config_dirs() for d in (dirs or [])]
+        """Config folders contributed by loaded plugins (hook ``up2_config_dirs``), by plugin name."""
+        impls = sorted(self.hook.up2_config_dirs.get_hookimpls(), key=lambda i: i.plugin_name)
+        return [str(d) for impl in impls for d in (impl.function() or [])]
 
 
 _manager: Up2PluginManager | None = None

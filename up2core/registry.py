@@ -225,6 +225,8 @@ def close_matches(registry: Registry, key: str, n: int = 5) -> list[str]:
     candidates = set(all_names(registry))
     root = registry._get_root_registry()
     for child in root.children.values():  # e.g. mmdet::model next to up2core::model
+        if child is registry:
+            continue
         candidates.update(f'{child.scope}.{n}' for n in child.module_dict)
     lowered = {c.lower(): c for c in candidates}
     hits = difflib.get_close_matches(key.lower(), list(lowered), n=n, cutoff=0.6)

@@ -1,0 +1,71 @@
+import pytest
+from mmengine.config import Config
+
+from up2core.config import (ConfigError, apply_cfg_options, find_config, list_configs,
+                            load_config, parse_cfg_options)
+
+
+@pytest.fixture
+def cfg_file(tmp_path):
+    path = tmp_path / 'my_config.py'
+    path.write_text("model = dict(type='X', depth=2, heads=[dict(a=1), dict(a=2)])\n"
+                    "train_cfg = dict(max_iters=10, val_interval=5)\n")
+    return path
+
+
+def test_find_config_accepts_a_path(cfg_file):
+    assert find_config(cfg_file) == cfg_file
+
+
+def test_find_config_accepts_a_plugin_config_name(use_plugin_sets):
+    use_plugin_sets('toy')
+    assert 'toy_regression' in list_configs()
+    assert find_config('toy_regression').name == 'toy_regression.py'
+    assert find_config('toy_regression.py').name == 'toy_regression.py'
+
+
+def test_missing_config_suggests_close_names(use_plugin_sets):
+    use_plugin_sets('toy')
+    with pytest.raises(ConfigError, match="Config 'toy_regresion' not found.*Did you mean "
+                                          "toy_regression"):
+        find_config('toy_regresion')
+    with pytest.raises(ConfigError, match='not found'):
+        find_config('/no/such/dir/config.py')
+
+
+def test_cfg_options_parse_like_mmengine():
+    assert parse_cfg_options(['a=1', 'b.c=[1,2]', 'd=(1,2)', 'e=True', 'f=x']) == {
+        'a': 1, 'b.c': [1, 2], 'd': (1, 2), 'e': True, 'f': 'x'}
+
+
+@pytest.mark.parametrize('bad', ['novalue', '=3', 'a=[1,2', 'a=(1,2]'])
+def test_malformed_cfg_options_are_rejected_with_the_item(bad):
+    with pytest.raises(ConfigError, match='Malformed') as info:
+        parse_cfg_options([bad])
+    assert bad in str(info.value)
+
+
+def test_known_keys_are_merged_including_list_items(cfg_file):
+    cfg = load_config(cfg_file, ['train_cfg.max_iters=3', 'model.heads.1.a=7'])
+    assert cfg.train_cfg.max_iters == 3 and cfg.model.heads[1].a == 7
+
+
+def test_unknown_key_is_an_error_with_a_suggestion(cfg_file):
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg_file, ['train_cfg.max_iter=3'])
+    message = str(info.value)
+    assert "Unknown config key 'train_cfg.max_iter'" in message
+    assert 'Did you mean train_cfg.max_iters' in message and "'+train_cfg.max_iter=...'" in message
+
+
+def test_plus_prefix_adds_a_new_key_on_purpose(cfg_file):
+    cfg = Config.fromfile(str(cfg_file))
+    apply_cfg_options(cfg, {'+model.extra': 5, '+new_top': 'x'})
+    assert cfg.model.extra == 5 and cfg.new_top == 'x'
+
+
+def test_a_config_with_a_syntax_error_names_the_file(tmp_path):
+    bad = tmp_path / 'broken.py'
+    bad.write_text('model = dict(type=\n')
+    with pytest.raises(ConfigError, match='broken.py'):
+        load_config(bad)

@@ -17,16 +17,17 @@ PYTHON=${PYTHON:-python3}
 
 STAMP_INPUT="$TORCH_VERSION|$EXTRAS|$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" "$ROOT/scripts/install_mmcv.sh" | sha256sum)"
 STAMP=$(printf '%s' "$STAMP_INPUT" | sha256sum | cut -c1-16)
-if [ -f "$VENV/.up2-stamp" ] && [ "$(cat "$VENV/.up2-stamp")" = "$STAMP" ]; then
-    echo "[bootstrap] $VENV is up to date"
-    exit 0
-fi
-
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
-"$PY" -m pip install --quiet --upgrade pip
-"$PY" -m pip install --quiet "torch==$TORCH_VERSION" wheel
-"$ROOT/scripts/install_mmcv.sh" "$PY"
-"$PY" -m pip install --quiet -e "$ROOT[$EXTRAS]"
+if [ -f "$VENV/.up2-stamp" ] && [ "$(cat "$VENV/.up2-stamp")" = "$STAMP" ]; then
+    # Dependencies are current; only (re)point the editable install at this checkout, which may
+    # be a new clone (CI keeps the environment between runs, not the clone).
+    "$PY" -m pip install --quiet --no-deps -e "$ROOT"
+else
+    "$PY" -m pip install --quiet --upgrade pip
+    "$PY" -m pip install --quiet "torch==$TORCH_VERSION" wheel
+    "$ROOT/scripts/install_mmcv.sh" "$PY"
+    "$PY" -m pip install --quiet -e "$ROOT[$EXTRAS]"
+    echo "$STAMP" > "$VENV/.up2-stamp"
+fi
 "$PY" -c "import up2core, mmdet, mmcv.ops; print('[bootstrap] up2', up2core.__version__, 'ready in', '$VENV')"
-echo "$STAMP" > "$VENV/.up2-stamp"

@@ -21,7 +21,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SHARED_WHEELS=${UP2_SHARED_WHEELS:-$HERE/../../shared/wheels}
 CACHE_ROOT=${UP2_MMCV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/up2/mmcv-wheels}
 
-if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
+PLAN_ONLY=${UP2_MMCV_PLAN_ONLY:-}
+if [ -z "$PLAN_ONLY" ] && "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
     echo "[install_mmcv] mmcv $MMCV_VERSION with ops already importable"
     exit 0
 fi
@@ -39,6 +40,10 @@ fi
 if [ -z "$WHEEL" ]; then
     WHEEL=$(pick "$CACHE_DIR")
     [ -n "$WHEEL" ] && echo "[install_mmcv] using wheel built earlier for torch $TORCH: $WHEEL"
+fi
+if [ -n "$PLAN_ONLY" ]; then  # say what would be done, do nothing (for tests)
+    echo "[install_mmcv] plan: ${WHEEL:-build from source for torch $TORCH into $CACHE_DIR}"
+    exit 0
 fi
 if [ -z "$WHEEL" ]; then
     echo "[install_mmcv] building mmcv $MMCV_VERSION from source against torch $TORCH (slow: ~18 min on 2 cores)"

@@ -22,6 +22,7 @@ from typing import Any
 
 from mmengine.config import Config, ConfigDict, DictAction
 
+
 class ConfigError(ValueError):
     """A config, or an override of one, cannot be used as given."""
 

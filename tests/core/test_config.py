@@ -1,8 +1,14 @@
 import pytest
 from mmengine.config import Config
 
-from up2core.config import (ConfigError, apply_cfg_options, find_config, list_configs,
-                            load_config, parse_cfg_options)
+from up2core.config import (
+    ConfigError,
+    apply_cfg_options,
+    find_config,
+    list_configs,
+    load_config,
+    parse_cfg_options,
+)
 
 
 @pytest.fixture

@@ -1,7 +1,13 @@
 import pytest
 
 from up2core import list_tasks
-from up2core.plugin import PluginLoadError, PluginWarning, get_plugin_manager, hookimpl, list_plugins
+from up2core.plugin import (
+    PluginLoadError,
+    PluginWarning,
+    get_plugin_manager,
+    hookimpl,
+    list_plugins,
+)
 from up2core.registry import DATASETS, MODELS, TASKS, RegistryConflictError
 
 

@@ -4,10 +4,16 @@ import sys
 import pytest
 from mmengine import registry as mmengine_registry
 
-from up2core import registry
-from up2core.registry import (MODELS, REGISTRIES, TASKS, UnknownNameError, explain_missing,
-                              registry_by_name)
 from tests.conftest import plugin_set
+from up2core import registry
+from up2core.registry import (
+    MODELS,
+    REGISTRIES,
+    TASKS,
+    UnknownNameError,
+    explain_missing,
+    registry_by_name,
+)
 
 
 @pytest.mark.parametrize('short', [k for k in REGISTRIES if k != 'tasks'])

@@ -1,0 +1,28 @@
+"""The example third-party plugin builds from its own folder, installs with pip, and works."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+TEMPLATE = ROOT / 'examples' / 'plugin-template'
+
+
+@pytest.mark.slow
+def test_template_builds_installs_and_passes_its_own_tests(tmp_path):
+    target = tmp_path / 'site'
+    install = subprocess.run(
+        [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-build-isolation',
+         '--target', str(target), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    assert (target / 'up2_example_counting-0.1.0.dist-info' / 'entry_points.txt').is_file()
+    env = {**os.environ, 'PYTHONPATH': str(target)}
+    env.pop('UP2_DISABLE_PLUGINS', None)
+    tests = subprocess.run(
+        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', str(TEMPLATE / 'tests')],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-3000:]
+    assert '2 passed' in tests.stdout

@@ -1,6 +1,7 @@
 """The example third-party plugin builds from its own folder, installs with pip, and works."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,10 +14,13 @@ TEMPLATE = ROOT / 'examples' / 'plugin-template'
 
 @pytest.mark.slow
 def test_template_builds_installs_and_passes_its_own_tests(tmp_path):
+    source = tmp_path / 'source'  # setuptools builds in-tree: keep the checkout clean
+    shutil.copytree(TEMPLATE, source, ignore=shutil.ignore_patterns('build', '*.egg-info',
+                                                                     '__pycache__'))
     target = tmp_path / 'site'
     install = subprocess.run(
         [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-build-isolation',
-         '--target', str(target), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+         '--target', str(target), str(source)], capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr
     assert (target / 'up2_example_counting-0.1.0.dist-info' / 'entry_points.txt').is_file()
     env = {**os.environ, 'PYTHONPATH': str(target)}

@@ -227,7 +227,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from up2core.registry import RegistryConflictError, UnknownNameError
 
     return (UserError, ConfigError, PluginLoadError, RegistryConflictError, UnknownNameError,
-            FileExistsError)
+            FileExistsError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,6 +230,10 @@ def ensure_plugins_loaded() -> None:
         manager = Up2PluginManager()
         _manager = manager  # set first, so lookups made by plugins while loading do not recurse
         try:
+            # The core's own modules register first, so their names are owned by the core even
+            # when a plugin happens to import them.
+            for reg in _registry.REGISTRIES.values():
+                super(_registry.Up2Registry, reg).import_from_location()
             manager.load_entry_points()
         except BaseException:
             _manager = None

@@ -143,7 +143,7 @@ DATASETS = _child('dataset', MMENGINE_DATASETS, ('up2core.data',))
 DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS)
 TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ('up2core.data',))
 # Models
-MODELS = _child('model', MMENGINE_MODELS)
+MODELS = _child('model', MMENGINE_MODELS, ('up2core.models',))
 MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS)
 WEIGHT_INITIALIZERS = _child('weight initializer', MMENGINE_WEIGHT_INITIALIZERS)
 TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS)

@@ -1,0 +1,106 @@
+"""Classification datasets: an annotation list file, or an ImageNet-style folder tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmengine.dataset import BaseDataset
+
+from up2core.data.prepare import prepare_data
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.JPEG')
+
+
+def read_class_names(classes: str | list[str] | tuple[str, ...], root: str | None = None
+                     ) -> list[str]:
+    """Class names from a list, or from a text file with one name per line."""
+    if isinstance(classes, (list, tuple)):
+        return list(classes)
+    path = Path(classes)
+    if not path.is_absolute() and root:
+        path = Path(root) / path
+    if not path.is_file():
+        raise FileNotFoundError(f"class-names file '{path}' not found (one name per line)")
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"class-names file '{path}' is empty")
+    return names
+
+
+class ImageListDataset(BaseDataset):
+    """Images listed in a text file, one ``<relative path> <label index>`` per line.
+
+    The ImageNet ``train.txt``/``val.txt`` convention, and the Shapes ``classification/*.txt``.
+
+    Args:
+        ann_file: the list file (relative to ``data_root``).
+        classes: class names, or a file with one per line (relative to ``data_root``).
+        data_prefix: ``dict(img='')``: folder the listed paths are relative to.
+        prepare: optional ``dict(type='shapes', ...)``: generate the data on first use.
+    """
+
+    def __init__(self, ann_file: str, classes, data_root: str = '', prepare: dict | None = None,
+                 data_prefix: dict | None = None, **kwargs) -> None:
+        if prepare is not None:
+            prepare_data(data_root, prepare)
+        names = read_class_names(classes, data_root)
+        super().__init__(ann_file=ann_file, data_root=data_root,
+                         data_prefix=data_prefix or dict(img=''),
+                         metainfo=dict(classes=tuple(names)), **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        path = Path(self.ann_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"annotation list '{path}' not found")
+        num_classes = len(self.metainfo['classes'])
+        prefix = Path(self.data_prefix.get('img', ''))
+        data = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
+                raise ValueError(f"{path}, line {number}: expected '<image path> <label index>', "
+                                 f"got {line!r}")
+            label = int(parts[1])
+            if not 0 <= label < num_classes:
+                raise ValueError(f'{path}, line {number}: label {label} is outside the '
+                                 f'{num_classes} classes; fix the line or the class names')
+            data.append(dict(img_path=str(prefix / parts[0]), gt_label=label,
+                             img_id=len(data)))
+        if not data:
+            raise ValueError(f"annotation list '{path}' holds no samples")
+        return data
+
+
+class ImageFolderDataset(BaseDataset):
+    """An ImageNet-style tree: ``<data_root>/<data_prefix.img>/<class name>/<image>``.
+
+    Class names are the sorted sub-folder names unless ``classes`` gives them (then folders not
+    named there are an error, listing them).
+    """
+
+    def __init__(self, data_root: str = '', classes=None, data_prefix: dict | None = None,
+                 **kwargs) -> None:
+        self._classes = read_class_names(classes, data_root) if classes is not None else None
+        super().__init__(data_root=data_root, data_prefix=data_prefix or dict(img=''),
+                         **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        root = Path(self.data_prefix.get('img') or self.data_root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder '{root}' not found")
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+        names = self._classes or folders
+        unknown = sorted(set(folders) - set(names))
+        if unknown:
+            raise ValueError(f"{root}: sub-folders {unknown[:5]} are not in the given classes")
+        self._metainfo['classes'] = tuple(names)
+        data = []
+        for label, name in enumerate(names):
+            for image in sorted((root / name).glob('*')):
+                if image.suffix in IMAGE_SUFFIXES:
+                    data.append(dict(img_path=str(image), gt_label=label, img_id=len(data)))
+        if not data:
+            raise ValueError(f"image folder '{root}' holds no images ({IMAGE_SUFFIXES})")
+        return data

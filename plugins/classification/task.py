@@ -1,0 +1,71 @@
+"""Classification: ``x`` = the image, ``Y`` = every class name in a prompt."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from up2_classification.dataset import read_class_names
+from up2core.task import Task
+
+
+class ClassificationTask(Task):
+    """Image classification as likelihood over class names.
+
+    Args:
+        class_names: names, or a file with one per line.
+        prompt: template that a class name is written into (``{}`` marks the name).
+        topk: how many ranked classes a prediction keeps.
+        label_smoothing: of the cross-entropy.
+        loss_weight, likelihood_group: see :class:`~up2core.task.Task`.
+    """
+
+    def __init__(self, class_names, prompt: str = 'a photo of a {}.', topk: int = 5,
+                 label_smoothing: float = 0.0, loss_weight: float = 1.0,
+                 likelihood_group: str | None = None) -> None:
+        super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
+        self.class_names = read_class_names(class_names)
+        if '{}' not in prompt:
+            raise ValueError(f"prompt {prompt!r} has no '{{}}' for the class name")
+        self.prompts = [prompt.format(n.replace('_', ' ')) for n in self.class_names]
+        self.topk = topk
+        self.label_smoothing = label_smoothing
+        self._cached_classes: Tensor | None = None
+
+    def clear_cache(self) -> None:
+        self._cached_classes = None
+
+    def class_features(self, model) -> Tensor:
+        """[num_classes, C]: each prompt through the text encoder and the shared decoder."""
+        if self._cached_classes is not None and not self.training:
+            return self._cached_classes
+        features = model.decode([model.text_segment(self.prompts, target=True)]).spe
+        if not self.training:
+            self._cached_classes = features
+        return features
+
+    def image_features(self, model, inputs: Tensor) -> Tensor:
+        return model.decode([model.image_segment(model.encode_image(inputs))]).spe
+
+    def loss(self, model, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
+        labels = torch.as_tensor([int(s.gt_label) for s in data_samples], device=inputs.device)
+        x = self.image_features(model, inputs)
+        y = self.class_features(model)
+        loss = model.likelihood.loss(x, y, labels, self.likelihood_group, self.loss_weight,
+                                     self.label_smoothing)
+        with torch.no_grad():
+            accuracy = (model.likelihood.logits(x, y, self.likelihood_group).argmax(-1)
+                        == labels).float().mean() * 100
+        return {'loss_cls': loss, 'acc_cls': accuracy}
+
+    def predict(self, model, inputs: Tensor, data_samples: list) -> list:
+        x = self.image_features(model, inputs)
+        scores, labels = model.likelihood.predict(x, self.class_features(model),
+                                                  self.likelihood_group, self.topk)
+        for sample, s, lab in zip(data_samples, scores.cpu(), labels.cpu()):
+            sample.pred_topk_labels = lab
+            sample.pred_topk_scores = s
+            sample.pred_label = int(lab[0])
+            sample.pred_class = self.class_names[int(lab[0])]
+            sample.pred_topk_classes = [self.class_names[int(i)] for i in lab]
+        return data_samples

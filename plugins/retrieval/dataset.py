@@ -1,0 +1,97 @@
+"""Image-caption datasets: COCO captions json, Karpathy-split json (COCO / Flickr30k), Shapes."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from mmcv.transforms import BaseTransform
+from mmengine.dataset import BaseDataset
+
+from up2core.data.prepare import prepare_data
+
+
+class CaptionDataset(BaseDataset):
+    """One sample per image with all its captions (``texts``).
+
+    Reads either format, detected from the file:
+
+    * COCO captions (``captions_train2017.json``, Shapes ``annotations/captions_*.json``):
+      ``images`` + ``annotations`` with ``image_id`` and ``caption``;
+    * Karpathy splits (``dataset_coco.json``, ``dataset_flickr30k.json``): ``images`` with
+      ``filename``, optional ``filepath``, ``split`` and ``sentences[].raw``; ``split`` selects
+      ('train' also takes 'restval', as is customary).
+
+    Args:
+        ann_file: the json (relative to ``data_root``).
+        split: Karpathy split to read ('train', 'val', 'test'); ignored for COCO captions.
+        data_prefix: ``dict(img=...)``: folder the image file names are relative to.
+        prepare: optional ``dict(type='shapes', ...)``: generate the data on first use.
+    """
+
+    def __init__(self, ann_file: str, data_root: str = '', split: str | None = None,
+                 prepare: dict | None = None, data_prefix: dict | None = None,
+                 **kwargs) -> None:
+        if prepare is not None:
+            prepare_data(data_root, prepare)
+        self.split = split
+        super().__init__(ann_file=ann_file, data_root=data_root,
+                         data_prefix=data_prefix or dict(img=''), **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        path = Path(self.ann_file)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"caption file '{path}' cannot be read as json: {exc}") from exc
+        if not isinstance(data, dict) or 'images' not in data:
+            raise ValueError(f"{path}: expected a json object with 'images' (COCO captions or "
+                             f"Karpathy format)")
+        prefix = Path(self.data_prefix.get('img', ''))
+        records = self._karpathy(data, path) if 'annotations' not in data \
+            else self._coco(data, path)
+        samples = []
+        for file_name, img_id, texts in records:
+            if not texts:
+                continue
+            samples.append(dict(img_path=str(prefix / file_name), img_id=img_id,
+                                texts=list(texts)))
+        if not samples:
+            raise ValueError(f'{path}: no image with captions'
+                             + (f" in split '{self.split}'" if self.split else ''))
+        return samples
+
+    @staticmethod
+    def _coco(data: dict, path: Path):
+        captions: dict = {image['id']: [] for image in data['images']}
+        for index, ann in enumerate(data['annotations']):
+            if ann.get('image_id') not in captions or not isinstance(ann.get('caption'), str):
+                raise ValueError(f"{path}: annotation #{index} (id {ann.get('id')}) needs an "
+                                 f"'image_id' listed in 'images' and a 'caption' string")
+            captions[ann['image_id']].append(ann['caption'].strip())
+        return [(image['file_name'], image['id'], captions[image['id']])
+                for image in data['images']]
+
+    def _karpathy(self, data: dict, path: Path):
+        wanted = {self.split, 'restval'} if self.split == 'train' else {self.split}
+        records = []
+        for index, image in enumerate(data['images']):
+            if self.split is not None and image.get('split') not in wanted:
+                continue
+            try:
+                file_name = str(Path(image.get('filepath', '')) / image['filename'])
+                texts = [s['raw'].strip() for s in image['sentences']]
+            except (KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: image #{index} lacks 'filename' or "
+                                 f"'sentences[].raw' ({exc})") from exc
+            records.append((file_name, image.get('imgid', image.get('cocoid', index)), texts))
+        return records
+
+
+class SampleCaption(BaseTransform):
+    """Keep one caption, drawn at random, of an image's ``texts`` (for training)."""
+
+    def transform(self, results: dict) -> dict:
+        results['texts'] = [random.choice(results['texts'])]
+        return results

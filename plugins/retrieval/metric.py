@@ -1,0 +1,69 @@
+"""Recall@K for image-to-text and text-to-image retrieval, over the whole split."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from mmengine.evaluator import BaseMetric
+from torch import Tensor
+
+
+def retrieval_ranks(images: Tensor, texts: Tensor, text_to_image: Tensor,
+                    chunk_size: int = 1000) -> tuple[Tensor, Tensor]:
+    """Rank (0 = best) of the first correct item, for every image and every text.
+
+    Args:
+        images: [I, C] image features; texts: [T, C] text features (L2-normalised here).
+        text_to_image: [T] index of each text's image.
+        chunk_size: rows of the similarity matrix held at once, so that memory stays
+            O(chunk_size * max(I, T)) (5,000 images x 25,000 captions fit easily).
+
+    Returns:
+        (i2t [I]: rank of the best-ranked caption of each image,
+         t2i [T]: rank of each caption's image).
+    """
+    images, texts = F.normalize(images.float(), dim=-1), F.normalize(texts.float(), dim=-1)
+    i2t = torch.empty(len(images), dtype=torch.long)
+    for start in range(0, len(images), chunk_size):
+        sims = images[start:start + chunk_size] @ texts.t()  # [c, T]
+        rows = torch.arange(start, start + len(sims))
+        own = text_to_image[None, :] == rows[:, None]  # [c, T] which texts belong to each image
+        best_own = sims.masked_fill(~own, float('-inf')).max(dim=1).values
+        i2t[start:start + len(sims)] = (sims > best_own[:, None]).sum(dim=1)
+    t2i = torch.empty(len(texts), dtype=torch.long)
+    for start in range(0, len(texts), chunk_size):
+        sims = texts[start:start + chunk_size] @ images.t()  # [c, I]
+        own = sims.gather(1, text_to_image[start:start + len(sims), None])
+        t2i[start:start + len(sims)] = (sims > own).sum(dim=1)
+    return i2t, t2i
+
+
+class RetrievalRecall(BaseMetric):
+    """R@K both ways.  Expects samples with ``image_feature`` [C] and ``text_features`` [n, C].
+
+    Keys: ``i2t_R@K``, ``t2i_R@K`` (percent) and ``rsum`` (their sum).
+    """
+
+    default_prefix = ''
+
+    def __init__(self, ks: tuple[int, ...] = (1, 5, 10), chunk_size: int = 1000,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ks, self.chunk_size = tuple(ks), chunk_size
+
+    def process(self, data_batch, data_samples) -> None:
+        for sample in data_samples:
+            self.results.append((sample['image_feature'].cpu(), sample['text_features'].cpu()))
+
+    def compute_metrics(self, results) -> dict[str, float]:
+        images = torch.stack([image for image, _ in results])
+        texts = torch.cat([t for _, t in results])
+        owner = torch.cat([torch.full((len(t),), i) for i, (_, t) in enumerate(results)])
+        i2t, t2i = retrieval_ranks(images, texts, owner, self.chunk_size)
+        metrics = {}
+        for k in self.ks:
+            metrics[f'i2t_R@{k}'] = 100.0 * (i2t < k).float().mean().item()
+        for k in self.ks:
+            metrics[f't2i_R@{k}'] = 100.0 * (t2i < k).float().mean().item()
+        metrics['rsum'] = sum(metrics.values())
+        return metrics

@@ -1,0 +1,219 @@
+"""Multi-task loops for MMEngine's Runner: unmixed task sampling, and validation over every task.
+
+``train_dataloader``, ``val_dataloader`` and ``test_dataloader`` of a UP2 config are dicts keyed by
+task name (each value an ordinary MMEngine dataloader config); ``val_evaluator`` and
+``test_evaluator`` likewise.  The loops here build one dataloader (and evaluator) per task.
+
+:class:`UnmixedTrainLoop` draws ONE task per iteration, with probabilities ``s_k`` from
+``sampling_weights``, from a generator seeded with (seed, iteration): every rank draws the same
+task without communicating, and a resumed run continues the very same sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+from mmengine.logging import print_log
+from mmengine.runner import BaseLoop
+from torch.utils.data import DataLoader
+
+from up2core.registry import LOOPS
+
+
+class _TaskLoaders:
+    """What ``runner.train_dataloader`` / ``val_dataloader`` is for multi-task loops.
+
+    MMEngine's hooks read ``.dataset.metainfo`` (checkpoint meta, visualiser) and ``len()`` (log
+    lines); here they see every task's metainfo, and the length of the loader in use.
+    """
+
+    class _Dataset:
+        def __init__(self, loaders: dict[str, DataLoader]) -> None:
+            self.metainfo = {name: getattr(dl.dataset, 'metainfo', None)
+                             for name, dl in loaders.items()}
+
+    def __init__(self, loaders: dict[str, DataLoader]) -> None:
+        self.loaders = loaders
+        self.dataset = self._Dataset(loaders)
+        self.current = next(iter(loaders))
+
+    def __len__(self) -> int:
+        return len(self.loaders[self.current])
+
+    def __getitem__(self, task: str) -> DataLoader:
+        return self.loaders[task]
+
+
+def _build_loaders(runner, dataloaders: dict) -> dict[str, DataLoader]:
+    if not isinstance(dataloaders, dict) or not dataloaders:
+        raise TypeError('a multi-task loop needs dataloaders as dict(task_name=dataloader_cfg)')
+    built = {}
+    for name, cfg in dataloaders.items():
+        if isinstance(cfg, DataLoader):
+            built[name] = cfg
+            continue
+        diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
+        built[name] = runner.build_dataloader(cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+    return built
+
+
+def _infinite(loader: DataLoader) -> Iterator:
+    epoch = 0
+    while True:
+        sampler = getattr(loader, 'sampler', None)
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+@LOOPS.register_module()
+class UnmixedTrainLoop(BaseLoop):
+    """Iteration-based training that draws one task per iteration (unmixed sampling).
+
+    Args:
+        runner: the Runner.
+        dataloader: ``dict(task=dataloader_cfg, ...)`` (the config's ``train_dataloader``).
+        max_iters: iterations to train.
+        sampling_weights: ``dict(task=weight)``, normalised to the sampling ratios ``s_k``;
+            default: equal.
+        val_begin, val_interval: validate every ``val_interval`` iterations from ``val_begin``.
+    """
+
+    def __init__(self, runner, dataloader: dict, max_iters: int,
+                 sampling_weights: dict[str, float] | None = None, val_begin: int = 1,
+                 val_interval: int = 1000) -> None:
+        self._runner = runner
+        loaders = _build_loaders(runner, dataloader)
+        self.dataloader = _TaskLoaders(loaders)
+        self.tasks = list(loaders)
+        weights = sampling_weights or {name: 1.0 for name in self.tasks}
+        unknown = set(weights) - set(self.tasks)
+        missing = set(self.tasks) - set(weights)
+        if unknown or missing:
+            raise ValueError(f'sampling_weights must name exactly the tasks of '
+                             f'train_dataloader {self.tasks}; unknown {sorted(unknown)}, '
+                             f'missing {sorted(missing)}')
+        total = float(sum(weights[name] for name in self.tasks))
+        if total <= 0 or any(weights[name] < 0 for name in self.tasks):
+            raise ValueError(f'sampling_weights must be >= 0 and not all 0, got {weights}')
+        self.sampling_ratios = {name: weights[name] / total for name in self.tasks}
+        self._max_iters = int(max_iters)
+        self._max_epochs = 1
+        self._epoch = 0
+        self._iter = 0
+        self.val_begin, self.val_interval = val_begin, val_interval
+        self.stop_training = False
+        self._iterators = {name: _infinite(dl) for name, dl in loaders.items()}
+
+    @property
+    def max_epochs(self) -> int:
+        return self._max_epochs
+
+    @property
+    def max_iters(self) -> int:
+        return self._max_iters
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def iter(self) -> int:
+        return self._iter
+
+    def task_at(self, iteration: int) -> str:
+        """The task drawn at ``iteration``: a function of (seed, iteration) only."""
+        rng = np.random.default_rng([self.runner.seed or 0, iteration])
+        probs = np.array([self.sampling_ratios[name] for name in self.tasks])
+        return self.tasks[int(rng.choice(len(self.tasks), p=probs))]
+
+    def run(self):
+        self.runner.call_hook('before_train')
+        self.runner.call_hook('before_train_epoch')
+        if self._iter > 0:
+            print_log(f'Resuming at iteration {self._iter}: replaying the task sequence and '
+                      f'advancing each task\'s dataloader past the batches already trained',
+                      logger='current', level=logging.WARNING)
+            for past in range(self._iter):
+                next(self._iterators[self.task_at(past)])
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            task = self.task_at(self._iter)
+            self.dataloader.current = task
+            self.runner.message_hub.update_info('task', task)
+            self.runner.message_hub.update_info('task_sampling_ratio', self.sampling_ratios[task])
+            self.run_iter(next(self._iterators[task]))
+            if (self.runner.val_loop is not None and self._iter >= self.val_begin
+                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+                self.runner.val_loop.run()
+        self.runner.call_hook('after_train_epoch')
+        self.runner.call_hook('after_train')
+        return self.runner.model
+
+    def run_iter(self, data_batch) -> None:
+        self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
+        outputs = self.runner.model.train_step(data_batch, optim_wrapper=self.runner.optim_wrapper)
+        self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
+                              outputs=outputs)
+        self._iter += 1
+
+
+class _MultiTaskEvalLoop(BaseLoop):
+    """Runs every task's dataloader through its own evaluator; keys become ``task/metric``."""
+
+    stage = 'val'
+
+    def __init__(self, runner, dataloader: dict, evaluator: dict) -> None:
+        self._runner = runner
+        loaders = _build_loaders(runner, dataloader)
+        if not isinstance(evaluator, dict) or set(evaluator) != set(loaders):
+            raise ValueError(f'{self.stage}_evaluator must be dict(task=evaluator_cfg) with the '
+                             f'same tasks as {self.stage}_dataloader {list(loaders)}; got '
+                             f'{list(evaluator) if isinstance(evaluator, dict) else evaluator}')
+        self.dataloader = _TaskLoaders(loaders)
+        self.evaluators = {name: runner.build_evaluator(evaluator[name]) for name in loaders}
+        for name, ev in self.evaluators.items():
+            meta = getattr(loaders[name].dataset, 'metainfo', None)
+            if meta is not None:
+                ev.dataset_meta = meta
+
+    def run(self) -> dict:
+        stage = self.stage
+        self.runner.call_hook(f'before_{stage}')
+        self.runner.call_hook(f'before_{stage}_epoch')
+        self.runner.model.eval()
+        metrics: dict = {}
+        for name, loader in self.dataloader.loaders.items():
+            self.dataloader.current = name
+            evaluator = self.evaluators[name]
+            for idx, data_batch in enumerate(loader):
+                self.runner.call_hook(f'before_{stage}_iter', batch_idx=idx,
+                                      data_batch=data_batch)
+                step = self.runner.model.val_step if stage == 'val' else \
+                    self.runner.model.test_step
+                outputs = step(data_batch)
+                evaluator.process(data_samples=outputs, data_batch=data_batch)
+                self.runner.call_hook(f'after_{stage}_iter', batch_idx=idx,
+                                      data_batch=data_batch, outputs=outputs)
+            task_metrics = evaluator.evaluate(len(loader.dataset))
+            metrics.update({f'{name}/{key}': value for key, value in task_metrics.items()})
+        self.runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{stage}')
+        return metrics
+
+
+@LOOPS.register_module()
+class MultiTaskValLoop(_MultiTaskEvalLoop):
+    """Validation over every task (config: ``val_cfg = dict(type='MultiTaskValLoop')``)."""
+
+    stage = 'val'
+
+
+@LOOPS.register_module()
+class MultiTaskTestLoop(_MultiTaskEvalLoop):
+    """Testing over every task (config: ``test_cfg = dict(type='MultiTaskTestLoop')``)."""
+
+    stage = 'test'

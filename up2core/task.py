@@ -1,0 +1,73 @@
+"""The contract between the core and a task plugin.
+
+A :class:`Task` is the *policy* of one task over the core's *primitives*.  The generalist model
+(:class:`~up2core.models.generalist.UP2Generalist`) owns the encoders, the shared decoder and the
+likelihood, and hands itself to the task of each batch:
+
+* ``model.encode_image(images) -> ImageTokens`` (global tokens, then proposal tokens);
+* ``model.encode_text(texts) -> (tokens, valid)``;
+* ``model.decode(segments) -> DecoderOutput`` (``.spe`` represents the sequence);
+* ``model.likelihood`` — ``logits / loss / predict`` over candidates (``argmax_y P(x, y)``);
+* helpers ``model.image_segment`` / ``model.text_segment`` build decoder segments.
+
+A task decides what ``x`` and the candidate set ``Y`` are, which loss terms it adds, and how
+likelihoods become predictions.  Tasks are ``nn.Module`` s so that task-specific parameters (a
+detection head, say) train with the model; most tasks have none.
+
+Tasks are registered in :data:`up2core.registry.TASKS` by plugins, and built by the generalist
+model from its ``tasks=dict(name=dict(type=...))`` config.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any
+
+from mmengine.model import BaseModule
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from up2core.models.generalist import UP2Generalist
+
+
+class Task(BaseModule):
+    """Base class of every task.
+
+    Args:
+        loss_weight: ``w_k`` of the unified loss (multiplies this task's loss terms).
+        likelihood_group: the task group whose learned temperature the task uses (defaults to the
+            task's name; tasks with alike candidates may share one).
+    """
+
+    def __init__(self, loss_weight: float = 1.0, likelihood_group: str | None = None,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        self.loss_weight = loss_weight
+        self.name = ''  # set by the model to the key the task is configured under
+        self._likelihood_group = likelihood_group
+
+    @property
+    def likelihood_group(self) -> str:
+        return self._likelihood_group or self.name
+
+    @abstractmethod
+    def loss(self, model: UP2Generalist, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
+        """Loss terms of a batch (keys containing 'loss' are summed by MMEngine)."""
+
+    @abstractmethod
+    def predict(self, model: UP2Generalist, inputs: Tensor, data_samples: list) -> list:
+        """Fill the data samples with predictions (``pred_*`` fields) and return them."""
+
+    def infer(self, model: UP2Generalist, inputs: Tensor, data_samples: list, **kwargs: Any
+              ) -> list:
+        """Prediction for the inference API; by default :meth:`predict`.  Tasks override it to
+        accept inputs that only inference has (e.g. candidate texts to rank)."""
+        return self.predict(model, inputs, data_samples)
+
+    def train(self, mode: bool = True):
+        """Switching modes drops caches of candidate embeddings (they change while training)."""
+        self.clear_cache()
+        return super().train(mode)
+
+    def clear_cache(self) -> None:
+        """Forget cached candidate representations; tasks that cache override this."""

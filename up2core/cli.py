@@ -92,6 +92,22 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    from up2core.apis import inference, init_model
+
+    model = init_model(args.config, args.checkpoint, device=args.device,
+                       cfg_options=args.cfg_options)
+    result = inference(model, args.image, task=args.task, texts=args.texts)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.image}  [{result['task']}]")
+    names = result.get('classes') or result.get('texts') or []
+    for rank, (name, score) in enumerate(zip(names, result.get('scores', [])), start=1):
+        print(f'  {rank:>2}. {score:6.3f}  {name}')
+    return 0
+
+
 # --------------------------------------------------------------------------- discovery
 
 
@@ -197,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('checkpoint', help='checkpoint file (.pth)')
     p.add_argument('--out-metrics', metavar='PATH', help='write the metrics as flat JSON')
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser('infer', help='predict one image with a trained model')
+    p.add_argument('config', help='config file, or the name of a packaged config')
+    p.add_argument('checkpoint', help='checkpoint file (.pth)')
+    p.add_argument('image', help='image file')
+    p.add_argument('--task', help='which task to run (needed when the model does several)')
+    p.add_argument('--texts', nargs='+', help='candidate texts to rank (retrieval)')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
+    p.add_argument('--json', action='store_true', help='print the result as JSON')
+    p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser('plugins', help='list task plugins, their hooks and registered names')
     p.add_argument('--json', action='store_true')

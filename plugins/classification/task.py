@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-
 from up2_classification.dataset import read_class_names
+
 from up2core.task import Task
 
 

@@ -65,7 +65,10 @@ class AttributeRouter(nn.Module):
         Each row has ``top_k`` non-zero entries that sum to one.
         """
         with torch.autocast(device_type=attributes.device.type, enabled=False):
-            hidden = self.norm(self.embed(attributes.float()))
+            hidden = F.linear(attributes.float(), self.embed.weight.float(),
+                              self.embed.bias.float())
+            hidden = F.layer_norm(hidden, self.norm.normalized_shape, self.norm.weight.float(),
+                                  self.norm.bias.float(), self.norm.eps)
             logits = F.linear(hidden, self.logits.weight.float())
             if self.training and self.noise:
                 logits = logits + torch.randn_like(logits) / self.num_experts

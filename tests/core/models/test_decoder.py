@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from up2core.models.decoder import Segment, UnifiedDecoder, build_attention_mask
+
+
+def _decoder(**kwargs):
+    torch.manual_seed(0)
+    return UnifiedDecoder(embed_dims=32, num_heads=4, ffn_dims=64, depth=2, dropout=0.0,
+                          **kwargs).eval()
+
+
+def test_shapes_and_spe_output():
+    dec = _decoder(input_dims=dict(text=48))
+    out = dec([Segment(torch.randn(2, 5, 32), modality='image'),
+               Segment(torch.randn(2, 7, 48), modality='text', source='text')])
+    assert out.spe.shape == (2, 32) and [s.shape for s in out.segments] == [(2, 5, 32),
+                                                                           (2, 7, 32)]
+    assert out.hidden.shape == (2, 13, 32)
+
+
+def test_mask_rules():
+    segs = [Segment(torch.zeros(1, 2, 4)), Segment(torch.zeros(1, 3, 4), modality='text',
+                                                   causal=True)]
+    mask = build_attention_mask(segs, 1, 'cpu')[0]
+    # <SPE> and the image see each other but not the causal text
+    assert mask[:3, :3].all() and not mask[:3, 3:].any()
+    # causal text: sees all earlier segments, and itself only up to its own position
+    assert mask[3:, :3].all()
+    assert torch.equal(mask[3:, 3:], torch.tril(torch.ones(3, 3, dtype=torch.bool)))
+
+
+def test_a_causal_position_cannot_see_the_future():
+    dec = _decoder()
+    image = torch.randn(1, 4, 32)
+    text = torch.randn(1, 6, 32)
+    base = dec([Segment(image), Segment(text, modality='text', causal=True)]).segments[1]
+    changed = text.clone()
+    changed[:, 4:] = torch.randn(1, 2, 32)  # alter the last two tokens
+    after = dec([Segment(image), Segment(changed, modality='text', causal=True)]).segments[1]
+    torch.testing.assert_close(after[:, :4], base[:, :4])  # the past does not change
+    assert not torch.allclose(after[:, 4:], base[:, 4:])
+
+
+def test_bidirectional_positions_do_see_every_token():
+    dec = _decoder()
+    text = torch.randn(1, 6, 32)
+    base = dec([Segment(text, modality='text')]).segments[0]
+    changed = text.clone()
+    changed[:, 5] = torch.randn(32)
+    after = dec([Segment(changed, modality='text')]).segments[0]
+    assert not torch.allclose(after[:, 0], base[:, 0])
+
+
+def test_padding_is_invisible():
+    dec = _decoder()
+    tokens = torch.randn(1, 6, 32)
+    valid = torch.tensor([[True] * 4 + [False] * 2])
+    a = dec([Segment(tokens, valid, modality='text')]).spe
+    tokens[:, 4:] = 100 * torch.randn(1, 2, 32)
+    b = dec([Segment(tokens, valid, modality='text')]).spe
+    torch.testing.assert_close(a, b)
+
+
+def test_moe_layers_and_width_errors():
+    dec = _decoder(moe=dict(num_experts=4, top_k=2, layers='every_other', attention=True))
+    assert dec.layers[0].fc1.num_experts == 1 and dec.layers[1].fc1.num_experts == 4
+    assert dec.layers[1].qkv.num_experts == 4
+    out = dec([Segment(torch.randn(2, 3, 32)), Segment(torch.randn(2, 2, 32), modality='text',
+                                                       target=True)])
+    assert torch.isfinite(out.hidden).all()
+    with pytest.raises(ValueError, match='width 7'):
+        dec([Segment(torch.randn(1, 2, 7))])
+    with pytest.raises(KeyError, match="no input projection 'text'"):
+        dec([Segment(torch.randn(1, 2, 7), source='text')])

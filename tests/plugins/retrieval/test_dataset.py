@@ -1,0 +1,35 @@
+import json
+
+import pytest
+from up2_retrieval.dataset import CaptionDataset
+
+
+def test_coco_captions_from_shapes(tmp_path):
+    dataset = CaptionDataset(ann_file='annotations/captions_val.json', data_root=str(tmp_path),
+                             data_prefix=dict(img='images/val'),
+                             prepare=dict(type='shapes', num_train=2, num_val=5, image_size=64))
+    assert len(dataset) == 5
+    info = dataset.get_data_info(0)
+    assert len(info['texts']) == 4 and info['img_path'].endswith('images/val/000000.png')
+
+
+def test_karpathy_split_selection(tmp_path):
+    images = [dict(filename=f'{i}.jpg', filepath='val2014', imgid=i,
+                   split=['train', 'restval', 'val', 'test'][i % 4],
+                   sentences=[dict(raw=f'caption {i} {j}') for j in range(5)]) for i in range(8)]
+    (tmp_path / 'dataset_coco.json').write_text(json.dumps(dict(images=images)))
+    train = CaptionDataset(ann_file='dataset_coco.json', data_root=str(tmp_path), split='train')
+    test = CaptionDataset(ann_file='dataset_coco.json', data_root=str(tmp_path), split='test')
+    assert len(train) == 4 and len(test) == 2  # train includes restval
+    assert test.get_data_info(0)['img_path'].endswith('val2014/3.jpg')
+
+
+def test_malformed_annotation_names_the_record(tmp_path):
+    data = dict(images=[dict(id=1, file_name='a.png')],
+                annotations=[dict(id=7, image_id=2, caption='x')])
+    (tmp_path / 'caps.json').write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r'caps.json: annotation #0 \(id 7\)'):
+        CaptionDataset(ann_file='caps.json', data_root=str(tmp_path))
+    (tmp_path / 'caps.json').write_text('{not json')
+    with pytest.raises(ValueError, match='cannot be read as json'):
+        CaptionDataset(ann_file='caps.json', data_root=str(tmp_path))

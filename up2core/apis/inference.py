@@ -1,0 +1,100 @@
+"""Inference on single images: any task's prediction from one trained generalist.
+
+Examples:
+    >>> from up2core.apis import init_model, inference
+    >>> model = init_model('up2_tiny_shapes', 'work_dirs/up2_tiny_shapes/iter_600.pth')
+    >>> inference(model, 'photo.png', task='classification')          # doctest: +SKIP
+    {'task': 'classification', 'classes': ['circle', ...], 'scores': [0.93, ...], ...}
+    >>> inference(model, 'photo.png', task='retrieval', texts=['a red circle', 'a blue star'])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmcv.transforms import Compose
+from mmengine.dataset import pseudo_collate
+from mmengine.runner import load_checkpoint
+
+from up2core.config import load_config
+from up2core.engine.checkpoint import allow_mmengine_checkpoints
+from up2core.registry import MODELS
+
+
+def init_model(config, checkpoint: str | None = None, device: str = 'cpu',
+               cfg_options: list[str] | dict | None = None):
+    """Build the generalist of ``config`` (path or packaged name) and load ``checkpoint``."""
+    cfg = load_config(config, cfg_options)
+    cfg.setdefault('default_scope', 'up2core')
+    from mmengine.registry import init_default_scope
+
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint '{checkpoint}' not found")
+        allow_mmengine_checkpoints()
+        load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+def _test_pipeline(model, task: str) -> list[dict]:
+    cfg = model.cfg
+    for key in ('test_dataloader', 'val_dataloader'):
+        loaders = cfg.get(key) or {}
+        if task in loaders:
+            return list(loaders[task]['dataset']['pipeline'])
+    raise KeyError(f"the config has no test or val dataloader for task '{task}', so its "
+                   f"pipeline is unknown")
+
+
+def inference(model, image: str | np.ndarray, task: str | None = None,
+              texts: list[str] | None = None, **kwargs: Any) -> dict:
+    """Predict ``task`` for one image (a path, or an HxWx3 BGR uint8 array).
+
+    Returns a plain dict: for classification ``classes``/``labels``/``scores`` (best first);
+    for retrieval with ``texts``, the texts ranked with their probabilities.
+    """
+    if task is None:
+        if len(model.tasks) != 1:
+            raise ValueError(f'the model does several tasks {list(model.tasks)}: name one')
+        task = next(iter(model.tasks))
+    if task not in model.tasks:
+        raise KeyError(f"task '{task}' is not in this model; it has {list(model.tasks)}")
+    pipeline = _test_pipeline(model, task)
+    if isinstance(image, np.ndarray):
+        pipeline = [t for t in pipeline if t['type'] != 'LoadImageFromFile']
+        data = dict(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2])
+    else:
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"image '{image}' not found")
+        data = dict(img_path=str(image))
+    try:
+        sample = Compose(pipeline)(data)
+    except Exception as exc:  # a corrupt image surfaces here as various errors
+        raise ValueError(f"could not read or transform image '{image}': {exc}") from exc
+    batch = model.data_preprocessor(pseudo_collate([sample]), False)
+    with torch.no_grad():
+        (result,) = model.tasks[task].infer(model, batch['inputs'], batch['data_samples'],
+                                            texts=texts, **kwargs)
+    return _to_dict(task, result)
+
+
+def _to_dict(task: str, sample) -> dict:
+    out: dict[str, Any] = {'task': task}
+    if 'pred_topk_labels' in sample:
+        out['labels'] = [int(i) for i in sample.pred_topk_labels]
+        out['scores'] = [float(s) for s in sample.pred_topk_scores]
+        out['classes'] = list(sample.pred_topk_classes)
+    if 'pred_text_scores' in sample:
+        order = sample.pred_text_ranking.tolist()
+        out['texts'] = [sample.texts[i] for i in order]
+        out['scores'] = [float(sample.pred_text_scores[i]) for i in order]
+    for key in ('pred_boxes', 'pred_caption'):
+        if key in sample:
+            out[key[5:]] = sample.get(key)
+    return out

@@ -12,8 +12,12 @@ env:
 	bash scripts/bootstrap.sh $(VENV)
 
 demo: env
-	$(VENV)/bin/up2 data shapes --out $(SHAPES)
-	$(VENV)/bin/up2 plugins
+	$(VENV)/bin/up2 train up2_tiny_shapes --work-dir work_dirs/up2_tiny_shapes
+	$(VENV)/bin/up2 infer up2_tiny_shapes "$$(cat work_dirs/up2_tiny_shapes/last_checkpoint)" \
+		$(SHAPES)/images/val/000000.png --task classification
+	$(VENV)/bin/up2 infer up2_tiny_shapes "$$(cat work_dirs/up2_tiny_shapes/last_checkpoint)" \
+		$(SHAPES)/images/val/000000.png --task retrieval \
+		--texts "a large red circle" "two small blue squares" "one green star in the centre"
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)

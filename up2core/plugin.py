@@ -236,8 +236,15 @@ def ensure_plugins_loaded() -> None:
                 super(_registry.Up2Registry, reg).import_from_location()
             manager.load_entry_points()
         except BaseException:
+            _forget(manager)  # leave no half-loaded set behind: the next lookup starts clean
             _manager = None
             raise
+
+
+def _forget(manager: Up2PluginManager) -> None:
+    for info in manager.infos.values():
+        for kind, names in info.registered.items():
+            _registry.REGISTRIES[kind].forget(names)
 
 
 def load_plugins(force: bool = False) -> Up2PluginManager:
@@ -245,9 +252,7 @@ def load_plugins(force: bool = False) -> Up2PluginManager:
     global _manager
     if force and _manager is not None:
         with _lock:
-            for info in _manager.infos.values():
-                for kind, names in info.registered.items():
-                    _registry.REGISTRIES[kind].forget(names)
+            _forget(_manager)
             _manager = None
     return get_plugin_manager()
 

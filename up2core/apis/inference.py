@@ -21,6 +21,7 @@ from mmengine.runner import load_checkpoint
 
 from up2core.config import load_config
 from up2core.engine.checkpoint import allow_mmengine_checkpoints
+from up2core.errors import DataError
 from up2core.registry import MODELS
 
 
@@ -76,7 +77,8 @@ def inference(model, image: str | np.ndarray, task: str | None = None,
     try:
         sample = Compose(pipeline)(data)
     except Exception as exc:  # a corrupt image surfaces here as various errors
-        raise ValueError(f"could not read or transform image '{image}': {exc}") from exc
+        raise DataError(f"could not read image '{image}' ({type(exc).__name__}: {exc}); is it a "
+                        f"valid image file?") from exc
     batch = model.data_preprocessor(pseudo_collate([sample]), False)
     with torch.no_grad():
         (result,) = model.tasks[task].infer(model, batch['inputs'], batch['data_samples'],

@@ -8,6 +8,8 @@ Inputs are expected scaled to [-1, 1] (mean 127.5, std 127.5), as the weights we
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 from mmengine.model import BaseModule
@@ -48,7 +50,8 @@ class EfficientNetLite0(BaseModule):
         if pretrained is not None:
             if not os.path.isfile(pretrained):
                 raise FileNotFoundError(f"EfficientNetLite0 weights '{pretrained}' not found")
-            net = EfficientNet.from_pretrained('efficientnet-lite0', weights_path=pretrained)
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints on success
+                net = EfficientNet.from_pretrained('efficientnet-lite0', weights_path=pretrained)
         else:
             net = EfficientNet.from_name('efficientnet-lite0')
         bad = [s for s in out_strides if s not in STAGE_ENDS]

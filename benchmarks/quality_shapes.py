@@ -68,13 +68,14 @@ def main() -> None:
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra overrides for every run')
     args = parser.parse_args()
-    rows = []
+    out = Path(args.out)
+    # Runs already in the file stay unless measured again (runs can be done a few at a time).
+    rows = {row['run']: row for row in json.loads(out.read_text())} if out.is_file() else {}
     for name in args.runs:
         row = run(name, Path(args.work_root), args.cfg_options)
-        rows.append(row)
-        out = Path(args.out)  # saved after each run: a long session may end early
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(rows, indent=2) + '\n')
+        rows[name] = row
+        out.parent.mkdir(parents=True, exist_ok=True)  # saved after each run
+        out.write_text(json.dumps([rows[n] for n in RUNS if n in rows], indent=2) + '\n')
         shown = {k: round(v, 2) for k, v in row['metrics'].items() if k != 'iter'}
         print(f"{name}: {row['wall_s']:.0f} s, iter {row['metrics']['iter']}, {shown}"
               + (f"  target {row['target']}" if 'target' in row else ''), flush=True)

@@ -55,3 +55,19 @@ def test_two_processes_agree_and_share_negatives(tmp_path):
     assert rank0['params'] == rank1['params']
     retrieval = [r for r in rank0['records'] if r['task'] == 'retrieval']
     assert retrieval and all(r['candidates'] == 8 for r in retrieval)  # 2 ranks x batch 4
+
+
+@pytest.mark.slow
+def test_mixed_mode_steps_on_every_task_each_iteration(tmp_path):
+    work = tmp_path / 'mixed'
+    _ok(run_up2('train', str(CONFIG), '--work-dir', str(work), '--cfg-options',
+                'train_cfg.max_iters=2', '+train_cfg.mode=mixed', 'default_hooks.logger.interval=1',
+                sets=('toy',), cwd=tmp_path))
+    (scalars,) = work.glob('*/vis_data/scalars.json')
+    logs = [json.loads(line) for line in scalars.read_text().splitlines()]
+    assert len(logs) == 2
+    for entry in logs:
+        assert {'classification/loss_cls', 'retrieval/loss_i2t', 'retrieval/loss_t2i',
+                'loss'} <= set(entry)
+        expected = 0.5 * entry['classification/loss'] + 0.5 * entry['retrieval/loss']
+        assert entry['loss'] == pytest.approx(expected, rel=1e-4)

@@ -12,6 +12,7 @@ generator is re-seeded per iteration too, so dropout and router noise match as w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 
@@ -82,11 +83,17 @@ class UnmixedTrainLoop(BaseLoop):
         sampling_weights: ``dict(task=weight)``, normalised to the sampling ratios ``s_k``;
             default: equal.
         val_begin, val_interval: validate every ``val_interval`` iterations from ``val_begin``.
+        mode: ``'unmixed'`` (the paper's: one task per iteration) or ``'mixed'`` (the ablation:
+            every iteration takes one batch of EVERY task and steps once on
+            ``sum_k s_k * L_k``).
     """
 
     def __init__(self, runner, dataloader: dict, max_iters: int,
                  sampling_weights: dict[str, float] | None = None, val_begin: int = 1,
-                 val_interval: int = 1000) -> None:
+                 val_interval: int = 1000, mode: str = 'unmixed') -> None:
+        if mode not in ('unmixed', 'mixed'):
+            raise ValueError(f"mode must be 'unmixed' or 'mixed', got {mode!r}")
+        self.mode = mode
         self._runner = runner
         loaders = _build_loaders(runner, dataloader)
         self.dataloader = _TaskLoaders(loaders)
@@ -141,16 +148,21 @@ class UnmixedTrainLoop(BaseLoop):
                       logger='current', level=logging.WARNING)
             for past in range(self._iter):
                 self._seed_iteration(past)
-                next(self._iterators[self.task_at(past)])
+                for task in self._tasks_at(past):
+                    next(self._iterators[task])
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             self._seed_iteration(self._iter)
-            task = self.task_at(self._iter)
-            self.dataloader.current = task
-            self.runner.message_hub.update_info('task', task)
-            self.runner.message_hub.update_info('task_sampling_ratio', self.sampling_ratios[task])
-            self._announce(task)
-            self.run_iter(next(self._iterators[task]))
+            if self.mode == 'mixed':
+                self.run_iter({task: next(self._iterators[task]) for task in self.tasks})
+            else:
+                task = self.task_at(self._iter)
+                self.dataloader.current = task
+                self.runner.message_hub.update_info('task', task)
+                self.runner.message_hub.update_info('task_sampling_ratio',
+                                                    self.sampling_ratios[task])
+                self._announce(task)
+                self.run_iter(next(self._iterators[task]))
             if (self.runner.val_loop is not None and self._iter >= self.val_begin
                     and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
                 self.runner.val_loop.run()
@@ -181,9 +193,42 @@ class UnmixedTrainLoop(BaseLoop):
             else 1.0
         target.set_task(task, self.sampling_ratios[task], weight)
 
+    def _tasks_at(self, iteration: int) -> list[str]:
+        return list(self.tasks) if self.mode == 'mixed' else [self.task_at(iteration)]
+
+    def _mixed_step(self, batches: dict) -> dict:
+        """One optimizer step on ``sum_k s_k * L_k`` over one batch of every task.
+
+        Gradients accumulate task by task (under DDP, synchronised only on the last backward),
+        then one step: MT-AdamW sees one combined task with ``s = w = 1``.
+        """
+        model, wrapper = self.runner.model, self.runner.optim_wrapper
+        inner = getattr(model, 'module', model)
+        if hasattr(wrapper, 'set_task') or hasattr(wrapper.optimizer, 'set_task'):
+            target = wrapper if hasattr(wrapper, 'set_task') else wrapper.optimizer
+            target.set_task('mixed', 1.0, 1.0)
+        log_vars: dict = {}
+        for index, (task, batch) in enumerate(batches.items()):
+            last = index == len(batches) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(model, 'no_sync') \
+                else model.no_sync()
+            with sync, wrapper.optim_context(model):
+                data = inner.data_preprocessor(batch, True)
+                loss, task_logs = inner.parse_losses(model(**data, mode='loss'))
+                wrapper.backward(loss * self.sampling_ratios[task])
+            log_vars.update({f'{task}/{key}': value for key, value in task_logs.items()})
+        wrapper.step()
+        wrapper.zero_grad()
+        log_vars['loss'] = sum(self.sampling_ratios[t] * log_vars[f'{t}/loss'] for t in batches)
+        return log_vars
+
     def run_iter(self, data_batch) -> None:
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
-        outputs = self.runner.model.train_step(data_batch, optim_wrapper=self.runner.optim_wrapper)
+        if self.mode == 'mixed':
+            outputs = self._mixed_step(data_batch)
+        else:
+            outputs = self.runner.model.train_step(data_batch,
+                                                   optim_wrapper=self.runner.optim_wrapper)
         self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
                               outputs=outputs)
         self._iter += 1

@@ -4,6 +4,7 @@ train_cfg = dict(type='UnmixedTrainLoop', max_iters=max_iters, val_interval=1000
 val_cfg = dict(type='MultiTaskValLoop')
 test_cfg = dict(type='MultiTaskTestLoop')
 optim_wrapper = dict(
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.98), weight_decay=0.05),
     clip_grad=dict(max_norm=5.0),
     paramwise_cfg=dict(custom_keys={'image_encoder.backbone': dict(lr_mult=0.1),

@@ -5,6 +5,7 @@ train_cfg = dict(type='UnmixedTrainLoop', max_iters=max_iters, val_interval=max_
 val_cfg = dict(type='MultiTaskValLoop')
 test_cfg = dict(type='MultiTaskTestLoop')
 optim_wrapper = dict(
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(custom_keys={

@@ -147,7 +147,7 @@ LOOPS = _child('loop', MMENGINE_LOOPS, ('up2core.engine',))
 HOOKS = _child('hook', MMENGINE_HOOKS, ('up2core.engine',))
 LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS)
 # Data
-DATASETS = _child('dataset', MMENGINE_DATASETS, ('up2core.data',))
+DATASETS = _child('dataset', MMENGINE_DATASETS, ('up2core.data', 'up2core.data.coco'))
 DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS)
 TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ('up2core.data',))
 # Models
@@ -162,7 +162,7 @@ OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
                                     MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)
 PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS)
 # Evaluation and visualisation
-METRICS = _child('metric', MMENGINE_METRICS)
+METRICS = _child('metric', MMENGINE_METRICS, ('up2core.evaluation',))
 EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR)
 VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS)
 VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS)

@@ -8,7 +8,9 @@ likelihood, and hands itself to the task of each batch:
 * ``model.encode_text(texts) -> (tokens, valid)``;
 * ``model.decode(segments) -> DecoderOutput`` (``.spe`` represents the sequence);
 * ``model.likelihood`` — ``logits / loss / predict`` over candidates (``argmax_y P(x, y)``);
-* helpers ``model.image_segment`` / ``model.text_segment`` build decoder segments.
+* helpers ``model.image_segments`` / ``model.text_segment`` build decoder segments;
+* ``model.proposal_loss(image, gt_instances, canvas)`` trains the region proposals (tasks with
+  box or mask annotations call it).
 
 A task decides what ``x`` and the candidate set ``Y`` are, which loss terms it adds, and how
 likelihoods become predictions.  Tasks are ``nn.Module`` s so that task-specific parameters (a
@@ -25,6 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 from mmengine.model import BaseModule
 from torch import Tensor
+
+def _plain(value: Any) -> Any:
+    """Tensors and arrays to lists, recursively; other values unchanged."""
+    if hasattr(value, 'tolist'):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
 
 if TYPE_CHECKING:
     from up2core.models.generalist import UP2Generalist
@@ -63,6 +76,26 @@ class Task(BaseModule):
         """Prediction for the inference API; by default :meth:`predict`.  Tasks override it to
         accept inputs that only inference has (e.g. candidate texts to rank)."""
         return self.predict(model, inputs, data_samples)
+
+    def to_result(self, sample) -> dict:
+        """One predicted data sample -> the plain dict the inference API returns (without
+        ``task``, which the API adds).  The default takes every ``pred_*`` field, without the
+        prefix, with tensors as (nested) lists; tasks override it for a tidier form."""
+        out: dict[str, Any] = {}
+        for key in sample.keys():
+            if key.startswith('pred_'):
+                out[key[5:]] = _plain(sample.get(key))
+        return out
+
+    def format_result(self, result: dict) -> list[str]:
+        """Lines ``up2 infer`` prints for a result of :meth:`to_result` (default: one
+        ``key: value`` line per field)."""
+        return [f'  {key}: {value}' for key, value in result.items() if key != 'task']
+
+    def draw(self, image, sample, out_file: str) -> None:
+        """Save a visualisation of ``sample``'s prediction on ``image`` (RGB array) to
+        ``out_file``; tasks with something to draw override it."""
+        raise NotImplementedError(f"task '{self.name}' has no visualisation")
 
     def train(self, mode: bool = True):
         """Switching modes drops caches of candidate embeddings (they change while training)."""

@@ -45,7 +45,7 @@ class ClassificationTask(Task):
         return features
 
     def image_features(self, model, inputs: Tensor) -> Tensor:
-        return model.decode([model.image_segment(model.encode_image(inputs))]).spe
+        return model.decode(model.image_segments(model.encode_image(inputs))).spe
 
     def loss(self, model, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
         labels = torch.as_tensor([int(s.gt_label) for s in data_samples], device=inputs.device)
@@ -69,3 +69,13 @@ class ClassificationTask(Task):
             sample.pred_class = self.class_names[int(lab[0])]
             sample.pred_topk_classes = [self.class_names[int(i)] for i in lab]
         return data_samples
+
+    def to_result(self, sample) -> dict:
+        """``classes``, ``labels`` and ``scores`` of the top-k, best first."""
+        return {'classes': list(sample.pred_topk_classes),
+                'labels': [int(i) for i in sample.pred_topk_labels],
+                'scores': [float(s) for s in sample.pred_topk_scores]}
+
+    def format_result(self, result: dict) -> list[str]:
+        return [f'  {rank:>2}. {score:6.3f}  {name}' for rank, (name, score)
+                in enumerate(zip(result['classes'], result['scores']), start=1)]

@@ -37,7 +37,7 @@ class RetrievalTask(Task):
         self.gather = gather
 
     def image_features(self, model, inputs: Tensor) -> Tensor:
-        return model.decode([model.image_segment(model.encode_image(inputs))]).spe
+        return model.decode(model.image_segments(model.encode_image(inputs))).spe
 
     def text_features(self, model, texts: list[str]) -> Tensor:
         return model.decode([model.text_segment(texts, target=True)]).spe
@@ -81,3 +81,13 @@ class RetrievalTask(Task):
             sample.pred_text_ranking = p.argsort(descending=True)
             sample.texts = list(texts)
         return data_samples
+
+    def to_result(self, sample) -> dict:
+        """The candidate ``texts`` ranked best first, with their ``scores``."""
+        order = sample.pred_text_ranking.tolist()
+        return {'texts': [sample.texts[i] for i in order],
+                'scores': [float(sample.pred_text_scores[i]) for i in order]}
+
+    def format_result(self, result: dict) -> list[str]:
+        return [f'  {rank:>2}. {score:6.3f}  {text}' for rank, (text, score)
+                in enumerate(zip(result['texts'], result['scores']), start=1)]

@@ -54,11 +54,17 @@ def _test_pipeline(model, task: str) -> list[dict]:
 
 
 def inference(model, image: str | np.ndarray, task: str | None = None,
-              texts: list[str] | None = None, **kwargs: Any) -> dict:
+              texts: list[str] | None = None, out_file: str | None = None,
+              **kwargs: Any) -> dict:
     """Predict ``task`` for one image (a path, or an HxWx3 BGR uint8 array).
 
-    Returns a plain dict: for classification ``classes``/``labels``/``scores`` (best first);
-    for retrieval with ``texts``, the texts ranked with their probabilities.
+    Extra keyword arguments go to the task's ``infer`` (``classes=[...]`` for detection and
+    segmentation).  ``out_file`` saves the task's visualisation of the prediction.
+
+    Returns the task's plain dict (:meth:`Task.to_result`) plus ``task``: for classification
+    ``classes``/``labels``/``scores`` (best first); for retrieval with ``texts``, the texts ranked
+    with their probabilities; for detection ``boxes``/``scores``/``labels``/``classes`` in the
+    original image's pixels (and ``masks`` as COCO RLE for segmentation).
     """
     if task is None:
         if len(model.tasks) != 1:
@@ -66,9 +72,11 @@ def inference(model, image: str | np.ndarray, task: str | None = None,
         task = next(iter(model.tasks))
     if task not in model.tasks:
         raise KeyError(f"task '{task}' is not in this model; it has {list(model.tasks)}")
-    pipeline = _test_pipeline(model, task)
+    # A new image has no annotations: loading them is the one step inference must skip.
+    pipeline = [t for t in _test_pipeline(model, task)
+                if 'LoadAnnotations' not in str(t.get('type', ''))]
     if isinstance(image, np.ndarray):
-        pipeline = [t for t in pipeline if t['type'] != 'LoadImageFromFile']
+        pipeline = [t for t in pipeline if 'LoadImageFromFile' not in str(t['type'])]
         data = dict(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2])
     else:
         if not Path(image).is_file():
@@ -83,20 +91,10 @@ def inference(model, image: str | np.ndarray, task: str | None = None,
     with torch.no_grad():
         (result,) = model.tasks[task].infer(model, batch['inputs'], batch['data_samples'],
                                             texts=texts, **kwargs)
-    return _to_dict(task, result)
+    if out_file is not None:
+        import mmcv
 
-
-def _to_dict(task: str, sample) -> dict:
-    out: dict[str, Any] = {'task': task}
-    if 'pred_topk_labels' in sample:
-        out['labels'] = [int(i) for i in sample.pred_topk_labels]
-        out['scores'] = [float(s) for s in sample.pred_topk_scores]
-        out['classes'] = list(sample.pred_topk_classes)
-    if 'pred_text_scores' in sample:
-        order = sample.pred_text_ranking.tolist()
-        out['texts'] = [sample.texts[i] for i in order]
-        out['scores'] = [float(sample.pred_text_scores[i]) for i in order]
-    for key in ('pred_boxes', 'pred_caption'):
-        if key in sample:
-            out[key[5:]] = sample.get(key)
-    return out
+        rgb = mmcv.imread(image, channel_order='rgb') if not isinstance(image, np.ndarray) \
+            else mmcv.bgr2rgb(image)
+        model.tasks[task].draw(rgb, result, out_file)
+    return {'task': task, **model.tasks[task].to_result(result)}

@@ -7,6 +7,8 @@ generator writes what the real datasets' readers expect:
 ``images/{train,val}/NNNNNN.png``       lossless, so the masks match the pixels exactly
 ``annotations/instances_{split}.json``  COCO instances: bbox, compressed-RLE mask, category, area
                                         (+ ``attributes``: colour and size words)
+``annotations/instances_colour_{split}.json``  the same instances with colour-shape categories
+                                        ("red star", 56 of them; ``novel`` marks the held-out ones)
 ``annotations/captions_{split}.json``   COCO captions: >= 3 different captions per image naming
                                         colours, shapes, sizes, counts and relative positions
 ``classification/{split}.txt``          ImageNet-style list: ``images/<split>/<file> <label>``,
@@ -38,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: + instances_colour_{split}.json
 
 #: The shape categories, in label order (COCO category id = index + 1).
 SHAPES: tuple[str, ...] = ('circle', 'square', 'triangle', 'diamond', 'pentagon', 'hexagon',
@@ -66,6 +68,19 @@ SIZES: dict[str, tuple[float, float]] = {
 HELD_OUT_PAIRS: tuple[tuple[str, str], ...] = (
     ('red', 'star'), ('blue', 'circle'), ('green', 'triangle'), ('yellow', 'hexagon'),
 )
+
+
+
+def colour_shape_names() -> list[str]:
+    """The 56 colour-shape category names ("red circle", ...), colour-major; COCO category id of
+    ``instances_colour_*.json`` = index + 1."""
+    return [f'{colour} {shape}' for colour in COLOURS for shape in SHAPES]
+
+
+def held_out_names() -> list[str]:
+    """The colour-shape names that never occur in the train split ("red star", ...)."""
+    return [f'{colour} {shape}' for colour, shape in HELD_OUT_PAIRS]
+
 
 _COUNT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five')
 _COUNT_PROBS = (0.35, 0.30, 0.20, 0.15)  # 1, 2, 3, 4 objects
@@ -303,6 +318,18 @@ def _generate_split(out: Path, split: str, count: int, spec: ShapesSpec) -> dict
     info = {'description': f'UP2 Shapes ({split})', 'version': str(FORMAT_VERSION)}
     _dump({'info': info, 'images': images, 'annotations': instances, 'categories': categories},
           out / 'annotations' / f'instances_{split}.json')
+    # The same instances, categorised by colour-shape name: detection with open-vocabulary names.
+    names = colour_shape_names()
+    novel = set(held_out_names())
+    colour_categories = [{'id': i + 1, 'name': n, 'supercategory': n.split()[1],
+                          'novel': n in novel} for i, n in enumerate(names)]
+    colour_instances = [
+        {**ann, 'category_id': names.index(f"{ann['attributes']['colour']} "
+                                           f"{SHAPES[ann['category_id'] - 1]}") + 1}
+        for ann in instances]
+    _dump({'info': info, 'images': images, 'annotations': colour_instances,
+           'categories': colour_categories},
+          out / 'annotations' / f'instances_colour_{split}.json')
     _dump({'info': info, 'images': images, 'annotations': captions},
           out / 'annotations' / f'captions_{split}.json')
     (out / 'classification' / f'{split}.txt').write_text(''.join(f'{line}\n' for line in cls_lines))
@@ -331,7 +358,9 @@ def generate_shapes(out: str | Path, spec: ShapesSpec | None = None, overwrite: 
             and meta.get('format_version') == FORMAT_VERSION:
         return meta
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
+        older_format = meta is not None and meta.get('spec') == asdict(spec) \
+            and meta.get('format_version', 0) < FORMAT_VERSION
+        if not overwrite and not older_format:
             raise FileExistsError(f"'{out}' is not empty and does not hold Shapes generated with "
                                   f"this spec; pass --overwrite (overwrite=True) to replace it, "
                                   f"or choose another folder.")

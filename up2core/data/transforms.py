@@ -18,7 +18,9 @@ class PackUP2Inputs(BaseTransform):
 
     The data sample carries the task name (which routes the batch to its Task), the chosen
     ``meta_keys`` as metainfo, and the ``data_keys`` (``gt_label``, ``texts``...) as data fields.
-    Every task pipeline ends with this transform.
+    Every task pipeline ends with this transform.  After a packing transform of another library
+    (mmdet's ``PackDetInputs``, which builds ``gt_instances``), it only tags the packed sample
+    with the task name.
 
     Args:
         task: name of the task the sample belongs to (a key of the model's ``tasks``).
@@ -31,6 +33,9 @@ class PackUP2Inputs(BaseTransform):
         self.task, self.data_keys, self.meta_keys = task, tuple(data_keys), tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:
+        if 'data_samples' in results and 'inputs' in results:  # packed already: tag it
+            results['data_samples'].set_metainfo(dict(task=self.task))
+            return results
         packed = {}
         if 'img' in results:
             img = np.ascontiguousarray(results['img'])

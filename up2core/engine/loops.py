@@ -248,6 +248,11 @@ class _MultiTaskEvalLoop(BaseLoop):
                              f'{list(evaluator) if isinstance(evaluator, dict) else evaluator}')
         self.dataloader = _TaskLoaders(loaders)
         self.evaluators = {name: runner.build_evaluator(evaluator[name]) for name in loaders}
+        for ev in self.evaluators.values():
+            # This loop owns the prefix (`task/`): a metric's own default_prefix (mmdet's
+            # CocoMetric says 'coco') would double it.
+            for metric in ev.metrics:
+                metric.prefix = ''
         for name, ev in self.evaluators.items():
             meta = getattr(loaders[name].dataset, 'metainfo', None)
             if meta is not None:
@@ -267,7 +272,8 @@ class _MultiTaskEvalLoop(BaseLoop):
                                       data_batch=data_batch)
                 step = self.runner.model.val_step if stage == 'val' else \
                     self.runner.model.test_step
-                outputs = step(data_batch)
+                with torch.no_grad():  # as MMEngine's own ValLoop / TestLoop
+                    outputs = step(data_batch)
                 evaluator.process(data_samples=outputs, data_batch=data_batch)
                 self.runner.call_hook(f'after_{stage}_iter', batch_idx=idx,
                                       data_batch=data_batch, outputs=outputs)

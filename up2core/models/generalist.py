@@ -41,9 +41,10 @@ class UP2Generalist(BaseModel):
         self.text_encoder = MODELS.build(text_encoder)
         decoder = dict(decoder)
         decoder.setdefault('type', 'UnifiedDecoder')
-        decoder['input_dims'] = {'image': self.image_encoder.embed_dims,
-                                 'text': self.text_encoder.embed_dims,
-                                 **decoder.get('input_dims', {})}
+        input_dims = {'image': self.image_encoder.embed_dims, 'text': self.text_encoder.embed_dims}
+        if self.image_encoder.proposal_generator is not None:
+            input_dims['region'] = self.image_encoder.embed_dims
+        decoder['input_dims'] = {**input_dims, **decoder.get('input_dims', {})}
         self.decoder: UnifiedDecoder = MODELS.build(decoder)
         self.tasks = nn.ModuleDict()
         for name, cfg in tasks.items():
@@ -65,10 +66,27 @@ class UP2Generalist(BaseModel):
     def decode(self, segments: list[Segment], extra_mask: Tensor | None = None) -> DecoderOutput:
         return self.decoder(segments, extra_mask)
 
-    def image_segment(self, image: ImageTokens, target: bool = False) -> Segment:
-        """The decoder segment of an image's tokens (global + proposals)."""
-        return Segment(image.tokens, image.valid, modality='image', target=target,
-                       source='image')
+    def image_segments(self, image: ImageTokens, target: bool = False) -> list[Segment]:
+        """The decoder segments of an image: its global tokens (modality ``image``) and, when
+        the encoder has a proposal generator, its proposal tokens (modality ``region``: their
+        own modality embedding, MoE attribute and input projection)."""
+        g = image.num_global
+        segments = [Segment(image.tokens[:, :g], image.valid[:, :g], modality='image',
+                            target=target, source='image')]
+        if image.tokens.shape[1] > g:
+            segments.append(Segment(image.tokens[:, g:], image.valid[:, g:], modality='region',
+                                    target=target, source='region'))
+        return segments
+
+    def proposal_loss(self, image: ImageTokens, gt_instances: list, canvas: tuple[int, int],
+                      with_masks: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """Losses of the region-proposal network on ``image``'s proposals, and the ground truth
+        matched to each proposal token (see :meth:`RegionProposalNetwork.loss`)."""
+        generator = self.image_encoder.proposal_generator
+        if generator is None:
+            raise ValueError('this model has no proposal generator: set '
+                             'model.image_encoder.proposal_generator in the config')
+        return generator.loss(image.proposals, gt_instances, canvas, with_masks=with_masks)
 
     def text_segment(self, texts: list[str], target: bool = False, causal: bool = False,
                      generative: bool = False) -> Segment:

@@ -1,0 +1,390 @@
+"""Class-agnostic region proposals: a MaskDINO-like Transformer on the neck's multi-scale maps.
+
+Uni-Perceiver v2 encodes an image as global tokens AND general region proposals.  The proposal
+network is "similar to MaskDINO, but every classifier is a binary foreground/background one": it
+knows no category, so detection and segmentation of *any* category name happen later, in the
+shared decoder, as likelihood over names.
+
+:class:`RegionProposalNetwork` is built from mmdet's DINO parts and adds what DINO lacks:
+
+* a deformable Transformer encoder (``DeformableDetrTransformerEncoder``) over the maps at
+  ``encoder_levels``;
+* two-stage query selection: every encoder position predicts objectness and a box; the top
+  ``num_queries`` become the decoder's reference boxes (DINO's mixed query selection: learned
+  content queries, selected positions);
+* a DINO decoder (``DinoTransformerDecoder``) with iterative box refinement (one regression
+  branch per layer);
+* a mask branch (MaskDINO): per-pixel embeddings at ``mask_level`` (a stride-4 map fused with
+  the upsampled first encoder level) dotted with a per-query mask embedding;
+* objectness classifiers with ONE output (foreground), never category logits.
+
+It returns ``num_proposal_tokens`` proposal tokens (the highest objectness), each
+``q_sem + B(q_box) + M(q_mask)`` as the paper writes it: ``B`` = sine encoding of the box then a
+linear layer, ``M`` = the mask average-pooled to ``mask_pool`` x ``mask_pool`` then a linear layer.
+Box and mask enter the token detached: the geometry is trained by the proposal losses alone.
+
+Training (:meth:`RegionProposalNetwork.loss`): Hungarian matching (mmdet's ``HungarianAssigner``)
+on objectness focal + L1 + GIoU (+ mask BCE + Dice when masks are given) costs, the same terms as
+losses (mmdet's ``FocalLoss``, ``L1Loss``, ``GIoULoss``, ``CrossEntropyLoss``, ``DiceLoss``), on
+every decoder layer (auxiliary losses) and on the encoder's selected proposals.  Denoising queries
+are not built (the issue allows them out); ``num_queries``, the layer counts and the number of
+proposal tokens are options.
+
+Coordinates: boxes are ``(cx, cy, w, h)`` normalised by the padded batch canvas (the network sees
+no padding mask; with one image size per batch, as in Shapes, there is no padding).
+
+Examples:
+    >>> rpn = RegionProposalNetwork(num_queries=10, num_encoder_layers=1, num_decoder_layers=2)
+    >>> feats = [torch.randn(2, 256, s, s) for s in (32, 16, 8, 4)]
+    >>> tokens, proposals = rpn(feats)
+    >>> tokens.shape, proposals['boxes'].shape, proposals['masks'].shape
+    (torch.Size([2, 10, 256]), torch.Size([2, 10, 4]), torch.Size([2, 10, 32, 32]))
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from up2core.registry import MODELS
+
+
+def _mmdet():
+    """mmdet's DINO building blocks (imported lazily: the core imports without mmdet's models)."""
+    from mmdet.models.detectors.deformable_detr import DeformableDETR
+    from mmdet.models.layers import (DeformableDetrTransformerEncoder, DinoTransformerDecoder,
+                                     SinePositionalEncoding)
+    from mmdet.models.layers.transformer.utils import MLP, coordinate_to_encoding, inverse_sigmoid
+    return (DeformableDETR, DeformableDetrTransformerEncoder, DinoTransformerDecoder,
+            SinePositionalEncoding, MLP, coordinate_to_encoding, inverse_sigmoid)
+
+
+def _box_branch(embed_dims: int) -> nn.Sequential:
+    branch = nn.Sequential(nn.Linear(embed_dims, embed_dims), nn.ReLU(),
+                           nn.Linear(embed_dims, embed_dims), nn.ReLU(),
+                           nn.Linear(embed_dims, 4))
+    nn.init.zeros_(branch[-1].weight)
+    nn.init.zeros_(branch[-1].bias)
+    return branch
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
+
+
+@MODELS.register_module()
+class RegionProposalNetwork(BaseModule):
+    """MaskDINO-like class-agnostic proposals (see the module doc).
+
+    Args:
+        embed_dims: width of the neck's maps, the queries and the proposal tokens.
+        num_queries: decoder queries (proposals) per image.
+        num_proposal_tokens: how many of them, by objectness, become tokens for the shared
+            decoder (default: all).
+        encoder_levels: indices of the neck maps the deformable encoder reads.
+        mask_level: index of the high-resolution map for the mask branch (stride 4 in the tiny
+            and paper configs), or None to use the first encoder level alone.
+        num_encoder_layers, num_decoder_layers, num_heads, num_points, ffn_dims: Transformer size
+            (MaskDINO: 6, 9, 8, 4, 2048).
+        mask_pool: side of the pooled mask in ``M(q_mask)`` (paper: 28).
+        match_costs: weights of the Hungarian costs (objectness, L1, GIoU, mask BCE, Dice).
+        loss_weights: weights of the same terms as losses.
+        aux_loss: add the losses of every decoder layer and of the encoder's proposals.
+    """
+
+    def __init__(self, embed_dims: int = 256, num_queries: int = 100,
+                 num_proposal_tokens: int | None = None,
+                 encoder_levels: tuple[int, ...] | None = (1, 2, 3), mask_level: int | None = 0,
+                 num_encoder_layers: int = 6, num_decoder_layers: int = 6, num_heads: int = 8,
+                 num_points: int = 4, ffn_dims: int = 1024, mask_pool: int = 28,
+                 match_costs: dict | None = None, loss_weights: dict | None = None,
+                 aux_loss: bool = True, init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        (DeformableDETR, Encoder, Decoder, SinePositionalEncoding, MLP, coordinate_to_encoding,
+         inverse_sigmoid) = _mmdet()
+        self._gen_proposals = DeformableDETR.gen_encoder_output_proposals
+        self._coordinate_to_encoding = coordinate_to_encoding
+        self._inverse_sigmoid = inverse_sigmoid
+        if embed_dims != 256:
+            # mmdet's DinoTransformerDecoder encodes reference boxes with 4 x 128 sine features
+            # into a head sized 2 * embed_dims: it works at width 256 only.
+            raise ValueError(f'RegionProposalNetwork needs embed_dims=256 (mmdet\'s DINO decoder '
+                             f'is built for it), got {embed_dims}; map the neck to 256 channels')
+        self.embed_dims = embed_dims
+        self.num_queries = num_queries
+        self.num_proposal_tokens = min(num_proposal_tokens or num_queries, num_queries)
+        self.encoder_levels = tuple(encoder_levels) if encoder_levels is not None else None
+        self.mask_level = mask_level
+        self.mask_pool = mask_pool
+        self.aux_loss = aux_loss
+        if self.encoder_levels is None:
+            raise ValueError('give encoder_levels (indices of the neck maps the encoder reads)')
+        num_levels = len(self.encoder_levels)
+        self.positional_encoding = SinePositionalEncoding(num_feats=embed_dims // 2,
+                                                          normalize=True, offset=0.0,
+                                                          temperature=20)
+        self._encoder_cfg = dict(num_layers=num_encoder_layers, layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=embed_dims, num_heads=num_heads, num_points=num_points,
+                               dropout=0.0),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=ffn_dims, ffn_drop=0.0)))
+        self._decoder_cfg = dict(num_layers=num_decoder_layers, return_intermediate=True,
+                                 post_norm_cfg=None, layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=embed_dims, num_heads=num_heads, dropout=0.0),
+            cross_attn_cfg=dict(embed_dims=embed_dims, num_heads=num_heads,
+                                num_points=num_points, dropout=0.0),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=ffn_dims, ffn_drop=0.0)))
+        self._encoder_cfg['layer_cfg']['self_attn_cfg']['num_levels'] = num_levels
+        self._decoder_cfg['layer_cfg']['cross_attn_cfg']['num_levels'] = num_levels
+        self.encoder = Encoder(**self._encoder_cfg)
+        self.decoder = Decoder(**self._decoder_cfg)
+        self.level_embed = nn.Parameter(torch.randn(num_levels, embed_dims) * 0.02)
+        self.query_embedding = nn.Embedding(num_queries, embed_dims)
+        # gen_encoder_output_proposals (reused from mmdet) reads these two by name.
+        self.memory_trans_fc = nn.Linear(embed_dims, embed_dims)
+        self.memory_trans_norm = nn.LayerNorm(embed_dims)
+        # one objectness + box branch per decoder layer, and one for the encoder's proposals
+        self.cls_branches = nn.ModuleList(nn.Linear(embed_dims, 1)
+                                          for _ in range(num_decoder_layers + 1))
+        self.reg_branches = nn.ModuleList(_box_branch(embed_dims)
+                                          for _ in range(num_decoder_layers + 1))
+        prior = -4.595  # objectness prior 0.01, as in focal-loss detectors
+        for branch in self.cls_branches:
+            nn.init.constant_(branch.bias, prior)
+        self.mask_embed = MLP(embed_dims, embed_dims, embed_dims, 3)
+        self.pixel_decoder = nn.Sequential(
+            nn.Conv2d(embed_dims, embed_dims, 3, padding=1), nn.GroupNorm(32, embed_dims),
+            nn.ReLU(), nn.Conv2d(embed_dims, embed_dims, 1))
+        self.box_proj = nn.Linear(2 * embed_dims, embed_dims)
+        self.mask_proj = nn.Linear(mask_pool * mask_pool, embed_dims)
+        self._build_criterion(match_costs or {}, loss_weights or {})
+
+    # ------------------------------------------------------------------ losses (mmdet's)
+
+    def _build_criterion(self, costs: dict, weights: dict) -> None:
+        from mmdet.registry import MODELS as MMDET_MODELS
+        from mmdet.registry import TASK_UTILS
+        from mmengine.registry import DefaultScope
+
+        # mmdet's assigners build their match costs by bare name: resolve them in mmdet's scope.
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            self._build_criterion_in_scope(costs, weights, MMDET_MODELS, TASK_UTILS)
+
+    def _build_criterion_in_scope(self, costs: dict, weights: dict, MMDET_MODELS, TASK_UTILS
+                                  ) -> None:  # noqa: N803
+
+        c = dict(objectness=2.0, l1=5.0, giou=2.0, mask=5.0, dice=5.0, **costs)
+        w = dict(objectness=2.0, l1=5.0, giou=2.0, mask=5.0, dice=5.0, **weights)
+        box_costs = [dict(type='FocalLossCost', weight=c['objectness']),
+                     dict(type='BBoxL1Cost', weight=c['l1'], box_format='xywh'),
+                     dict(type='IoUCost', iou_mode='giou', weight=c['giou'])]
+        mask_costs = [dict(type='CrossEntropyLossCost', use_sigmoid=True, weight=c['mask']),
+                      dict(type='DiceCost', pred_act=True, eps=1.0, weight=c['dice'])]
+        self.box_assigner = TASK_UTILS.build(dict(type='HungarianAssigner',
+                                                  match_costs=box_costs))
+        self.mask_assigner = TASK_UTILS.build(dict(type='HungarianAssigner',
+                                                   match_costs=box_costs + mask_costs))
+        self.loss_objectness = MMDET_MODELS.build(dict(
+            type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
+            loss_weight=w['objectness']))
+        self.loss_l1 = MMDET_MODELS.build(dict(type='L1Loss', loss_weight=w['l1']))
+        self.loss_giou = MMDET_MODELS.build(dict(type='GIoULoss', loss_weight=w['giou']))
+        self.loss_mask = MMDET_MODELS.build(dict(type='CrossEntropyLoss', use_sigmoid=True,
+                                                 loss_weight=w['mask']))
+        self.loss_dice = MMDET_MODELS.build(dict(type='DiceLoss', use_sigmoid=True,
+                                                 activate=True, naive_dice=True, eps=1.0,
+                                                 loss_weight=w['dice']))
+
+    # ------------------------------------------------------------------ forward
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        from mmcv.ops import MultiScaleDeformableAttention
+
+        for coder in (self.encoder, self.decoder):
+            for p in coder.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+        for m in self.modules():
+            if isinstance(m, MultiScaleDeformableAttention):
+                m.init_weights()
+
+    def _flatten(self, maps: list[Tensor]):
+        flat, pos, shapes = [], [], []
+        for level, feat in enumerate(maps):
+            b, c, h, w = feat.shape
+            flat.append(feat.flatten(2).transpose(1, 2))
+            pe = self.positional_encoding(None, input=feat)
+            pos.append(pe.flatten(2).transpose(1, 2) + self.level_embed[level])
+            shapes.append((h, w))
+        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=maps[0].device)
+        level_start = torch.cat([spatial_shapes.new_zeros(1),
+                                 spatial_shapes.prod(1).cumsum(0)[:-1]])
+        valid_ratios = maps[0].new_ones(maps[0].shape[0], len(maps), 2)
+        return torch.cat(flat, 1), torch.cat(pos, 1), spatial_shapes, level_start, valid_ratios
+
+    def _masks(self, queries: Tensor, pixels: Tensor) -> Tensor:
+        return torch.einsum('bqc,bchw->bqhw', self.mask_embed(queries), pixels)
+
+    def forward(self, features: tuple[Tensor, ...] | list[Tensor]) -> tuple[Tensor, dict]:
+        """Multi-scale maps -> (proposal tokens [B, K, C], proposals).
+
+        ``proposals`` holds, for the K tokens (best objectness first): ``boxes`` [B, K, 4]
+        (normalised cx, cy, w, h), ``objectness`` [B, K] logits, ``masks`` [B, K, h, w] logits at
+        the mask level's resolution, ``indices`` [B, K] (query index); and under ``'layers'``
+        every decoder layer's outputs for all queries (plus ``'encoder'``), for the loss.
+        """
+        levels = self.encoder_levels
+        maps = [features[i] for i in levels]
+        feat, pos, shapes, starts, ratios = self._flatten(maps)
+        memory = self.encoder(query=feat, query_pos=pos, key_padding_mask=None,
+                              spatial_shapes=shapes, level_start_index=starts,
+                              valid_ratios=ratios)
+        b = memory.shape[0]
+        # two-stage query selection on the encoder's positions
+        out_memory, out_proposals = self._gen_proposals(self, memory, None, shapes)
+        enc_cls = self.cls_branches[-1](out_memory)
+        enc_coord_unact = self.reg_branches[-1](out_memory) + out_proposals
+        top = enc_cls[..., 0].topk(self.num_queries, dim=1).indices
+        enc_scores = enc_cls.gather(1, top[..., None])
+        enc_coord_unact = enc_coord_unact.gather(1, top[..., None].expand(-1, -1, 4))
+        enc_boxes = enc_coord_unact.sigmoid()
+        query = self.query_embedding.weight[None].expand(b, -1, -1)
+        hidden, references = self.decoder(
+            query=query, value=memory, key_padding_mask=None, self_attn_mask=None,
+            reference_points=enc_coord_unact.detach().sigmoid(), spatial_shapes=shapes,
+            level_start_index=starts, valid_ratios=ratios, reg_branches=self.reg_branches)
+        # per-pixel embeddings: the high-resolution map + the first encoder level, upsampled
+        first = memory[:, :int(shapes[0].prod())].transpose(1, 2).reshape(
+            b, self.embed_dims, *shapes[0].tolist())
+        if self.mask_level is not None:
+            high = features[self.mask_level]
+            first = high + F.interpolate(first, size=high.shape[-2:], mode='bilinear',
+                                         align_corners=False)
+        pixels = self.pixel_decoder(first)
+        layers = []
+        num_layers = len(hidden)
+        for index in range(num_layers):
+            last = index == num_layers - 1
+            if not (last or (self.training and self.aux_loss)):
+                continue
+            coord = (self.reg_branches[index](hidden[index])
+                     + self._inverse_sigmoid(references[index], eps=1e-3)).sigmoid()
+            layers.append(dict(objectness=self.cls_branches[index](hidden[index])[..., 0],
+                               boxes=coord, masks=self._masks(hidden[index], pixels)))
+        final = layers[-1]
+        order = final['objectness'].topk(self.num_proposal_tokens, dim=1).indices
+        pick = lambda t: t.gather(1, order.view(*order.shape, *([1] * (t.dim() - 2))).expand(  # noqa: E731
+            -1, -1, *t.shape[2:]))
+        q_sem = pick(hidden[-1])
+        boxes, masks = pick(final['boxes']), pick(final['masks'])
+        tokens = (q_sem + self.box_proj(self._coordinate_to_encoding(
+            boxes.detach(), num_feats=self.embed_dims // 2))
+            + self.mask_proj(F.adaptive_avg_pool2d(masks.detach().sigmoid(), self.mask_pool)
+                             .flatten(2)))
+        proposals = dict(boxes=boxes, objectness=pick(final['objectness']), masks=masks,
+                         indices=order, layers=layers,
+                         encoder=dict(objectness=enc_scores[..., 0], boxes=enc_boxes))
+        return tokens, proposals
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, proposals: dict, gt_instances: list[InstanceData], canvas: tuple[int, int],
+             with_masks: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """Proposal losses, and which ground truth each proposal token was matched to.
+
+        Args:
+            proposals: what :meth:`forward` returned (in training mode).
+            gt_instances: per image, ``bboxes`` [n, 4] (x0, y0, x1, y1 pixels of the canvas) and,
+                with ``with_masks``, ``masks`` [n, H, W] (bool, canvas size).
+            canvas: (height, width) of the padded batch.
+            with_masks: add mask BCE + Dice to costs and losses.
+
+        Returns:
+            (losses, matches): ``matches[b]`` [K] is the index of the ground truth matched to
+            each proposal token of image ``b`` by the last decoder layer, -1 for none.
+        """
+        height, width = canvas
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32,
+                             device=proposals['boxes'].device)
+        mask_size = proposals['masks'].shape[-2:]
+        targets = []
+        for gt in gt_instances:
+            target = InstanceData(bboxes=gt.bboxes.float(),
+                                  labels=torch.zeros(len(gt.bboxes), dtype=torch.long,
+                                                     device=gt.bboxes.device))
+            if with_masks:
+                masks = gt.masks.float()
+                target.masks = F.interpolate(masks[None], size=mask_size, mode='bilinear',
+                                             align_corners=False)[0] if len(masks) else \
+                    masks.new_zeros(0, *mask_size)
+            targets.append(target)
+        losses: dict[str, Tensor] = {}
+        layers = proposals['layers']
+        matches: list[Tensor] = []
+        for index, layer in enumerate(layers):
+            last = index == len(layers) - 1
+            name = '' if last else f'd{index}.'
+            terms, assigned = self._layer_loss(layer, targets, scale, with_masks)
+            losses.update({f'{name}{k}': v for k, v in terms.items()})
+            if last:
+                order = proposals['indices']
+                matches = [a.gather(0, o) for a, o in zip(assigned, order)]
+        if self.aux_loss:
+            terms, _ = self._layer_loss(proposals['encoder'], targets, scale, False)
+            losses.update({f'enc.{k}': v for k, v in terms.items()})
+        return {f'loss_rpn_{k}': v for k, v in losses.items()}, matches
+
+    def _layer_loss(self, layer: dict, targets: list[InstanceData], scale: Tensor,
+                    with_masks: bool) -> tuple[dict[str, Tensor], list[Tensor]]:
+        use_masks = with_masks and 'masks' in layer
+        assigner = self.mask_assigner if use_masks else self.box_assigner
+        objectness, boxes = layer['objectness'], layer['boxes']
+        labels, assigned_all = [], []
+        pred_boxes, gt_boxes, pred_masks, gt_masks = [], [], [], []
+        for b, target in enumerate(targets):
+            pred = InstanceData(scores=objectness[b, :, None], bboxes=cxcywh_to_xyxy(boxes[b]) * scale)
+            if use_masks:
+                pred.masks = layer['masks'][b]
+            meta = dict(img_shape=(int(scale[1]), int(scale[0])))
+            if len(target) == 0:
+                assigned = torch.full((len(boxes[b]),), -1, dtype=torch.long,
+                                      device=boxes.device)
+            else:
+                gt = target if use_masks else InstanceData(bboxes=target.bboxes,
+                                                           labels=target.labels)
+                with torch.no_grad():
+                    result = assigner.assign(pred, gt, img_meta=meta)
+                assigned = result.gt_inds - 1  # -1: background
+            positive = assigned >= 0
+            labels.append(torch.where(positive, 0, 1))  # 0 = foreground, 1 = background
+            assigned_all.append(assigned)
+            pred_boxes.append(boxes[b][positive])
+            gt_boxes.append(target.bboxes[assigned[positive]] / scale)
+            if use_masks:
+                pred_masks.append(layer['masks'][b][positive])
+                gt_masks.append(target.masks[assigned[positive]])
+        num_pos = max(sum(int((a >= 0).sum()) for a in assigned_all), 1)
+        label_t = torch.cat(labels)
+        terms = {'objectness': self.loss_objectness(objectness.reshape(-1, 1), label_t,
+                                                    avg_factor=num_pos)}
+        pb, gb = torch.cat(pred_boxes), torch.cat(gt_boxes)
+        terms['l1'] = self.loss_l1(pb, xyxy_to_cxcywh(gb), avg_factor=num_pos)
+        terms['giou'] = self.loss_giou(cxcywh_to_xyxy(pb), gb, avg_factor=num_pos)
+        if use_masks:
+            pm, gm = torch.cat(pred_masks), torch.cat(gt_masks)
+            if len(pm):
+                terms['mask'] = self.loss_mask(pm.flatten(1), gm.flatten(1),
+                                               avg_factor=num_pos * pm[0].numel())
+                terms['dice'] = self.loss_dice(pm, gm, avg_factor=num_pos)
+            else:
+                terms['mask'] = terms['dice'] = layer['masks'].sum() * 0.0
+        return terms, assigned_all

@@ -126,14 +126,28 @@ def cmd_infer(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         model = init_model(args.config, args.checkpoint, device=args.device,
                            cfg_options=args.cfg_options)
-        result = inference(model, args.image, task=args.task, texts=args.texts)
+        if args.task is None and len(model.tasks) > 1:
+            raise UserError(f'the model does several tasks ({", ".join(model.tasks)}): choose '
+                            f'one with --task')
+        if args.task is not None and args.task not in model.tasks:
+            raise UserError(f"--task {args.task}: the model has no such task; it has "
+                            f"{', '.join(model.tasks)}")
+        extra = {}
+        if args.classes:
+            extra['classes'] = [c.strip() for c in args.classes.split(',') if c.strip()]
+        try:
+            result = inference(model, args.image, task=args.task, texts=args.texts,
+                               out_file=args.out, **extra)
+        except NotImplementedError as exc:
+            raise UserError(f'--out: {exc}') from None
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{args.image}  [{result['task']}]")
-    names = result.get('classes') or result.get('texts') or []
-    for rank, (name, score) in enumerate(zip(names, result.get('scores', [])), start=1):
-        print(f'  {rank:>2}. {score:6.3f}  {name}')
+    for line in model.tasks[result['task']].format_result(result):
+        print(line)
+    if args.out:
+        print(f'visualisation: {args.out}')
     return 0
 
 
@@ -249,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('image', help='image file')
     p.add_argument('--task', help='which task to run (needed when the model does several)')
     p.add_argument('--texts', nargs='+', help='candidate texts to rank (retrieval)')
+    p.add_argument('--classes', help='comma-separated category names to look for (detection, '
+                   'segmentation; default: the config\'s)')
+    p.add_argument('--out', help='save a visualisation of the prediction to this image file')
     p.add_argument('--device', default='cpu')
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
     p.add_argument('--json', action='store_true', help='print the result as JSON')

@@ -75,3 +75,20 @@ def test_a_config_with_a_syntax_error_names_the_file(tmp_path):
     bad.write_text('model = dict(type=\n')
     with pytest.raises(ConfigError, match='broken.py'):
         load_config(bad)
+
+
+@pytest.mark.parametrize('name', sorted(n for n in list_configs() if n.startswith('up2_')))
+def test_every_packaged_config_loads_and_names_its_tasks_consistently(name):
+    from up2core.registry import TASKS
+
+    cfg = load_config(name)
+    tasks = set(cfg.model.tasks)
+    assert tasks, name
+    for key in ('train_dataloader', 'val_dataloader', 'val_evaluator'):
+        assert set(cfg[key]) == tasks, (name, key)
+    assert set(cfg.train_cfg.get('sampling_weights') or tasks) == tasks
+    for task in cfg.model.tasks.values():
+        assert TASKS.get(task['type']) is not None, task['type']
+    for task, loader in cfg.train_dataloader.items():
+        assert loader.dataset.pipeline[-1] == dict(type='PackUP2Inputs', task=task) or \
+            loader.dataset.pipeline[-1]['task'] == task

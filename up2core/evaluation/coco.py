@@ -56,8 +56,9 @@ class GroupedCocoMetric(CocoMetric):
     def _group_ap(self, detections, metric: str, names: list[str]) -> tuple[float, float]:
         cat_ids = self._coco_api.get_cat_ids(cat_names=list(names))
         if len(cat_ids) != len(names):
-            raise KeyError(f'category_groups names {names} are not all categories of '
-                           f'{self.ann_file or "the ground truth"}')
+            known = {c['name'] for c in self._coco_api.load_cats(self._coco_api.get_cat_ids())}
+            raise KeyError(f'category_groups: {sorted(set(names) - known)} are not categories '
+                           f'of the ground truth (its ann_file)')
         evaluator = COCOeval(self._coco_api, detections, metric)
         evaluator.params.catIds = cat_ids
         evaluator.params.imgIds = self.img_ids

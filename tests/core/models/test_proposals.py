@@ -1,0 +1,112 @@
+"""The class-agnostic proposal network: shapes, Hungarian matching and losses on built cases."""
+
+import pytest
+import torch
+from mmengine.structures import InstanceData
+
+from up2core.models.proposals import (RegionProposalNetwork, cxcywh_to_xyxy,
+                                      xyxy_to_cxcywh)
+
+CANVAS = (64, 64)
+
+
+@pytest.fixture(scope='module')
+def rpn():
+    torch.manual_seed(0)
+    return RegionProposalNetwork(num_queries=6, num_proposal_tokens=4, num_encoder_layers=1,
+                                 num_decoder_layers=2, ffn_dims=64, aux_loss=False)
+
+
+def test_forward_gives_tokens_boxes_and_masks(rpn):
+    feats = [torch.randn(2, 256, s, s) for s in (16, 8, 4, 2)]
+    rpn.train()
+    tokens, proposals = rpn(feats)
+    assert tokens.shape == (2, 4, 256)
+    assert proposals['boxes'].shape == (2, 4, 4) and proposals['masks'].shape == (2, 4, 16, 16)
+    assert ((proposals['boxes'] > 0) & (proposals['boxes'] < 1)).all()
+    # tokens are the best objectness first
+    obj = proposals['objectness']
+    assert (obj[:, :-1] >= obj[:, 1:]).all()
+    full = proposals['layers'][-1]['objectness']
+    assert torch.equal(full.gather(1, proposals['indices']), obj)
+
+
+def _ground_truth():
+    boxes = torch.tensor([[8., 12., 32., 40.], [36., 4., 60., 28.]])  # multiples of 4
+    masks = torch.zeros(2, *CANVAS, dtype=torch.bool)
+    for mask, (x0, y0, x1, y1) in zip(masks, boxes.long().tolist()):
+        mask[y0:y1, x0:x1] = True
+    return InstanceData(bboxes=boxes, masks=masks)
+
+
+def _perfect_prediction(gt: InstanceData, slots=(1, 3), num_queries=6):
+    """Queries `slots` predict the ground truth exactly and confidently; the rest are far-off
+    boxes with near-zero objectness and empty masks."""
+    scale = torch.tensor([CANVAS[1], CANVAS[0]] * 2, dtype=torch.float32)
+    boxes = torch.tensor([[0.9, 0.9, 0.05, 0.05]]).repeat(num_queries, 1)
+    objectness = torch.full((num_queries,), -30.0)
+    masks = torch.full((num_queries, 16, 16), -30.0)
+    for slot, box, mask in zip(slots, gt.bboxes, gt.masks):
+        boxes[slot] = xyxy_to_cxcywh(box / scale)
+        objectness[slot] = 30.0
+        masks[slot] = torch.where(mask[::4, ::4], 30.0, -30.0)
+    layer = dict(objectness=objectness[None], boxes=boxes[None], masks=masks[None])
+    return dict(layers=[layer], indices=torch.arange(num_queries)[None], masks=masks[None],
+                boxes=boxes[None], objectness=objectness[None])
+
+
+def test_perfect_prediction_gives_near_zero_losses(rpn):
+    gt = _ground_truth()
+    losses, matches = rpn.loss(_perfect_prediction(gt), [gt], CANVAS, with_masks=True)
+    assert set(losses) == {'loss_rpn_objectness', 'loss_rpn_l1', 'loss_rpn_giou',
+                           'loss_rpn_mask', 'loss_rpn_dice'}
+    for name, value in losses.items():
+        assert float(value) < 1e-4, (name, float(value))
+    assert matches[0].tolist() == [-1, 0, -1, 1, -1, -1]
+
+
+def test_a_wrong_box_costs_and_the_loss_sees_it(rpn):
+    gt = _ground_truth()
+    proposals = _perfect_prediction(gt)
+    proposals['layers'][0]['boxes'][0, 1, :2] += 0.1  # move the first box
+    losses, _ = rpn.loss(proposals, [gt], CANVAS, with_masks=True)
+    assert losses['loss_rpn_l1'] > 0.1 and losses['loss_rpn_giou'] > 0.1
+    assert losses['loss_rpn_mask'] < 1e-4  # masks untouched
+
+
+def test_permuting_the_ground_truth_leaves_the_loss_unchanged(rpn):
+    torch.manual_seed(1)
+    gt = _ground_truth()
+    proposals = _perfect_prediction(gt)
+    layer = proposals['layers'][0]
+    layer['boxes'] = (layer['boxes'] + 0.05 * torch.randn_like(layer['boxes'])).clamp(0.01, 0.99)
+    layer['objectness'] = torch.randn_like(layer['objectness'])
+    layer['masks'] = torch.randn_like(layer['masks'])
+    losses, matches = rpn.loss(proposals, [gt], CANVAS, with_masks=True)
+    swapped = InstanceData(bboxes=gt.bboxes[[1, 0]], masks=gt.masks[[1, 0]])
+    losses2, matches2 = rpn.loss(proposals, [swapped], CANVAS, with_masks=True)
+    for name in losses:
+        assert torch.allclose(losses[name], losses2[name], atol=1e-6), name
+    # the same queries are matched to the same objects, now under swapped indices
+    relabel = torch.tensor([1, 0])
+    expected = torch.where(matches[0] >= 0, relabel[matches[0].clamp(min=0)], -1)
+    assert torch.equal(matches2[0], expected)
+
+
+def test_an_image_without_objects_trains_objectness_only(rpn):
+    empty = InstanceData(bboxes=torch.zeros(0, 4), masks=torch.zeros(0, *CANVAS, dtype=torch.bool))
+    proposals = _perfect_prediction(_ground_truth())
+    losses, matches = rpn.loss(proposals, [empty], CANVAS, with_masks=True)
+    assert (matches[0] == -1).all()
+    assert float(losses['loss_rpn_objectness']) > 1.0  # two confident false positives
+    assert float(losses['loss_rpn_l1']) == 0.0 and float(losses['loss_rpn_mask']) == 0.0
+
+
+def test_box_format_helpers_round_trip():
+    boxes = torch.rand(5, 4)
+    assert torch.allclose(xyxy_to_cxcywh(cxcywh_to_xyxy(boxes)), boxes, atol=1e-6)
+
+
+def test_only_width_256_is_accepted():
+    with pytest.raises(ValueError, match='embed_dims=256'):
+        RegionProposalNetwork(embed_dims=128)

@@ -252,8 +252,8 @@ class RegionTask(Task):
                'labels': [int(i) for i in pred.labels],
                'classes': [sample.class_names[int(i)] for i in pred.labels]}
         if 'masks' in pred:
-            from pycocotools import mask as mask_utils
             import numpy as np
+            from pycocotools import mask as mask_utils
 
             out['masks'] = []
             for mask in pred.masks.numpy():

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from mmengine.model import BaseModule
 from torch import Tensor
 
+
 def _plain(value: Any) -> Any:
     """Tensors and arrays to lists, recursively; other values unchanged."""
     if hasattr(value, 'tolist'):

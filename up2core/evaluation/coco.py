@@ -20,7 +20,8 @@ from up2core.registry import METRICS
 
 @METRICS.register_module()
 class GroupedCocoMetric(CocoMetric):
-    """mmdet's ``CocoMetric`` + ``{metric}_mAP_{group}`` / ``{metric}_mAP_50_{group}`` keys.
+    """mmdet's ``CocoMetric`` + ``{metric}_mAP_{group}`` / ``{metric}_mAP_50_{group}`` keys;
+    values COCOeval leaves undefined (its -1, e.g. ``mAP_l`` without large objects) are NaN.
 
     Args:
         category_groups: ``dict(seen=[names], novel=[names])``; a group with no ground truth in
@@ -37,7 +38,10 @@ class GroupedCocoMetric(CocoMetric):
         self.category_groups = dict(category_groups or {})
 
     def compute_metrics(self, results: list) -> dict[str, float]:
-        metrics = super().compute_metrics(results)
+        # COCOeval writes -1 where a value is undefined (no ground truth in an area range):
+        # reported as NaN, never as a number that looks like a score.
+        metrics = {k: (math.nan if v == -1 else v)
+                   for k, v in super().compute_metrics(results).items()}
         if not self.category_groups:
             return metrics
         _, preds = zip(*results)

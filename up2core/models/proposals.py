@@ -55,8 +55,11 @@ from up2core.registry import MODELS
 def _mmdet():
     """mmdet's DINO building blocks (imported lazily: the core imports without mmdet's models)."""
     from mmdet.models.detectors.deformable_detr import DeformableDETR
-    from mmdet.models.layers import (DeformableDetrTransformerEncoder, DinoTransformerDecoder,
-                                     SinePositionalEncoding)
+    from mmdet.models.layers import (
+        DeformableDetrTransformerEncoder,
+        DinoTransformerDecoder,
+        SinePositionalEncoding,
+    )
     from mmdet.models.layers.transformer.utils import MLP, coordinate_to_encoding, inverse_sigmoid
     return (DeformableDETR, DeformableDetrTransformerEncoder, DinoTransformerDecoder,
             SinePositionalEncoding, MLP, coordinate_to_encoding, inverse_sigmoid)
@@ -69,6 +72,12 @@ def _box_branch(embed_dims: int) -> nn.Sequential:
     nn.init.zeros_(branch[-1].weight)
     nn.init.zeros_(branch[-1].bias)
     return branch
+
+
+def _gather(values: Tensor, order: Tensor) -> Tensor:
+    """``values[b, order[b]]`` for [B, Q, ...] values and [B, K] indices."""
+    index = order.view(*order.shape, *([1] * (values.dim() - 2)))
+    return values.gather(1, index.expand(-1, -1, *values.shape[2:]))
 
 
 def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
@@ -179,7 +188,7 @@ class RegionProposalNetwork(BaseModule):
             self._build_criterion_in_scope(costs, weights, MMDET_MODELS, TASK_UTILS)
 
     def _build_criterion_in_scope(self, costs: dict, weights: dict, MMDET_MODELS, TASK_UTILS
-                                  ) -> None:  # noqa: N803
+                                  ) -> None:
 
         c = dict(objectness=2.0, l1=5.0, giou=2.0, mask=5.0, dice=5.0, **costs)
         w = dict(objectness=2.0, l1=5.0, giou=2.0, mask=5.0, dice=5.0, **weights)
@@ -282,15 +291,13 @@ class RegionProposalNetwork(BaseModule):
                                boxes=coord, masks=self._masks(hidden[index], pixels)))
         final = layers[-1]
         order = final['objectness'].topk(self.num_proposal_tokens, dim=1).indices
-        pick = lambda t: t.gather(1, order.view(*order.shape, *([1] * (t.dim() - 2))).expand(  # noqa: E731
-            -1, -1, *t.shape[2:]))
-        q_sem = pick(hidden[-1])
-        boxes, masks = pick(final['boxes']), pick(final['masks'])
+        q_sem = _gather(hidden[-1], order)
+        boxes, masks = _gather(final['boxes'], order), _gather(final['masks'], order)
         tokens = (q_sem + self.box_proj(self._coordinate_to_encoding(
             boxes.detach(), num_feats=self.embed_dims // 2))
             + self.mask_proj(F.adaptive_avg_pool2d(masks.detach().sigmoid(), self.mask_pool)
                              .flatten(2)))
-        proposals = dict(boxes=boxes, objectness=pick(final['objectness']), masks=masks,
+        proposals = dict(boxes=boxes, objectness=_gather(final['objectness'], order), masks=masks,
                          indices=order, layers=layers,
                          encoder=dict(objectness=enc_scores[..., 0], boxes=enc_boxes))
         return tokens, proposals

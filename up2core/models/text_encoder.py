@@ -72,8 +72,18 @@ class HFTextEncoder(BaseModule):
         tokenizer_path = resolve_local_path(tokenizer or pretrained)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
         if pretrained is not None:
-            self.model = AutoModel.from_pretrained(resolve_local_path(pretrained),
-                                                   local_files_only=True)
+            from transformers.utils import logging as hf_logging
+
+            # transformers draws a progress bar on stderr while loading local weights: noise in
+            # a command-line tool's output (and before its one-line errors).
+            shown = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                self.model = AutoModel.from_pretrained(resolve_local_path(pretrained),
+                                                       local_files_only=True)
+            finally:
+                if shown:
+                    hf_logging.enable_progress_bar()
         else:
             config = dict(config)
             config.setdefault('vocab_size', self.tokenizer.vocab_size)

@@ -78,6 +78,7 @@ def test_grouped_metric_equals_pycocotools(shapes_val, iou_type):
     values = metric.compute_metrics(metric.results)
     ap, ap50 = _reference_ap(coco, results, iou_type)
     assert 0.1 < ap < 0.95  # a meaningful, imperfect score
+    assert np.isnan(values[f'{iou_type}_mAP_l'])  # no large object: COCOeval's -1 is no AP
     assert values[f'{iou_type}_mAP'] == pytest.approx(round(ap, 3), abs=1e-3)
     assert values[f'{iou_type}_mAP_50'] == pytest.approx(round(ap50, 3), abs=1e-3)
     for group, names in (('seen', seen), ('novel', novel)):

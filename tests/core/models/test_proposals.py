@@ -4,8 +4,7 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from up2core.models.proposals import (RegionProposalNetwork, cxcywh_to_xyxy,
-                                      xyxy_to_cxcywh)
+from up2core.models.proposals import RegionProposalNetwork, cxcywh_to_xyxy, xyxy_to_cxcywh
 
 CANVAS = (64, 64)
 

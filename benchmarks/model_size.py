@@ -50,9 +50,24 @@ def count(model) -> dict[str, float]:
     moe_extra = sum(p.numel() * (m.num_experts - 1) / m.num_experts
                     for m in model.modules() if isinstance(m, MoELinear) and m.num_experts > 1
                     for p in m.parameters())
+    # With the chosen top-k experts counted unmerged (k weight sets per MoE layer), as a count of
+    # "active" parameters would: the paper's 308M for UP2-Base matches this reading (README).
+    from up2core.models.decoder import DecoderLayer
+
+    unmerged = 0.0
+    for layer in model.modules():
+        if not isinstance(layer, DecoderLayer):
+            continue
+        for router, linears in ((layer.attn_router, (layer.qkv, layer.proj)),
+                                (layer.ffn_router, (layer.fc1, layer.fc2))):
+            if router is None:
+                continue
+            unmerged += sum(p.numel() * (router.top_k - 1) / m.num_experts
+                            for m in linears for p in m.parameters())
     parts = {name: sum(p.numel() for p in getattr(model, name).parameters())
              for name in ('image_encoder', 'text_encoder', 'decoder')}
-    return {'total': total, 'deployed': total - moe_extra, **parts}
+    return {'total': total, 'deployed': total - moe_extra,
+            'active_top_k': total - moe_extra + unmerged, **parts}
 
 
 def forward_seconds(model, image_size: int) -> float:
@@ -94,7 +109,8 @@ def main() -> None:
     for row in rows:
         paper = f"  paper {row['paper'] / 1e6:.0f}M" if 'paper' in row else ''
         print(f"{row['config']}: total {row['total'] / 1e6:.1f}M, deployed (one expert per MoE "
-              f"layer) {row['deployed'] / 1e6:.1f}M{paper}; image {row['image_encoder'] / 1e6:.1f}M"
+              f"layer) {row['deployed'] / 1e6:.1f}M, top-k experts unmerged "
+              f"{row['active_top_k'] / 1e6:.1f}M{paper}; image {row['image_encoder'] / 1e6:.1f}M"
               f", text {row['text_encoder'] / 1e6:.1f}M, decoder {row['decoder'] / 1e6:.1f}M; "
               f"forward {row['forward_s']:.2f} s at {row['image_size']} px (CPU)")
     out = Path(args.out)

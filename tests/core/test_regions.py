@@ -25,9 +25,7 @@ def test_boxes_and_masks_map_back_through_resize_and_flip(direction):
     ground truth as if it were the prediction, and map it back: it must land on the original."""
     from mmdet.structures.bbox import HorizontalBoxes
     from mmdet.structures.mask import BitmapMasks
-    from mmengine.registry import init_default_scope
-
-    init_default_scope('mmdet')
+    from mmengine.registry import DefaultScope
     height, width = 90, 150
     mask = np.zeros((height, width), dtype=np.uint8)
     mask[20:50, 30:80] = 1
@@ -35,9 +33,10 @@ def test_boxes_and_masks_map_back_through_resize_and_flip(direction):
                    ori_shape=(height, width),
                    gt_bboxes=HorizontalBoxes(torch.tensor([[30., 20., 80., 50.]])),
                    gt_masks=BitmapMasks(mask[None], height, width))
-    pipeline = Compose([dict(type='Resize', scale=(128, 128), keep_ratio=True),
-                        dict(type='RandomFlip', prob=1.0, direction=direction)])
-    out = pipeline(results)
+    with DefaultScope.overwrite_default_scope('mmdet'):  # not left set for later tests
+        pipeline = Compose([dict(type='Resize', scale=(128, 128), keep_ratio=True),
+                            dict(type='RandomFlip', prob=1.0, direction=direction)])
+        out = pipeline(results)
     assert out['flip'] and out['img_shape'] != (height, width)
     meta = {k: out[k] for k in ('img_shape', 'ori_shape', 'scale_factor', 'flip',
                                 'flip_direction')}

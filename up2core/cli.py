@@ -133,8 +133,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
             raise UserError(f"--task {args.task}: the model has no such task; it has "
                             f"{', '.join(model.tasks)}")
         extra = {}
-        if args.classes:
+        if args.classes is not None:
             extra['classes'] = [c.strip() for c in args.classes.split(',') if c.strip()]
+            if not extra['classes']:
+                raise UserError(f'--classes {args.classes!r} names no category; give '
+                                f'comma-separated names, e.g. --classes "red star,blue circle"')
         try:
             result = inference(model, args.image, task=args.task, texts=args.texts,
                                out_file=args.out, **extra)

@@ -94,3 +94,11 @@ def test_infer_without_task_on_a_multitask_model_is_a_user_error(trained, photos
                      cwd=tmp, timeout=300)
     assert result.returncode == 2 and result.stderr.startswith('up2: error: '), result.stderr
     assert '--task' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_empty_class_list_is_a_user_error(trained, photos):
+    tmp, checkpoint = trained
+    result = run_up2('infer', str(CONFIG), str(checkpoint), str(photos / 'astronaut.jpg'),
+                     '--task', 'detection', '--classes', ' , ', cwd=tmp, timeout=300)
+    assert result.returncode == 2 and result.stderr.startswith('up2: error: --classes')
+    assert 'Traceback' not in result.stderr

@@ -147,9 +147,10 @@ LOOPS = _child('loop', MMENGINE_LOOPS, ('up2core.engine',))
 HOOKS = _child('hook', MMENGINE_HOOKS, ('up2core.engine',))
 LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS)
 # Data
-DATASETS = _child('dataset', MMENGINE_DATASETS, ('up2core.data', 'up2core.data.coco'))
+DATASETS = _child('dataset', MMENGINE_DATASETS, ('up2core.data', 'up2core.data.captions',
+                                               'up2core.data.coco'))
 DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS)
-TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ('up2core.data',))
+TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ('up2core.data', 'up2core.data.captions'))
 # Models
 MODELS = _child('model', MMENGINE_MODELS, ('up2core.models',))
 MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS)

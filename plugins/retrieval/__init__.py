@@ -4,8 +4,8 @@ Both an image and a caption are encoded to their ``<SPE>`` features by the share
 training each image's candidates are every caption of the (global, all-rank) batch and vice
 versa, with a symmetric cross-entropy; evaluation ranks the whole split (R@1/5/10 both ways).
 
-Registers: ``retrieval`` (TASKS, the :class:`RetrievalTask`); ``CaptionDataset`` (DATASETS);
-``SampleCaption`` (TRANSFORMS); ``RetrievalRecall`` (METRICS).
+Registers: ``retrieval`` (TASKS, the :class:`RetrievalTask`) and ``RetrievalRecall`` (METRICS).
+Its data comes from the core's ``CaptionDataset`` and ``SampleCaption`` (shared with captioning).
 """
 
 from up2core.plugin import hookimpl
@@ -13,11 +13,8 @@ from up2core.plugin import hookimpl
 
 @hookimpl
 def up2_register(registry):
-    from up2_retrieval.dataset import CaptionDataset, SampleCaption
     from up2_retrieval.metric import RetrievalRecall
     from up2_retrieval.task import RetrievalTask
 
     registry.TASKS.register_module(name='retrieval', module=RetrievalTask)
-    registry.DATASETS.register_module(module=CaptionDataset)
-    registry.TRANSFORMS.register_module(module=SampleCaption)
     registry.METRICS.register_module(module=RetrievalRecall)

@@ -1,4 +1,9 @@
-"""Image-caption datasets: COCO captions json, Karpathy-split json (COCO / Flickr30k), Shapes."""
+"""Image-caption data for every task that reads captions (retrieval, captioning, a plugin's own).
+
+Registered in DATASETS as ``CaptionDataset`` and in TRANSFORMS as ``SampleCaption``; they live in
+the core so that tasks share one reader without importing each other.  Formats: COCO captions
+json, Karpathy-split json (COCO / Flickr30k), Shapes (COCO captions format).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ from mmengine.dataset import BaseDataset
 
 from up2core.data.prepare import prepare_data
 from up2core.errors import DataError
+from up2core.registry import DATASETS, TRANSFORMS
 
 
+@DATASETS.register_module()
 class CaptionDataset(BaseDataset):
     """One sample per image with all its captions (``texts``).
 
@@ -90,6 +97,7 @@ class CaptionDataset(BaseDataset):
         return records
 
 
+@TRANSFORMS.register_module()
 class SampleCaption(BaseTransform):
     """Keep one caption, drawn at random, of an image's ``texts`` (for training)."""
 

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from up2_retrieval.dataset import CaptionDataset
+from up2core.data.captions import CaptionDataset
 
 
 def test_coco_captions_from_shapes(tmp_path):

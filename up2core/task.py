@@ -6,7 +6,9 @@ likelihood, and hands itself to the task of each batch:
 
 * ``model.encode_image(images) -> ImageTokens`` (global tokens, then proposal tokens);
 * ``model.encode_text(texts) -> (tokens, valid)``;
-* ``model.decode(segments) -> DecoderOutput`` (``.spe`` represents the sequence);
+* ``model.decode(segments) -> DecoderOutput`` (``.spe`` represents the sequence); with
+  ``return_cache=True`` it keeps keys/values, and ``model.extend(cache, segments)`` decodes new
+  positions after them (incremental generation);
 * ``model.likelihood`` — ``logits / loss / predict`` over candidates (``argmax_y P(x, y)``);
 * helpers ``model.image_segments`` / ``model.text_segment`` build decoder segments;
 * ``model.proposal_loss(image, gt_instances, canvas)`` trains the region proposals (tasks with

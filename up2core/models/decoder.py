@@ -11,6 +11,10 @@ visible to every query; a key in a *causal* segment is visible to queries of the
 the same or a later position, and to queries of any later segment.  Padding keys are never
 visible.  ``extra_mask`` lets a task AND in patterns of its own (e.g. captioning's two streams).
 
+Incremental decoding: ``forward(..., return_cache=True)`` also returns every layer's keys and
+values (a :class:`DecoderCache`); :meth:`UnifiedDecoder.extend` then runs only NEW positions
+against them, so a generated token costs one position, not the whole prefix again.
+
 Examples:
     >>> dec = UnifiedDecoder(embed_dims=64, num_heads=4, ffn_dims=128, depth=2)
     >>> out = dec([Segment(torch.randn(2, 5, 64), modality='image')])
@@ -62,33 +66,65 @@ class Segment:
 
 
 @dataclass
+class DecoderCache:
+    """Keys and values of the positions decoded so far, for :meth:`UnifiedDecoder.extend`.
+
+    ``keys`` / ``values``: per layer [B, heads, N, head_dims]; ``valid``: [B, N] bool (padding is
+    never attended); ``merged``: each MoE linear's merged weights per attribute, reused by every
+    later step (eval only: weights and gates must not change while a cache lives).
+    """
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    valid: Tensor
+    merged: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.valid.shape[1]
+
+    def select(self, index: Tensor) -> DecoderCache:
+        """The cache of batch rows ``index`` (repeat rows for beams, reorder them after a
+        beam-search step)."""
+        return DecoderCache([k.index_select(0, index) for k in self.keys],
+                            [v.index_select(0, index) for v in self.values],
+                            self.valid.index_select(0, index), self.merged)
+
+
+@dataclass
 class DecoderOutput:
     """``spe``: [B, C] output at the ``<SPE>`` position; ``segments``: outputs per input segment;
-    ``hidden``: [B, 1 + L, C] the whole output sequence."""
+    ``hidden``: [B, 1 + L, C] the whole output sequence; ``cache``: keys and values of every
+    position (only when asked for)."""
 
     spe: Tensor
     segments: list[Tensor]
     hidden: Tensor
+    cache: DecoderCache | None = None
+
+
+def _valid(segments: list[Segment], batch_size: int, device) -> Tensor:
+    """[B, L] validity of the segments' tokens, concatenated."""
+    return torch.cat([seg.valid.bool() if seg.valid is not None else
+                      torch.ones(batch_size, seg.tokens.shape[1], dtype=torch.bool, device=device)
+                      for seg in segments], dim=1)
 
 
 def build_attention_mask(segments: list[Segment], batch_size: int, device) -> Tensor:
     """Boolean [B, 1 + L, 1 + L] mask (True = may attend), ``<SPE>`` first (see module doc)."""
-    seg_ids, pos, causal, valid = [0], [0], [False], [torch.ones(batch_size, 1, dtype=torch.bool,
-                                                                  device=device)]
+    seg_ids, pos, causal = [0], [0], [False]
     for index, seg in enumerate(segments, start=1):
         length = seg.tokens.shape[1]
         seg_ids += [index] * length
         pos += list(range(length))
         causal += [seg.causal] * length
-        valid.append(seg.valid.bool() if seg.valid is not None else
-                     torch.ones(batch_size, length, dtype=torch.bool, device=device))
     seg_ids_t = torch.tensor(seg_ids, device=device)
     pos_t = torch.tensor(pos, device=device)
     causal_t = torch.tensor(causal, device=device)
     q_seg, k_seg = seg_ids_t[:, None], seg_ids_t[None, :]
     same_and_not_future = (q_seg == k_seg) & (pos_t[:, None] >= pos_t[None, :])
     allowed = ~causal_t[None, :] | same_and_not_future | (q_seg > k_seg)
-    key_valid = torch.cat(valid, dim=1)  # [B, 1 + L]
+    key_valid = torch.cat([torch.ones(batch_size, 1, dtype=torch.bool, device=device),
+                           _valid(segments, batch_size, device)], dim=1)  # [B, 1 + L]
     return allowed[None] & key_valid[:, None, :]
 
 
@@ -114,19 +150,31 @@ class DecoderLayer(nn.Module):
         self.ffn_router = AttributeRouter(num_experts, top_k, router_dims) \
             if num_experts > 1 else None
 
-    def forward(self, x: Tensor, mask: Tensor, attributes: Tensor, attribute_index: Tensor
-                ) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, attributes: Tensor, attribute_index: Tensor,
+                past: tuple[Tensor, Tensor] | None = None, merged: dict | None = None,
+                attribute_keys: list | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``x`` [B, L, C] -> (output [B, L, C], this call's keys and values).
+
+        ``past``: keys and values of earlier positions that ``x``'s queries also attend to
+        (then ``mask`` is [B, L, N_past + L]); ``merged``/``attribute_keys``: see
+        :class:`MoELinear`.
+        """
         attn_gates = self.attn_router(attributes) if self.attn_router is not None else None
         ffn_gates = self.ffn_router(attributes) if self.ffn_router is not None else None
+        route = dict(attribute_index=attribute_index, merged_cache=merged,
+                     attribute_keys=attribute_keys)
         b, n, c = x.shape
-        qkv = self.qkv(x, attn_gates, attribute_index).view(b, n, 3, self.num_heads, -1)
+        qkv = self.qkv(x, attn_gates, **route).view(b, n, 3, self.num_heads, -1)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        keys, values = (k, v) if past is None else (torch.cat([past[0], k], dim=2),
+                                                    torch.cat([past[1], v], dim=2))
         dropout = self.dropout.p if self.training else 0.0
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], dropout_p=dropout)
+        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[:, None],
+                                              dropout_p=dropout)
         attn = attn.transpose(1, 2).reshape(b, n, c)
-        x = self.norm1(x + self.dropout(self.proj(attn, attn_gates, attribute_index)))
-        hidden = F.gelu(self.fc1(x, ffn_gates, attribute_index))
-        return self.norm2(x + self.dropout(self.fc2(hidden, ffn_gates, attribute_index)))
+        x = self.norm1(x + self.dropout(self.proj(attn, attn_gates, **route)))
+        hidden = F.gelu(self.fc1(x, ffn_gates, **route))
+        return self.norm2(x + self.dropout(self.fc2(hidden, ffn_gates, **route))), (k, v)
 
 
 @MODELS.register_module()
@@ -174,14 +222,9 @@ class UnifiedDecoder(BaseModule):
             return set(range(1, depth, 2))
         return set(layers)
 
-    def forward(self, segments: list[Segment], extra_mask: Tensor | None = None
-                ) -> DecoderOutput:
-        if not segments:
-            raise ValueError('the decoder needs at least one segment')
-        batch = segments[0].tokens.shape[0]
-        device = segments[0].tokens.device
-        pieces = [self.spe.expand(batch, -1, -1)
-                  + self.modality_embed.weight[MODALITIES.index('spe')]]
+    def _embed(self, segments: list[Segment]) -> list[Tensor]:
+        """Each segment's tokens projected to the decoder width, plus its modality embedding."""
+        pieces = []
         for seg in segments:
             tokens = seg.tokens
             if seg.source is not None:
@@ -193,26 +236,103 @@ class UnifiedDecoder(BaseModule):
                 raise ValueError(f'segment of width {tokens.shape[-1]} given to a decoder of '
                                  f'width {self.embed_dims}; set its source to project it')
             pieces.append(tokens + self.modality_embed.weight[MODALITIES.index(seg.modality)])
-        x = torch.cat(pieces, dim=1)
-        mask = build_attention_mask(segments, batch, device)
-        if extra_mask is not None:
-            mask = mask & extra_mask
-        # Distinct attributes and which one each position uses; <SPE> takes the first segment's.
+        return pieces
+
+    @staticmethod
+    def _attribute_table(runs: list[tuple[Segment, int]], device
+                         ) -> tuple[Tensor, Tensor, list[tuple[float, ...]]]:
+        """Distinct attributes of ``runs`` (segment, length), which one each position uses, and
+        the attribute tuples (keys of the MoE merged-weight cache)."""
         table: list[tuple[float, ...]] = []
         index = []
-        for seg, length in [(segments[0], 1)] + [(s, s.tokens.shape[1]) for s in segments]:
+        for seg, length in runs:
             if seg.attribute not in table:
                 table.append(seg.attribute)
             index += [table.index(seg.attribute)] * length
-        attributes = torch.tensor(table, device=device)
-        attribute_index = torch.tensor(index, device=device)
+        return torch.tensor(table, device=device), torch.tensor(index, device=device), table
+
+    def forward(self, segments: list[Segment], extra_mask: Tensor | None = None,
+                return_cache: bool = False) -> DecoderOutput:
+        if not segments:
+            raise ValueError('the decoder needs at least one segment')
+        batch = segments[0].tokens.shape[0]
+        device = segments[0].tokens.device
+        spe = self.spe.expand(batch, -1, -1) + self.modality_embed.weight[MODALITIES.index('spe')]
+        x = torch.cat([spe] + self._embed(segments), dim=1)
+        mask = build_attention_mask(segments, batch, device)
+        if extra_mask is not None:
+            mask = mask & extra_mask
+        # <SPE> takes the first segment's attribute.
+        attributes, attribute_index, keys = self._attribute_table(
+            [(segments[0], 1)] + [(s, s.tokens.shape[1]) for s in segments], device)
+        cache = DecoderCache([], [], torch.cat([torch.ones(batch, 1, dtype=torch.bool,
+                                                           device=device),
+                                                _valid(segments, batch, device)], dim=1)) \
+            if return_cache else None
         for layer in self.layers:
-            x = layer(x, mask, attributes, attribute_index)
+            x, (k, v) = layer(x, mask, attributes, attribute_index,
+                              merged=cache.merged if cache is not None else None,
+                              attribute_keys=keys)
+            if cache is not None:
+                cache.keys.append(k)
+                cache.values.append(v)
         outputs, start = [], 1
         for seg in segments:
             outputs.append(x[:, start:start + seg.tokens.shape[1]])
             start += seg.tokens.shape[1]
-        return DecoderOutput(spe=x[:, 0], segments=outputs, hidden=x)
+        return DecoderOutput(spe=x[:, 0], segments=outputs, hidden=x, cache=cache)
+
+    def extend(self, cache: DecoderCache, segments: list[Segment], mask: Tensor | None = None,
+               keep: int | None = None) -> tuple[list[Tensor], DecoderCache]:
+        """Decode NEW positions after those in ``cache``, without recomputing the cached ones.
+
+        By default each new position attends to every valid cached position and to the new
+        positions up to itself (autoregressive continuation); ``mask`` [B, L_new, N + L_new]
+        replaces that rule (it is still ANDed with padding).  The first ``keep`` new positions
+        (default: all) are appended to the returned cache; the rest are queries only (e.g. the
+        prediction stream of captioning, which no later position may see).
+
+        Returns:
+            (outputs per new segment, the extended cache).
+
+        Examples:
+            >>> dec = UnifiedDecoder(embed_dims=32, num_heads=4, ffn_dims=64, depth=2).eval()
+            >>> prefix = dec([Segment(torch.randn(2, 5, 32))], return_cache=True).cache
+            >>> (out,), cache = dec.extend(prefix, [Segment(torch.randn(2, 1, 32),
+            ...                                             modality='text', causal=True)])
+            >>> out.shape, len(cache)
+            (torch.Size([2, 1, 32]), 7)
+        """
+        if not segments:
+            raise ValueError('extend needs at least one new segment')
+        batch = segments[0].tokens.shape[0]
+        device = segments[0].tokens.device
+        x = torch.cat(self._embed(segments), dim=1)
+        new = x.shape[1]
+        new_valid = _valid(segments, batch, device)
+        key_valid = torch.cat([cache.valid, new_valid], dim=1)[:, None, :]
+        if mask is None:
+            mask = torch.cat([torch.ones(batch, new, len(cache), dtype=torch.bool, device=device),
+                              torch.ones(new, new, dtype=torch.bool, device=device).tril()
+                              .expand(batch, new, new)], dim=2)
+        mask = mask & key_valid
+        attributes, attribute_index, keys = self._attribute_table(
+            [(s, s.tokens.shape[1]) for s in segments], device)
+        keep = new if keep is None else keep
+        out_keys, out_values = [], []
+        for i, layer in enumerate(self.layers):
+            x, (k, v) = layer(x, mask, attributes, attribute_index,
+                              past=(cache.keys[i], cache.values[i]), merged=cache.merged,
+                              attribute_keys=keys)
+            out_keys.append(torch.cat([cache.keys[i], k[:, :, :keep]], dim=2))
+            out_values.append(torch.cat([cache.values[i], v[:, :, :keep]], dim=2))
+        outputs, start = [], 0
+        for seg in segments:
+            outputs.append(x[:, start:start + seg.tokens.shape[1]])
+            start += seg.tokens.shape[1]
+        return outputs, DecoderCache(out_keys, out_values,
+                                     torch.cat([cache.valid, new_valid[:, :keep]], dim=1),
+                                     cache.merged)
 
 
-__all__ = ['ATTRIBUTE_DIM', 'DecoderOutput', 'Segment', 'UnifiedDecoder', 'build_attention_mask']
+__all__ = ['ATTRIBUTE_DIM', 'DecoderCache', 'DecoderOutput', 'Segment', 'UnifiedDecoder', 'build_attention_mask']

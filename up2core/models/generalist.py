@@ -11,7 +11,7 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from up2core.likelihood import UnifiedLikelihood
-from up2core.models.decoder import DecoderOutput, Segment, UnifiedDecoder
+from up2core.models.decoder import DecoderCache, DecoderOutput, Segment, UnifiedDecoder
 from up2core.models.image_encoder import ImageEncoder, ImageTokens
 from up2core.registry import MODELS, TASKS
 from up2core.task import Task
@@ -63,8 +63,16 @@ class UP2Generalist(BaseModel):
     def encode_text(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         return self.text_encoder(texts)
 
-    def decode(self, segments: list[Segment], extra_mask: Tensor | None = None) -> DecoderOutput:
-        return self.decoder(segments, extra_mask)
+    def decode(self, segments: list[Segment], extra_mask: Tensor | None = None,
+               return_cache: bool = False) -> DecoderOutput:
+        """Run the shared decoder; ``return_cache`` also keeps every layer's keys and values
+        for :meth:`extend`."""
+        return self.decoder(segments, extra_mask, return_cache=return_cache)
+
+    def extend(self, cache: DecoderCache, segments: list[Segment], mask: Tensor | None = None,
+               keep: int | None = None) -> tuple[list[Tensor], DecoderCache]:
+        """Decode new positions after a cached prefix (see :meth:`UnifiedDecoder.extend`)."""
+        return self.decoder.extend(cache, segments, mask=mask, keep=keep)
 
     def image_segments(self, image: ImageTokens, target: bool = False) -> list[Segment]:
         """The decoder segments of an image: its global tokens (modality ``image``) and, when

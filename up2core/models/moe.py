@@ -109,7 +109,12 @@ class MoELinear(nn.Module):
         return weight, bias
 
     def forward(self, x: Tensor, gates: Tensor | None = None,
-                attribute_index: Tensor | None = None) -> Tensor:
+                attribute_index: Tensor | None = None, merged_cache: dict | None = None,
+                attribute_keys: list | None = None) -> Tensor:
+        """``merged_cache`` (with ``attribute_keys``, the attribute tuple of each gate row)
+        keeps each attribute's merged weights for reuse by later calls: incremental decoding
+        applies the same layer to one new position at a time, and merging would otherwise cost
+        more than the product itself.  Valid only while weights and gates are fixed (eval)."""
         if gates is None or self.num_experts == 1:
             return F.linear(x, self.weight[0], None if self.bias is None else self.bias[0])
         if attribute_index is None:
@@ -117,7 +122,13 @@ class MoELinear(nn.Module):
         out = x.new_empty(*x.shape[:-1], self.out_features)
         for a in attribute_index.unique().tolist():
             positions = (attribute_index == a).nonzero(as_tuple=True)[0]
-            weight, bias = self.merged(gates[a])
+            if merged_cache is None:
+                weight, bias = self.merged(gates[a])
+            else:
+                key = (id(self), attribute_keys[a])
+                if key not in merged_cache:
+                    merged_cache[key] = self.merged(gates[a])
+                weight, bias = merged_cache[key]
             out[..., positions, :] = F.linear(x[..., positions, :], weight, bias)
         return out
 

@@ -107,6 +107,28 @@ class HFTextEncoder(BaseModule):
             hidden = self.model(**batch).last_hidden_state
         return hidden, batch['attention_mask'].bool()
 
+    def encode_ids(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Token id sequences [N, L] (already tokenised, e.g. ``[CLS] token [SEP]`` for each
+        vocabulary entry) -> features [N, L, C]."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask
+                              ).last_hidden_state
+
+    def embed_ids(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:
+        """The encoder's input embeddings only (word + position, normalised) of ``input_ids``
+        [N, L] at ``position_ids`` [N, L]: [N, L, C].
+
+        Generated text uses these instead of :meth:`forward`: the encoder is bidirectional, so
+        its outputs would let every token see the tokens after it.
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self.model.embeddings(input_ids=input_ids, position_ids=position_ids)
+
+    @property
+    def max_positions(self) -> int:
+        """How many positions the encoder's position embedding has."""
+        return self.model.config.max_position_embeddings
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.frozen:  # keep dropout off in a frozen encoder

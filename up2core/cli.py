@@ -138,6 +138,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
             if not extra['classes']:
                 raise UserError(f'--classes {args.classes!r} names no category; give '
                                 f'comma-separated names, e.g. --classes "red star,blue circle"')
+        if args.beam is not None:
+            if args.beam < 1:
+                raise UserError(f'--beam {args.beam}: the beam size must be at least 1 '
+                                f'(1 is greedy search)')
+            extra['beam'] = args.beam
         try:
             result = inference(model, args.image, task=args.task, texts=args.texts,
                                out_file=args.out, **extra)
@@ -268,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--texts', nargs='+', help='candidate texts to rank (retrieval)')
     p.add_argument('--classes', help='comma-separated category names to look for (detection, '
                    'segmentation; default: the config\'s)')
+    p.add_argument('--beam', type=int, help='beam size (captioning; 1: greedy search; '
+                   'default: the config\'s)')
     p.add_argument('--out', help='save a visualisation of the prediction to this image file')
     p.add_argument('--device', default='cpu')
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])

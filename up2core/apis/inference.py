@@ -59,12 +59,14 @@ def inference(model, image: str | np.ndarray, task: str | None = None,
     """Predict ``task`` for one image (a path, or an HxWx3 BGR uint8 array).
 
     Extra keyword arguments go to the task's ``infer`` (``classes=[...]`` for detection and
-    segmentation).  ``out_file`` saves the task's visualisation of the prediction.
+    segmentation, ``beam=3`` for captioning).  ``out_file`` saves the task's visualisation of
+    the prediction.
 
     Returns the task's plain dict (:meth:`Task.to_result`) plus ``task``: for classification
     ``classes``/``labels``/``scores`` (best first); for retrieval with ``texts``, the texts ranked
     with their probabilities; for detection ``boxes``/``scores``/``labels``/``classes`` in the
-    original image's pixels (and ``masks`` as COCO RLE for segmentation).
+    original image's pixels (and ``masks`` as COCO RLE for segmentation); for captioning the
+    ``caption`` and its ``score``.
     """
     if task is None:
         if len(model.tasks) != 1:

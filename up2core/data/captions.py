@@ -48,53 +48,59 @@ class CaptionDataset(BaseDataset):
                          data_prefix=data_prefix or dict(img=''), **kwargs)
 
     def load_data_list(self) -> list[dict]:
-        path = Path(self.ann_file)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataError(f"caption file '{path}' cannot be read as json: {exc}") from exc
-        if not isinstance(data, dict) or 'images' not in data:
-            raise DataError(f"{path}: expected a json object with 'images' (COCO captions or "
-                             f"Karpathy format)")
         prefix = Path(self.data_prefix.get('img', ''))
-        records = self._karpathy(data, path) if 'annotations' not in data \
-            else self._coco(data, path)
-        samples = []
-        for file_name, img_id, texts in records:
-            if not texts:
-                continue
-            samples.append(dict(img_path=str(prefix / file_name), img_id=img_id,
-                                texts=list(texts)))
-        if not samples:
-            raise DataError(f'{path}: no image with captions'
-                             + (f" in split '{self.split}'" if self.split else ''))
-        return samples
+        return [dict(img_path=str(prefix / file_name), img_id=img_id, texts=list(texts))
+                for file_name, img_id, texts in read_caption_file(self.ann_file, self.split)]
 
-    @staticmethod
-    def _coco(data: dict, path: Path):
-        captions: dict = {image['id']: [] for image in data['images']}
-        for index, ann in enumerate(data['annotations']):
-            if ann.get('image_id') not in captions or not isinstance(ann.get('caption'), str):
-                raise DataError(f"{path}: annotation #{index} (id {ann.get('id')}) needs an "
-                                 f"'image_id' listed in 'images' and a 'caption' string")
-            captions[ann['image_id']].append(ann['caption'].strip())
-        return [(image['file_name'], image['id'], captions[image['id']])
-                for image in data['images']]
 
-    def _karpathy(self, data: dict, path: Path):
-        wanted = {self.split, 'restval'} if self.split == 'train' else {self.split}
-        records = []
-        for index, image in enumerate(data['images']):
-            if self.split is not None and image.get('split') not in wanted:
-                continue
-            try:
-                file_name = str(Path(image.get('filepath', '')) / image['filename'])
-                texts = [s['raw'].strip() for s in image['sentences']]
-            except (KeyError, TypeError) as exc:
-                raise DataError(f"{path}: image #{index} lacks 'filename' or "
-                                 f"'sentences[].raw' ({exc})") from exc
-            records.append((file_name, image.get('imgid', image.get('cocoid', index)), texts))
-        return records
+def read_caption_file(ann_file: str | Path, split: str | None = None
+                      ) -> list[tuple[str, int, list[str]]]:
+    """``(file_name, image_id, captions)`` of every image with captions in a COCO captions or
+    Karpathy json (``split`` selects Karpathy images; 'train' also takes 'restval').
+
+    Raises:
+        DataError: naming the file (and the record) when it cannot be read or has no captions.
+    """
+    path = Path(ann_file)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"caption file '{path}' cannot be read as json: {exc}") from exc
+    if not isinstance(data, dict) or 'images' not in data:
+        raise DataError(f"{path}: expected a json object with 'images' (COCO captions or "
+                         f"Karpathy format)")
+    records = _karpathy(data, path, split) if 'annotations' not in data else _coco(data, path)
+    records = [record for record in records if record[2]]
+    if not records:
+        raise DataError(f'{path}: no image with captions'
+                         + (f" in split '{split}'" if split else ''))
+    return records
+
+
+def _coco(data: dict, path: Path):
+    captions: dict = {image['id']: [] for image in data['images']}
+    for index, ann in enumerate(data['annotations']):
+        if ann.get('image_id') not in captions or not isinstance(ann.get('caption'), str):
+            raise DataError(f"{path}: annotation #{index} (id {ann.get('id')}) needs an "
+                             f"'image_id' listed in 'images' and a 'caption' string")
+        captions[ann['image_id']].append(ann['caption'].strip())
+    return [(image['file_name'], image['id'], captions[image['id']]) for image in data['images']]
+
+
+def _karpathy(data: dict, path: Path, split: str | None):
+    wanted = {split, 'restval'} if split == 'train' else {split}
+    records = []
+    for index, image in enumerate(data['images']):
+        if split is not None and image.get('split') not in wanted:
+            continue
+        try:
+            file_name = str(Path(image.get('filepath', '')) / image['filename'])
+            texts = [s['raw'].strip() for s in image['sentences']]
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path}: image #{index} lacks 'filename' or "
+                             f"'sentences[].raw' ({exc})") from exc
+        records.append((file_name, image.get('imgid', image.get('cocoid', index)), texts))
+    return records
 
 
 @TRANSFORMS.register_module()

@@ -74,16 +74,18 @@ class UP2Generalist(BaseModel):
         """Decode new positions after a cached prefix (see :meth:`UnifiedDecoder.extend`)."""
         return self.decoder.extend(cache, segments, mask=mask, keep=keep)
 
-    def image_segments(self, image: ImageTokens, target: bool = False) -> list[Segment]:
+    def image_segments(self, image: ImageTokens, target: bool = False,
+                       generative: bool = False) -> list[Segment]:
         """The decoder segments of an image: its global tokens (modality ``image``) and, when
         the encoder has a proposal generator, its proposal tokens (modality ``region``: their
-        own modality embedding, MoE attribute and input projection)."""
+        own modality embedding, MoE attribute and input projection).  ``generative`` sets the
+        MoE attribute bit of generative tasks (captioning)."""
         g = image.num_global
         segments = [Segment(image.tokens[:, :g], image.valid[:, :g], modality='image',
-                            target=target, source='image')]
+                            target=target, generative=generative, source='image')]
         if image.tokens.shape[1] > g:
             segments.append(Segment(image.tokens[:, g:], image.valid[:, g:], modality='region',
-                                    target=target, source='region'))
+                                    target=target, generative=generative, source='region'))
         return segments
 
     def proposal_loss(self, image: ImageTokens, gt_instances: list, canvas: tuple[int, int],

@@ -1,0 +1,280 @@
+"""Captioning: each next token is the most likely of the encoded vocabulary."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from up2_captioning.decoding import Generated, beam_search, greedy_search
+from up2_captioning.vocabulary import special_ids, vocabulary_ids
+from up2core.models.decoder import DecoderCache, Segment
+from up2core.task import Task
+
+
+def two_stream_mask(prefix: int, length: int, batch: int, device=None) -> Tensor:
+    """The extra attention mask of the two caption streams, [B, 1 + P + 2L, 1 + P + 2L].
+
+    The sequence is ``<SPE>``, ``prefix`` image tokens, the causal stream (``length`` tokens),
+    then the prediction stream (``length`` tokens).  The decoder's own rules already keep every
+    causal position from its future and the image from both streams; this mask adds that
+    prediction position ``j`` sees causal positions ``0..j`` only (its own causal token, the one
+    it predicts, is causal position ``j + 1``) and, of the prediction stream, itself only.
+    """
+    n = 1 + prefix + 2 * length
+    mask = torch.ones(n, n, dtype=torch.bool, device=device)
+    c0, p0 = 1 + prefix, 1 + prefix + length
+    tri = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    mask[p0:, c0:p0] = tri
+    mask[p0:, p0:] = torch.eye(length, dtype=torch.bool, device=device)
+    return mask[None].expand(batch, n, n)
+
+
+class CaptioningTask(Task):
+    """Image captioning as a likelihood over the vocabulary, one token at a time.
+
+    Training (teacher forcing, two streams).  A caption ``[start] w_1 .. w_n [end]`` enters the
+    decoder twice after the image tokens:
+
+    * the *causal stream* holds ``[start] w_1 .. w_n`` at positions ``0..n``; each position sees
+      the image and the causal positions up to itself;
+    * the *prediction stream* holds a ``[mask]`` token at positions ``1..n+1``; position ``j``
+      sees the image, the causal tokens strictly before it and itself, and its output is scored
+      against every vocabulary candidate; the target is the token at position ``j``
+      (``w_1 .. w_n, [end]``).
+
+    Caption tokens enter through the text encoder's input embeddings only
+    (:meth:`~up2core.models.text_encoder.HFTextEncoder.embed_ids`: the encoder itself is
+    bidirectional and would show every token its future); the shared decoder contextualises
+    them.  Vocabulary candidates go through the whole text encoder and the decoder on the target
+    side (``[start] token [end]``, the ``<SPE>`` output), recomputed every training step and
+    cached in eval until the weights change.
+
+    Decoding (greedy or beam search) caches the image's and the generated causal tokens' keys
+    and values (:meth:`~up2core.models.decoder.UnifiedDecoder.extend`): each step decodes two new
+    positions, the newest causal token (kept in the cache) and one prediction query (not kept).
+
+    Args:
+        vocabulary: ``'full'`` or ``dict(ann_file=..., split=None)``; see
+            :mod:`up2_captioning.vocabulary`.  Built when first needed and saved in checkpoints.
+        max_length: most tokens generated (the end token included); training captions are cut
+            to this many tokens too.
+        min_length: fewest tokens before the end token may be generated.
+        beam_size: 1 for greedy search.
+        length_penalty: the exponent ``a`` in ``score = log P / length ** a``.
+        incremental: decode with the key/value cache (False: recompute the whole sequence at
+            each step; the same tokens, slower; for checks and benchmarks).
+        vocab_batch: vocabulary entries encoded per forward pass.
+        label_smoothing, loss_weight, likelihood_group: of the token cross-entropy.
+
+    Examples:
+        >>> dict(type='captioning', beam_size=3, max_length=20,
+        ...      vocabulary=dict(ann_file='data/coco/annotations/dataset_coco.json',
+        ...                      split='train'))
+    """
+
+    def __init__(self, vocabulary: str | dict = 'full', max_length: int = 20,
+                 min_length: int = 1, beam_size: int = 1, length_penalty: float = 0.0,
+                 incremental: bool = True, vocab_batch: int = 4096,
+                 label_smoothing: float = 0.0, loss_weight: float = 1.0,
+                 likelihood_group: str | None = None) -> None:
+        super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
+        if max_length < 1 or min_length < 0 or beam_size < 1:
+            raise ValueError(f'captioning needs max_length >= 1, min_length >= 0 and '
+                             f'beam_size >= 1; got {max_length}, {min_length}, {beam_size}')
+        self.vocabulary = vocabulary
+        self.max_length, self.min_length = max_length, min_length
+        self.beam_size, self.length_penalty = beam_size, length_penalty
+        self.incremental, self.vocab_batch = incremental, vocab_batch
+        self.label_smoothing = label_smoothing
+        # The candidate token ids; empty until first built, then saved with the weights.
+        self.register_buffer('vocab_ids', torch.zeros(0, dtype=torch.long))
+        self._cache: tuple[int, Tensor] | None = None
+
+    # ------------------------------------------------------------------ vocabulary
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + 'vocab_ids')
+        if saved is not None and saved.shape != self.vocab_ids.shape:
+            self.vocab_ids.data = torch.zeros_like(saved, device=self.vocab_ids.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _special_ids(self, model) -> tuple[int, int, int, int]:
+        """(start, end, mask, unknown) token ids of the model's tokenizer (looked up once)."""
+        if getattr(self, '_specials', None) is None:
+            self._specials = special_ids(model.text_encoder.tokenizer)
+        return self._specials
+
+    def candidate_ids(self, model) -> Tensor:
+        """[V] the candidate token ids; built from ``vocabulary`` on first use."""
+        if self.vocab_ids.numel() == 0:
+            ids = vocabulary_ids(model.text_encoder.tokenizer, self.vocabulary)
+            # .data keeps the buffer object (a DDP wrapper holds it) and changes its contents.
+            self.vocab_ids.data = torch.tensor(ids, dtype=torch.long,
+                                               device=self.vocab_ids.device)
+        return self.vocab_ids
+
+    def _columns(self, model, token_ids: Tensor) -> Tensor:
+        """Candidate column of each token id (the unknown token's for ids not in the set)."""
+        ids = self.candidate_ids(model)
+        _, _, _, unknown = self._special_ids(model)
+        table = torch.full((max(int(ids.max()), int(token_ids.max())) + 1,),
+                           int((ids == unknown).nonzero()[0, 0]), dtype=torch.long,
+                           device=ids.device)
+        table[ids] = torch.arange(len(ids), device=ids.device)
+        return table[token_ids]
+
+    @staticmethod
+    def _weights_version(model) -> int:
+        # Every in-place change of a parameter (optimiser step, load_state_dict) increments its
+        # tensor version; the sum only grows, so it identifies the current weights.
+        return sum(p._version for p in model.parameters())
+
+    def candidate_features(self, model) -> Tensor:
+        """[V, C] decoder features of every candidate token: computed on every call in
+        training, cached in eval until the weights change."""
+        if not self.training and self._cache is not None \
+                and self._cache[0] == self._weights_version(model):
+            return self._cache[1]
+        ids = self.candidate_ids(model)
+        start, end, _, _ = self._special_ids(model)
+        features = []
+        for chunk in ids.split(self.vocab_batch):
+            seq = torch.stack([torch.full_like(chunk, start), chunk, torch.full_like(chunk, end)],
+                              dim=1)
+            tokens = model.text_encoder.encode_ids(seq)
+            features.append(model.decode([Segment(tokens, modality='text', target=True,
+                                                  generative=True, source='text')]).spe)
+        features = torch.cat(features)
+        if not self.training:
+            self._cache = (self._weights_version(model), features)
+        return features
+
+    def clear_cache(self) -> None:
+        self._cache = None
+
+    # ------------------------------------------------------------------ sequences
+
+    def _streams(self, model, tokens: Tensor, causal_valid: Tensor | None = None,
+                 predict_valid: Tensor | None = None, start: int = 0) -> list[Segment]:
+        """The causal and prediction segments for ``tokens`` [N, T], the causal stream at
+        positions ``start .. start+T-1`` and the prediction stream one position later."""
+        _, _, mask_id, _ = self._special_ids(model)
+        positions = start + torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        embed = model.text_encoder.embed_ids
+        causal = embed(tokens, positions)
+        predict = embed(torch.full_like(tokens, mask_id), positions + 1)
+        kind = dict(modality='text', causal=True, generative=True, source='text')
+        return [Segment(causal, causal_valid, **kind), Segment(predict, predict_valid, **kind)]
+
+    def _tokenize(self, model, texts: list[str]) -> tuple[Tensor, Tensor]:
+        encoder = model.text_encoder
+        batch = encoder.tokenizer(list(texts), padding=True, truncation=True,
+                                  max_length=self.max_length + 1, return_tensors='pt')
+        device = self.vocab_ids.device
+        return batch['input_ids'].to(device), batch['attention_mask'].to(device).bool()
+
+    def loss(self, model, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
+        texts = [s.texts[0] for s in data_samples]
+        ids, valid = self._tokenize(model, texts)
+        # inputs [start] w_1..w_n; targets w_1..w_n [end] (padding where the caption is shorter)
+        inputs_ids, targets, target_valid = ids[:, :-1], ids[:, 1:], valid[:, 1:]
+        image = model.image_segments(model.encode_image(inputs), generative=True)
+        streams = self._streams(model, inputs_ids, valid[:, :-1], target_valid)
+        prefix = sum(s.tokens.shape[1] for s in image)
+        mask = two_stream_mask(prefix, inputs_ids.shape[1], len(texts), inputs.device)
+        out = model.decode(image + streams, extra_mask=mask).segments[-1]
+        x = out[target_valid]
+        y = self.candidate_features(model)
+        columns = self._columns(model, targets[target_valid])
+        loss = model.likelihood.loss(x, y, columns, group=self.likelihood_group,
+                                     weight=self.loss_weight,
+                                     label_smoothing=self.label_smoothing)
+        with torch.no_grad():
+            logits = model.likelihood.logits(x, y, self.likelihood_group)
+            accuracy = (logits.argmax(-1) == columns).float().mean() * 100
+        return {'loss_caption': loss, 'acc_token': accuracy,
+                'candidates': torch.tensor(float(len(y)))}
+
+    # ------------------------------------------------------------------ decoding
+
+    def generate(self, model, inputs: Tensor, beam_size: int | None = None,
+                 max_length: int | None = None, incremental: bool | None = None) -> Generated:
+        """Captions (token ids and scores) for a batch of images; arguments left None take the
+        task's settings."""
+        beam_size = self.beam_size if beam_size is None else beam_size
+        max_length = self.max_length if max_length is None else max_length
+        incremental = self.incremental if incremental is None else incremental
+        tokenizer = model.text_encoder.tokenizer
+        start, end_id, _, unknown = self._special_ids(model)
+        vocab = self.candidate_ids(model)
+        y = self.candidate_features(model)
+        image = model.image_segments(model.encode_image(inputs), generative=True)
+        scores = partial(self._log_probs, model, y)
+        if incremental:
+            state = model.decode(image, return_cache=True).cache
+            step = partial(self._cached_step, model, scores)
+            reorder = DecoderCache.select
+        else:
+            state = image
+            step = partial(self._full_step, model, scores)
+            reorder = _select_segments
+        start_tokens = torch.full((inputs.shape[0], 1), start, dtype=torch.long,
+                                  device=inputs.device)
+        end = int((vocab == end_id).nonzero()[0, 0])
+        settings = dict(max_length=max_length, min_length=self.min_length,
+                        length_penalty=self.length_penalty, banned=vocab == unknown)
+        if beam_size == 1:
+            return greedy_search(step, state, start_tokens, vocab, end, **settings)
+        return beam_search(step, reorder, state, start_tokens, vocab, end, beam_size=beam_size,
+                           **settings)
+
+    def _log_probs(self, model, candidates: Tensor, x: Tensor) -> Tensor:
+        return model.likelihood.logits(x, candidates, self.likelihood_group).log_softmax(-1)
+
+    def _cached_step(self, model, scores, tokens: Tensor, cache: DecoderCache):
+        """Decode the newest causal token (kept in the cache) and the next prediction query."""
+        streams = self._streams(model, tokens[:, -1:], start=tokens.shape[1] - 1)
+        (_, out), cache = model.extend(cache, streams, keep=1)
+        return scores(out[:, 0]), cache
+
+    def _full_step(self, model, scores, tokens: Tensor, image: list[Segment]):
+        """Decode the image and the whole caption so far again; score the last prediction."""
+        streams = self._streams(model, tokens)
+        prefix = sum(s.tokens.shape[1] for s in image)
+        mask = two_stream_mask(prefix, tokens.shape[1], tokens.shape[0], tokens.device)
+        out = model.decode(image + streams, extra_mask=mask).segments[-1]
+        return scores(out[:, -1]), image
+
+    def predict(self, model, inputs: Tensor, data_samples: list) -> list:
+        """``pred_caption`` (text) and ``pred_score`` of each image, with the configured search."""
+        return self.infer(model, inputs, data_samples)
+
+    def infer(self, model, inputs: Tensor, data_samples: list, beam: int | None = None,
+              **kwargs) -> list:
+        """:meth:`predict`, with ``beam`` overriding the configured beam size."""
+        generated = self.generate(model, inputs, beam_size=beam)
+        tokenizer = model.text_encoder.tokenizer
+        for sample, ids, score in zip(data_samples, generated.tokens, generated.scores):
+            sample.pred_caption = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            sample.pred_score = float(score)
+        return data_samples
+
+    def to_result(self, sample) -> dict:
+        """``caption`` and its ``score`` (length-normalised log-likelihood)."""
+        return {'caption': sample.pred_caption, 'score': sample.pred_score}
+
+    def format_result(self, result: dict) -> list[str]:
+        return [f"  {result['caption']}", f"  (score {result['score']:.3f})"]
+
+
+def _select_segments(segments: list[Segment], rows: Tensor) -> list[Segment]:
+    """The image segments of batch rows ``rows`` (for beams under full recomputation)."""
+    out = []
+    for seg in segments:
+        out.append(Segment(seg.tokens.index_select(0, rows),
+                           None if seg.valid is None else seg.valid.index_select(0, rows),
+                           modality=seg.modality, target=seg.target, causal=seg.causal,
+                           generative=seg.generative, source=seg.source))
+    return out

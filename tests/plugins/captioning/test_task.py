@@ -240,3 +240,13 @@ def test_infer_returns_caption_and_score_and_honours_beam(half_trained):
     result = task.to_result(sample)
     assert set(result) == {'caption', 'score'} and isinstance(result['caption'], str)
     assert result['caption'] in task.format_result(result)[0]
+
+
+def test_detokenize_joins_punctuation(make_tiny_model):
+    from up2_captioning.task import detokenize
+
+    tokenizer = make_tiny_model(dict(captioning=dict(type='captioning'))).text_encoder.tokenizer
+    ids = tokenizer('four shapes from left to right: a red circle (small), a star.',
+                    add_special_tokens=False)['input_ids']
+    assert detokenize(tokenizer, ids) == \
+        'four shapes from left to right: a red circle (small), a star.'

@@ -234,10 +234,20 @@ class CaptioningTask(Task):
         return model.likelihood.logits(x, candidates, self.likelihood_group).log_softmax(-1)
 
     def _cached_step(self, model, scores, tokens: Tensor, cache: DecoderCache):
-        """Decode the newest causal token (kept in the cache) and the next prediction query."""
-        streams = self._streams(model, tokens[:, -1:], start=tokens.shape[1] - 1)
-        (_, out), cache = model.extend(cache, streams, keep=1)
-        return scores(out[:, 0]), cache
+        """Decode the newest causal token (kept in the cache) and the next prediction query.
+
+        Both are one two-token segment (they share modality and attribute): under ``extend``'s
+        default rule the causal token sees the cache and itself, the query the cache, the causal
+        token and itself, which is what they see in the full two-stream sequence.
+        """
+        t = tokens.shape[1] - 1
+        _, _, mask_id, _ = self._special_ids(model)
+        ids = torch.cat([tokens[:, -1:], torch.full_like(tokens[:, -1:], mask_id)], dim=1)
+        positions = torch.tensor([t, t + 1], device=ids.device).expand_as(ids)
+        step = Segment(model.text_encoder.embed_ids(ids, positions), modality='text',
+                       causal=True, generative=True, source='text')
+        (out,), cache = model.extend(cache, [step], keep=1)
+        return scores(out[:, 1]), cache
 
     def _full_step(self, model, scores, tokens: Tensor, image: list[Segment]):
         """Decode the image and the whole caption so far again; score the last prediction."""

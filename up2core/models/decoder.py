@@ -159,8 +159,14 @@ class DecoderLayer(nn.Module):
         (then ``mask`` is [B, L, N_past + L]); ``merged``/``attribute_keys``: see
         :class:`MoELinear`.
         """
-        attn_gates = self.attn_router(attributes) if self.attn_router is not None else None
-        ffn_gates = self.ffn_router(attributes) if self.ffn_router is not None else None
+        gates_key = ('gates', id(self), tuple(attribute_keys or ()))
+        if merged is not None and gates_key in merged:  # eval: the routes do not change
+            attn_gates, ffn_gates = merged[gates_key]
+        else:
+            attn_gates = self.attn_router(attributes) if self.attn_router is not None else None
+            ffn_gates = self.ffn_router(attributes) if self.ffn_router is not None else None
+            if merged is not None:
+                merged[gates_key] = (attn_gates, ffn_gates)
         route = dict(attribute_index=attribute_index, merged_cache=merged,
                      attribute_keys=attribute_keys)
         b, n, c = x.shape

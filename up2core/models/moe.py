@@ -119,9 +119,9 @@ class MoELinear(nn.Module):
             return F.linear(x, self.weight[0], None if self.bias is None else self.bias[0])
         if attribute_index is None:
             raise ValueError('MoELinear with several experts needs attribute_index')
-        out = x.new_empty(*x.shape[:-1], self.out_features)
-        for a in attribute_index.unique().tolist():
-            positions = (attribute_index == a).nonzero(as_tuple=True)[0]
+        used = attribute_index.unique().tolist()
+        out = x.new_empty(*x.shape[:-1], self.out_features) if len(used) > 1 else None
+        for a in used:
             if merged_cache is None:
                 weight, bias = self.merged(gates[a])
             else:
@@ -129,6 +129,9 @@ class MoELinear(nn.Module):
                 if key not in merged_cache:
                     merged_cache[key] = self.merged(gates[a])
                 weight, bias = merged_cache[key]
+            if out is None:  # one attribute: every position
+                return F.linear(x, weight, bias)
+            positions = (attribute_index == a).nonzero(as_tuple=True)[0]
             out[..., positions, :] = F.linear(x[..., positions, :], weight, bias)
         return out
 

@@ -78,11 +78,9 @@ def caption_scores(predictions: dict, references: dict, meteor: bool = False) ->
                                'meteor=False')
         from pycocoevalcap.meteor.meteor import Meteor
 
-        scorer = Meteor()
-        try:
-            scores['METEOR'], _ = scorer.compute_score(references, predictions)
-        finally:
-            scorer.close()
+        scorer = Meteor()  # a Java subprocess, stopped when the scorer is collected
+        scores['METEOR'], _ = scorer.compute_score(references, predictions)
+        del scorer
     return {key: float(value) for key, value in scores.items()}
 
 

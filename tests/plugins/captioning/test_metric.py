@@ -66,3 +66,14 @@ def test_simple_tokenizer_matches_the_ptb_tokenizer():
 def test_unknown_tokenizer_is_refused():
     with pytest.raises(ValueError, match="'simple' or 'ptb'"):
         CaptionMetric(tokenizer='nltk')
+
+
+@pytest.mark.skipif(shutil.which('java') is None, reason='METEOR runs Java')
+def test_meteor_equals_its_own_scorer_when_asked_for():
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    result = _metric_result(meteor=True)
+    refs = {i: [simple_tokenize(r) for r in rs] for i, rs in enumerate(REFERENCES)}
+    preds = {i: [simple_tokenize(p) or '<empty>'] for i, p in enumerate(PREDICTIONS)}
+    assert result['METEOR'] == pytest.approx(Meteor().compute_score(refs, preds)[0] * 100)
+    assert 'METEOR' not in _metric_result()

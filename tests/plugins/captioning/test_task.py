@@ -7,14 +7,15 @@ from up2_captioning.decoding import beam_search
 from up2_captioning.task import two_stream_mask
 from up2_captioning.vocabulary import vocabulary_ids
 
+from tests.plugins.conftest import tiny_model
 from up2core.models.decoder import DecoderCache, Segment, build_attention_mask
 
 CAPTIONS = ['a red circle', 'two blue squares', 'a green star at the top', 'one white cross']
 
 
-@pytest.fixture
-def caption_file(tmp_path):
-    path = tmp_path / 'captions.json'
+@pytest.fixture(scope='module')
+def caption_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp('captions') / 'captions.json'
     path.write_text(json.dumps({
         'images': [{'id': i, 'file_name': f'{i}.png'} for i in range(len(CAPTIONS))],
         'annotations': [{'id': i, 'image_id': i, 'caption': c} for i, c in enumerate(CAPTIONS)]}))
@@ -101,11 +102,11 @@ def test_trains_and_generates_the_training_captions(make_tiny_model, caption_fil
     assert all(s.pred_score <= 0 for s in out)
 
 
-@pytest.fixture
-def half_trained(make_tiny_model, caption_file):
+@pytest.fixture(scope='module')
+def half_trained(caption_file):
     """A model trained a little: its captions are not the training ones yet, so searches that
-    differ would show it."""
-    model = _model(make_tiny_model, caption_file)
+    differ would show it.  Shared by the tests that only decode (in eval, without a change)."""
+    model = _model(tiny_model, caption_file)
     inputs, _ = _train(model, 12)
     return model.eval(), torch.cat([inputs, torch.randn(3, 3, 64, 64)])
 

@@ -11,6 +11,10 @@ Examples:
 
 __version__ = '0.1.0'
 
+# Installs the plugin loader that every registry runs on its first lookup (up2core.registry itself
+# never imports up2core.plugin).
+from up2core import plugin as _plugin  # noqa: E402,F401
+
 
 def list_tasks(pattern: str = '*') -> list[str]:
     """Names of the registered tasks matching a shell-style ``pattern``, sorted.

@@ -241,6 +241,9 @@ def ensure_plugins_loaded() -> None:
             raise
 
 
+_registry.before_first_lookup(ensure_plugins_loaded)
+
+
 def _forget(manager: Up2PluginManager) -> None:
     for info in manager.infos.values():
         for kind, names in info.registered.items():

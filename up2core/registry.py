@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -58,6 +58,19 @@ CORE_OWNER = 'up2core'
 
 # Who is registering right now: the plugin manager sets this while it imports and calls a plugin.
 _current_owner: str = CORE_OWNER
+
+
+# Called when any registry is first searched.  up2core.plugin adds its plugin loader here when
+# it is imported (up2core/__init__.py imports it), so that this module never imports the plugin
+# machinery: imports go one way, plugin -> registry.
+_BEFORE_LOOKUP: list[Callable[[], None]] = []
+
+
+def before_first_lookup(hook: Callable[[], None]) -> Callable[[], None]:
+    """Run ``hook`` whenever a registry loads its locations (once per registry)."""
+    if hook not in _BEFORE_LOOKUP:
+        _BEFORE_LOOKUP.append(hook)
+    return hook
 
 
 class UnknownNameError(KeyError):
@@ -94,10 +107,8 @@ class Up2Registry(Registry):
 
     def import_from_location(self) -> None:
         super().import_from_location()
-        # Imported here: up2core.plugin imports this module.
-        from up2core.plugin import ensure_plugins_loaded
-
-        ensure_plugins_loaded()
+        for hook in _BEFORE_LOOKUP:
+            hook()
 
     def _register_module(self, module, module_name=None, force: bool = False) -> None:
         names = [module_name] if isinstance(module_name, str) else module_name

@@ -25,10 +25,15 @@ model from its ``tasks=dict(name=dict(type=...))`` config.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mmengine.model import BaseModule
 from torch import Tensor
+
+if TYPE_CHECKING:  # names for annotations only; at run time this module imports no model code
+    from up2core.likelihood import UnifiedLikelihood
+    from up2core.models.decoder import DecoderCache, DecoderOutput, Segment
+    from up2core.models.image_encoder import ImageTokens
 
 
 def _plain(value: Any) -> Any:
@@ -42,8 +47,34 @@ def _plain(value: Any) -> Any:
     return value
 
 
-if TYPE_CHECKING:
-    from up2core.models.generalist import UP2Generalist
+class TaskModel(Protocol):
+    """What a task may use of the model it is handed: the core's primitives.
+
+    :class:`~up2core.models.generalist.UP2Generalist` implements it (this module does not import
+    the generalist: the generalist imports the tasks' base class, and imports go one way).
+    """
+
+    likelihood: UnifiedLikelihood
+    text_encoder: Any
+
+    def encode_image(self, images: Tensor) -> ImageTokens: ...
+
+    def encode_text(self, texts: list[str]) -> tuple[Tensor, Tensor]: ...
+
+    def decode(self, segments: list[Segment], extra_mask: Tensor | None = None,
+               return_cache: bool = False) -> DecoderOutput: ...
+
+    def extend(self, cache: DecoderCache, segments: list[Segment], mask: Tensor | None = None,
+               keep: int | None = None) -> tuple[list[Tensor], DecoderCache]: ...
+
+    def image_segments(self, image: ImageTokens, target: bool = False,
+                       generative: bool = False) -> list[Segment]: ...
+
+    def text_segment(self, texts: list[str], target: bool = False, causal: bool = False,
+                     generative: bool = False) -> Segment: ...
+
+    def proposal_loss(self, image: ImageTokens, gt_instances: list, canvas: tuple[int, int],
+                      with_masks: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]: ...
 
 
 class Task(BaseModule):
@@ -67,14 +98,14 @@ class Task(BaseModule):
         return self._likelihood_group or self.name
 
     @abstractmethod
-    def loss(self, model: UP2Generalist, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
+    def loss(self, model: TaskModel, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
         """Loss terms of a batch (keys containing 'loss' are summed by MMEngine)."""
 
     @abstractmethod
-    def predict(self, model: UP2Generalist, inputs: Tensor, data_samples: list) -> list:
+    def predict(self, model: TaskModel, inputs: Tensor, data_samples: list) -> list:
         """Fill the data samples with predictions (``pred_*`` fields) and return them."""
 
-    def infer(self, model: UP2Generalist, inputs: Tensor, data_samples: list, **kwargs: Any
+    def infer(self, model: TaskModel, inputs: Tensor, data_samples: list, **kwargs: Any
               ) -> list:
         """Prediction for the inference API; by default :meth:`predict`.  Tasks override it to
         accept inputs that only inference has (e.g. candidate texts to rank)."""

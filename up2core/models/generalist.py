@@ -26,7 +26,8 @@ class UP2Generalist(BaseModel):
         text_encoder: config of a text encoder (e.g. :class:`HFTextEncoder`).
         decoder: config of the :class:`UnifiedDecoder`; its ``input_dims`` are filled in from the
             encoders' widths.
-        tasks: ``dict(name=dict(type='ClassificationTask', ...), ...)``.
+        tasks: ``dict(name=dict(type=<registered task name>, ...), ...)``, e.g.
+            ``dict(classification=dict(type='classification', class_names=[...]))``.
         likelihood: extra kwargs of :class:`UnifiedLikelihood` (its groups come from the tasks).
         data_preprocessor: MMEngine data preprocessor config (normalisation, batching).
     """

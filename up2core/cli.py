@@ -29,9 +29,10 @@ class UserError(Exception):
 
 
 def _prepare_config(args: argparse.Namespace):
-    from up2core.config import load_config
+    from up2core.config import check_config, load_config
 
     cfg = load_config(args.config, args.cfg_options)
+    check_config(cfg)  # types and task names, before a minute of Runner set-up
     cfg.setdefault('default_scope', 'up2core')
     cfg.launcher = args.launcher
     if args.work_dir:
@@ -306,12 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from up2core.config import ConfigError
-    from up2core.errors import DataError
+    from up2core.errors import DataError, TaskMismatchError
     from up2core.plugin import PluginLoadError
     from up2core.registry import RegistryConflictError, UnknownNameError
 
     return (UserError, ConfigError, PluginLoadError, RegistryConflictError, UnknownNameError,
-            FileExistsError, FileNotFoundError, DataError)
+            FileExistsError, FileNotFoundError, DataError, TaskMismatchError)
 
 
 def main(argv: list[str] | None = None) -> int:

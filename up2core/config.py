@@ -15,6 +15,7 @@ Examples:
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 from pathlib import Path
@@ -74,12 +75,34 @@ def parse_cfg_options(options: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"Malformed --cfg-options item '{option}': expected KEY=VALUE, "
                               f"e.g. train_cfg.max_iters=100 or model.decoder.depth=2.")
         try:
-            parsed[key.strip()] = DictAction._parse_iterable(value)
-        except (AssertionError, ValueError) as exc:
+            parsed[key.strip()] = _parse_call(value) if value.strip().startswith('dict(') \
+                else DictAction._parse_iterable(value)
+        except (AssertionError, ValueError, SyntaxError, RecursionError) as exc:
             raise ConfigError(f"Malformed value in --cfg-options item '{option}': {exc or ''}"
                               f" Brackets and quotes must balance, e.g. key=[1,2] or "
                               f"key=\"(1,2)\".") from None
     return parsed
+
+
+def _parse_call(text: str) -> Any:
+    """A value written in Python literal syntax that may contain ``dict(key=value)`` calls (the
+    form configs use), without evaluating anything else."""
+    def value(node: ast.AST) -> Any:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id == 'dict' and not node.args:
+            return {kw.arg: value(kw.value) for kw in node.keywords if kw.arg is not None}
+        if isinstance(node, ast.Dict):
+            return {value(k): value(v) for k, v in zip(node.keys, node.values)}
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [value(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        try:
+            return ast.literal_eval(node)
+        except ValueError:
+            raise ValueError(f'`{ast.unparse(node)}` is not a literal; values may be numbers, '
+                             f'strings, lists, tuples, dicts and dict(...)') from None
+
+    return value(ast.parse(text.strip(), mode='eval').body)
 
 
 def _has_key(cfg: Any, dotted: str) -> tuple[bool, str, list[str]]:
@@ -128,3 +151,82 @@ def load_config(name_or_path: str | os.PathLike, cfg_options: list[str] | dict |
     options = cfg_options if isinstance(cfg_options, dict) else parse_cfg_options(cfg_options)
     apply_cfg_options(cfg, options)
     return cfg
+
+
+# Where a config names registered types: (dotted section, registry name). ``*`` matches every key
+# of a dict or item of a list.
+_TYPED_SECTIONS = (
+    ('model.tasks.*', 'TASKS'),
+    ('optim_wrapper', 'OPTIM_WRAPPERS'),
+    ('optim_wrapper.optimizer', 'OPTIMIZERS'),
+    ('param_scheduler.*', 'PARAM_SCHEDULERS'),
+    ('param_scheduler', 'PARAM_SCHEDULERS'),
+    ('train_cfg', 'LOOPS'), ('val_cfg', 'LOOPS'), ('test_cfg', 'LOOPS'),
+    ('*_dataloader.*.dataset', 'DATASETS'),
+    ('*_dataloader.*.dataset.pipeline.*', 'TRANSFORMS'),
+    ('*_evaluator.*', 'METRICS'),
+    ('*_evaluator.*.*', 'METRICS'),
+    ('custom_hooks.*', 'HOOKS'),
+)
+_LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+_EVALUATORS = ('val_evaluator', 'test_evaluator')
+
+
+def _select(node: Any, parts: list[str], path: str = '') -> list[tuple[str, Any]]:
+    """``(dotted path, value)`` of every node ``parts`` (with ``*`` wildcards) reaches."""
+    if not parts:
+        return [(path, node)]
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, (dict, ConfigDict)):
+        keys = [k for k in node if head == '*' or k == head or
+                (head.startswith('*') and str(k).endswith(head[1:]))]
+        return [hit for k in keys for hit in _select(node[k], rest, f'{path}.{k}'.lstrip('.'))]
+    if isinstance(node, (list, tuple)) and head == '*':
+        return [hit for i, v in enumerate(node) for hit in _select(v, rest, f'{path}.{i}')]
+    return []
+
+
+def check_config(cfg: Config) -> None:
+    """Check what can be checked before a Runner is built (seconds, not a minute of set-up):
+
+    * every registered type the config names exists (optimiser, schedulers, tasks, datasets,
+      transforms, metrics, hooks, loops), with close matches when it does not;
+    * every task a multi-task dataloader, evaluator or sampling weight names is in
+      ``model.tasks``, and each dataloader's pipeline packs samples for its own task.
+
+    Raises:
+        ConfigError or UnknownNameError: naming the config key and the fix.
+    """
+    from up2core import registry
+
+    data = cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
+    for section, registry_name in _TYPED_SECTIONS:
+        reg = getattr(registry, registry_name)
+        for path, node in _select(data, section.split('.')):
+            kind = node.get('type') if isinstance(node, dict) else None
+            if isinstance(kind, str) and reg.get(kind) is None:
+                raise registry.UnknownNameError(
+                    f'{path}.type: {registry.missing_name_message(reg, kind)}')
+    tasks = set((data.get('model') or {}).get('tasks') or {})
+    if not tasks:
+        return
+    named = [(f'{section}.{name}', name) for section in _LOADERS + _EVALUATORS
+             if isinstance(data.get(section), dict) and 'type' not in data[section]
+             and 'dataset' not in data[section] for name in data[section]]
+    weights = (data.get('train_cfg') or {}).get('sampling_weights') or {}
+    named += [(f'train_cfg.sampling_weights.{name}', name) for name in weights]
+    for key, name in named:
+        if name not in tasks:
+            close = difflib.get_close_matches(name, sorted(tasks), n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else ''
+            raise ConfigError(f"{key}: '{name}' is not a task of this model (model.tasks: "
+                              f"{', '.join(sorted(tasks))}).{hint} Add it to model.tasks or "
+                              f"rename the key.")
+    for section in _LOADERS:
+        for path, step in _select(data, [section, '*', 'dataset', 'pipeline', '*']):
+            if isinstance(step, dict) and step.get('type') == 'PackUP2Inputs':
+                owner = path.split('.')[1]
+                if step.get('task') != owner:
+                    raise ConfigError(
+                        f"{path}.task: the {section} of task '{owner}' packs samples for task "
+                        f"'{step.get('task')}'; set it to '{owner}'.")

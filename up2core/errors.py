@@ -6,3 +6,13 @@ class DataError(ValueError):
 
     The message names the file (and the record) and says what would fix it.
     """
+
+
+class TaskMismatchError(KeyError):
+    """A batch names a task the model does not have (or several tasks at once).
+
+    A KeyError (the task name is a key of ``model.tasks``) that the CLI reports in one line.
+    """
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])

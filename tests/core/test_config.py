@@ -79,9 +79,11 @@ def test_a_config_with_a_syntax_error_names_the_file(tmp_path):
 
 @pytest.mark.parametrize('name', sorted(n for n in list_configs() if n.startswith('up2_')))
 def test_every_packaged_config_loads_and_names_its_tasks_consistently(name):
+    from up2core.config import check_config
     from up2core.registry import TASKS
 
     cfg = load_config(name)
+    check_config(cfg)
     tasks = set(cfg.model.tasks)
     assert tasks, name
     for key in ('train_dataloader', 'val_dataloader', 'val_evaluator'):
@@ -92,3 +94,36 @@ def test_every_packaged_config_loads_and_names_its_tasks_consistently(name):
     for task, loader in cfg.train_dataloader.items():
         assert loader.dataset.pipeline[-1] == dict(type='PackUP2Inputs', task=task) or \
             loader.dataset.pipeline[-1]['task'] == task
+
+
+def test_dict_calls_in_cfg_options_are_parsed_as_configs_write_them():
+    from up2core.config import parse_cfg_options
+
+    parsed = parse_cfg_options(["model.tasks.classification=dict(type='classification', "
+                                "topk=(1, 5), names=['a', 'b'], sub=dict(x=None, y=-1.5))"])
+    assert parsed == {'model.tasks.classification': dict(
+        type='classification', topk=(1, 5), names=['a', 'b'], sub=dict(x=None, y=-1.5))}
+    with pytest.raises(ConfigError, match='is not a literal'):
+        parse_cfg_options(['a=dict(type=os.system(1))'])
+
+
+@pytest.mark.parametrize('option,fragments', [
+    ('optim_wrapper.optimizer.type=MTAdamWW', ['optim_wrapper.optimizer.type', "'MTAdamW'"]),
+    ('val_evaluator.classification.type=TopKAcc', ['val_evaluator.classification.type',
+                                                  "'TopKAccuracy'"]),
+    ('param_scheduler.1.type=CosineAnnealing', ['param_scheduler.1.type']),
+    ('model.tasks.retrieval.type=retreival', ['model.tasks.retrieval.type', "'retrieval'"]),
+    ('train_dataloader.retrieval.dataset.pipeline.2.task=retrievl',
+     ["packs samples for task 'retrievl'", "set it to 'retrieval'"]),
+    ('+val_dataloader.captioning=dict(batch_size=1)', ["'captioning' is not a task of this model",
+                                                       'model.tasks']),
+])
+def test_check_config_names_the_key_and_the_fix(option, fragments):
+    from up2core.config import check_config
+    from up2core.registry import UnknownNameError
+
+    cfg = load_config('up2_tiny_shapes', [option])
+    with pytest.raises((ConfigError, UnknownNameError)) as info:
+        check_config(cfg)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)

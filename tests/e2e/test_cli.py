@@ -87,6 +87,18 @@ def test_unknown_type_in_config_lists_close_matches(tmp_path):
                 "'ToyRegresor' is not in the up2core::model registry", "'ToyRegressor'")
 
 
+@pytest.mark.parametrize('option,fragment', [
+    ('optim_wrapper.optimizer.type=MTAdamWW', "Did you mean 'MTAdamW'"),
+    ("model.tasks.classification=dict(type='clasification')", "Did you mean 'classification'"),
+    ('train_dataloader.retrieval.dataset.pipeline.2.task=retrievl', "set it to 'retrieval'"),
+])
+def test_config_mistakes_are_one_line_before_the_runner_is_built(tmp_path, option, fragment):
+    result = _user_error(run_up2('train', 'up2_tiny_shapes', '--work-dir', str(tmp_path),
+                                 '--cfg-options', option), fragment)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'up2_tiny_shapes.py').exists()  # failed before the Runner started
+
+
 def test_shapes_data_command(tmp_path):
     out = _ok(run_up2('data', 'shapes', '--out', str(tmp_path / 's'), '--num-train', '6',
                       '--num-val', '3', '--image-size', '64'))

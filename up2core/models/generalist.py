@@ -10,6 +10,7 @@ from __future__ import annotations
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from up2core.errors import TaskMismatchError
 from up2core.likelihood import UnifiedLikelihood
 from up2core.models.decoder import DecoderCache, DecoderOutput, Segment, UnifiedDecoder
 from up2core.models.image_encoder import ImageEncoder, ImageTokens
@@ -111,11 +112,11 @@ class UP2Generalist(BaseModel):
     def task_of(self, data_samples: list) -> Task:
         names = {getattr(s, 'task', None) for s in data_samples}
         if len(names) != 1:
-            raise ValueError(f'a batch must hold one task, got {sorted(map(str, names))}; '
+            raise TaskMismatchError(f'a batch must hold one task, got {sorted(map(str, names))}; '
                              f'every pipeline must end with PackUP2Inputs(task=...)')
         (name,) = names
         if name not in self.tasks:
-            raise KeyError(f"batch of task '{name}', but the model has tasks "
+            raise TaskMismatchError(f"batch of task '{name}', but the model has tasks "
                            f"{list(self.tasks)}; add it to model.tasks in the config")
         return self.tasks[name]
 

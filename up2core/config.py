@@ -6,7 +6,9 @@ UP2's own (``up2/.mim/configs``, where ``mim`` also reads them) arrive the same 
 
 ``--cfg-options`` overrides must name keys that exist in the config (a typo such as
 ``train_cfg.max_iter=10`` would otherwise be silently ignored by the Runner); prefix a key with
-``+`` to add a new one on purpose, as in Hydra: ``+model.extra=1``.
+``+`` to add a new one on purpose, as in Hydra: ``+model.extra=1``.  Overriding a top-level
+``*data_root`` (``shapes_data_root``, ``coco_data_root``...) moves every path under it
+(:func:`move_data_root`).
 
 Examples:
     >>> from up2core.config import load_config
@@ -149,8 +151,42 @@ def load_config(name_or_path: str | os.PathLike, cfg_options: list[str] | dict |
         raise ConfigError(f"Config '{path}' could not be loaded: {type(exc).__name__}: {exc}") \
             from exc
     options = cfg_options if isinstance(cfg_options, dict) else parse_cfg_options(cfg_options)
+    roots = {key: cfg[key] for key in options if _is_root(cfg, key)}
     apply_cfg_options(cfg, options)
+    for key, old in roots.items():
+        move_data_root(cfg, old, cfg[key])
     return cfg
+
+
+def _is_root(cfg: Config, key: str) -> bool:
+    return key.endswith('data_root') and '.' not in key and isinstance(cfg.get(key), str)
+
+
+def move_data_root(cfg: Config, old: str, new: str) -> None:
+    """Point every path under ``old`` (a top-level ``*data_root`` of the config) to ``new``.
+
+    Base configs name one root per dataset family (``shapes_data_root``, ``coco_data_root``,
+    ``imagenet_data_root``) and build every path of that family from it; Python resolves those
+    when the file loads, so overriding the variable alone would move nothing.  Overriding it
+    with ``--cfg-options shapes_data_root=/data/shapes`` moves every dataloader, evaluator
+    annotation file and vocabulary file that lived under it.
+    """
+    old = old.rstrip('/')
+    new = str(new).rstrip('/')
+
+    def moved(value: Any) -> Any:
+        if isinstance(value, str) and (value == old or value.startswith(old + '/')):
+            return new + value[len(old):]
+        if isinstance(value, (dict, ConfigDict)):
+            return {k: moved(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [moved(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(moved(v) for v in value)
+        return value
+
+    cfg.merge_from_dict({key: moved(value) for key, value in cfg.to_dict().items()
+                         if not key.startswith('_')}, allow_list_keys=False)
 
 
 # Where a config names registered types: (dotted section, registry name). ``*`` matches every key

@@ -1,4 +1,6 @@
-# Runtime defaults shared by every UP2 config: MMEngine hooks, logging, environment.
+# Runtime defaults shared by every UP2 config: MMEngine hooks, logging, environment, and the
+# dataset roots (data_roots.py: one key per dataset family that one override moves).
+_base_ = ['./data_roots.py']
 default_scope = 'up2core'
 
 default_hooks = dict(

@@ -127,3 +127,21 @@ def test_check_config_names_the_key_and_the_fix(option, fragments):
         check_config(cfg)
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize('name', ['up2_tiny_shapes_five_tasks', 'up2_base_swinb_in1k_coco'])
+def test_one_override_moves_a_whole_dataset_family(name):
+    cfg = load_config(name, ['shapes_data_root=/mnt/shapes', 'coco_data_root=/mnt/coco/',
+                             'imagenet_data_root=/mnt/in1k'])
+    text = cfg.pretty_text
+    assert 'data/shapes' not in text and 'data/coco' not in text and 'data/imagenet' not in text
+    loaders = [loader for key in ('train_dataloader', 'val_dataloader')
+               for loader in cfg[key].values()]
+    assert all(loader.dataset.data_root.startswith('/mnt/') for loader in loaders)
+    if name == 'up2_tiny_shapes_five_tasks':
+        assert cfg.val_evaluator.detection.ann_file == \
+            '/mnt/shapes/annotations/instances_colour_val.json'
+        assert cfg.model.tasks.captioning.vocabulary.ann_file == \
+            '/mnt/shapes/annotations/captions_train.json'
+    else:
+        assert cfg.val_evaluator.detection.ann_file.startswith('/mnt/coco/annotations/')

@@ -2,7 +2,7 @@
 # annotations/instances_colour_*.json, written by the Shapes generator (generated on first use).
 # The four held-out names never occur in train: training scores proposals against the 52 seen
 # names, evaluation against all 56, and AP is reported for seen and novel names apart.
-shapes_data_root = 'data/shapes'
+regions_data_root = 'data/shapes'
 shapes_prepare = dict(type='shapes', num_train=2000, num_val=300, image_size=128, seed=0)
 
 #: every colour-shape name, in the category order of instances_colour_*.json
@@ -56,7 +56,7 @@ def _loader(task, split, with_mask):
         batch_size=8 if train else 50, num_workers=2, persistent_workers=True,
         sampler=dict(type='DefaultSampler', shuffle=train),
         collate_fn=dict(type='pseudo_collate'),
-        dataset=dict(type='CocoInstances', data_root=shapes_data_root, prepare=shapes_prepare,
+        dataset=dict(type='CocoInstances', data_root=regions_data_root, prepare=shapes_prepare,
                      ann_file=f'annotations/instances_colour_{split}.json',
                      data_prefix=dict(img=f'images/{split}/'),
                      classes=shapes_seen_names if train else shapes_all_names,
@@ -69,10 +69,10 @@ detection_val = _loader('detection', 'val', False)
 segmentation_train = _loader('segmentation', 'train', True)
 segmentation_val = _loader('segmentation', 'val', True)
 detection_evaluator = dict(type='GroupedCocoMetric', metric='bbox',
-                           ann_file=f'{shapes_data_root}/annotations/instances_colour_val.json',
+                           ann_file=f'{regions_data_root}/annotations/instances_colour_val.json',
                            category_groups=shapes_seen_novel)
 segmentation_evaluator = dict(type='GroupedCocoMetric', metric='segm',
-                              ann_file=f'{shapes_data_root}/annotations/instances_colour_val.json',
+                              ann_file=f'{regions_data_root}/annotations/instances_colour_val.json',
                               category_groups=shapes_seen_novel)
 detection_task = dict(type='detection', class_names=shapes_seen_names,
                       test_class_names=shapes_all_names)

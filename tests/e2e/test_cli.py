@@ -57,8 +57,8 @@ def test_duplicate_task_names_stop_the_cli_naming_both_plugins():
 
 def test_registry_lists_names_with_their_owner():
     out = _ok(run_up2('registry', 'tasks', sets=('toy',))).stdout
-    assert 'tasks (5):' in out and 'toy  [toy]' in out
-    for task in ('classification', 'retrieval', 'detection', 'segmentation'):
+    assert 'tasks (6):' in out and 'toy  [toy]' in out
+    for task in ('classification', 'retrieval', 'detection', 'segmentation', 'captioning'):
         assert f'{task}  [{task}]' in out
     data = json.loads(_ok(run_up2('registry', '--json', sets=('toy',))).stdout)
     assert data['models']['ToyRegressor'] == 'toy'

@@ -70,23 +70,29 @@ def training_seconds(work_dir: Path) -> float | None:
     return float((end - start) % 86400)
 
 
-def run(name: str, work_root: Path, extra: list[str]) -> dict:
+def run(name: str, work_root: Path, extra: list[str], reuse: bool = False) -> dict:
     config, options = RUNS[name]
     options = options + extra
     work_dir = work_root / name
-    shutil.rmtree(work_dir, ignore_errors=True)
-    up2 = str(Path(sys.executable).with_name('up2'))
-    command = [up2, 'train', config, '--work-dir', str(work_dir)]
-    if options:
-        command += ['--cfg-options', *options]
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f'{config} failed:\n{result.stderr[-3000:]}')
+    if reuse and (work_dir / 'metrics.json').is_file():
+        # A finished run of the same command: recorded, not repeated (its wall time is not known;
+        # the training time comes from its log).
+        seconds = float('nan')
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        up2 = str(Path(sys.executable).with_name('up2'))
+        command = [up2, 'train', config, '--work-dir', str(work_dir)]
+        if options:
+            command += ['--cfg-options', *options]
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f'{config} failed:\n{result.stderr[-3000:]}')
     metrics = json.loads((work_dir / 'metrics.json').read_text())
     train_s = training_seconds(work_dir)
-    row = {'run': name, 'config': config, 'options': options, 'wall_s': round(seconds, 1),
+    row = {'run': name, 'config': config, 'options': options,
+           'wall_s': None if seconds != seconds else round(seconds, 1),
            'train_s': train_s, 'metrics': metrics}
     if name in TARGETS:
         row['target'] = [
@@ -103,17 +109,20 @@ def main() -> None:
     parser.add_argument('--work-root', default='work_dirs/quality')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra overrides for every run')
+    parser.add_argument('--reuse', action='store_true',
+                        help='record a run whose work dir already holds metrics.json instead of '
+                        'training it again')
     args = parser.parse_args()
     out = Path(args.out)
     # Runs already in the file stay unless measured again (runs can be done a few at a time).
     rows = {row['run']: row for row in json.loads(out.read_text())} if out.is_file() else {}
     for name in args.runs:
-        row = run(name, Path(args.work_root), args.cfg_options)
+        row = run(name, Path(args.work_root), args.cfg_options, reuse=args.reuse)
         rows[name] = row
         out.parent.mkdir(parents=True, exist_ok=True)  # saved after each run
         out.write_text(json.dumps([rows[n] for n in RUNS if n in rows], indent=2) + '\n')
         shown = {k: round(v, 2) for k, v in row['metrics'].items() if k != 'iter'}
-        print(f"{name}: {row['wall_s']:.0f} s, iter {row['metrics']['iter']}, {shown}"
+        print(f"{name}: {row['wall_s']} s, iter {row['metrics']['iter']}, {shown}"
               + (f"  target {row['target']}" if 'target' in row else ''), flush=True)
 
 

@@ -14,6 +14,10 @@ __version__ = '0.1.0'
 # Installs the plugin loader that every registry runs on its first lookup (up2core.registry itself
 # never imports up2core.plugin).
 from up2core import plugin as _plugin  # noqa: E402,F401
+from up2core.config import install_package_scope as _install_package_scope  # noqa: E402
+
+# `_base_ = ['up2::_base_/...']` works in any config once up2core is imported.
+_install_package_scope()
 
 
 def list_tasks(pattern: str = '*') -> list[str]:

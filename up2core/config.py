@@ -8,7 +8,14 @@ UP2's own (``up2/.mim/configs``, where ``mim`` also reads them) arrive the same 
 ``train_cfg.max_iter=10`` would otherwise be silently ignored by the Runner); prefix a key with
 ``+`` to add a new one on purpose, as in Hydra: ``+model.extra=1``.  Overriding a top-level
 ``*data_root`` (``shapes_data_root``, ``coco_data_root``...) moves every path under it
-(:func:`move_data_root`).
+(:func:`move_data_root`).  Changing ``train_cfg.max_iters`` (or the top-level ``max_iters``)
+stretches the iteration schedule to the new length (:func:`follow_max_iters`).
+
+Configs outside the checkout (a plugin's, your own) inherit UP2's base configs through the
+``up2::`` package scope, which MMEngine resolves once :mod:`up2core` is imported (``up2 train``,
+``up2 test`` and ``tools/*.py`` import it first)::
+
+    _base_ = ['up2::_base_/models/up2_tiny.py', 'up2::_base_/datasets/shapes_classification.py']
 
 Examples:
     >>> from up2core.config import load_config
@@ -28,6 +35,82 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 class ConfigError(ValueError):
     """A config, or an override of one, cannot be used as given."""
+
+
+PACKAGE_SCOPE = 'up2'
+"""``up2::path`` in a ``_base_`` list names ``path`` under UP2's packaged config folder."""
+
+
+def packaged_config_root() -> Path:
+    """UP2's own config folder (``up2/.mim/configs``), found without importing ``up2``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec('up2')
+    if spec is None or spec.origin is None:
+        raise ConfigError("The 'up2' package is not importable, so 'up2::' base configs cannot "
+                          "be found; install UP2 (`pip install -e .` in its checkout).")
+    return Path(spec.origin).resolve().parent / '.mim' / 'configs'
+
+
+def install_package_scope() -> None:
+    """Teach MMEngine's ``Config`` the ``up2::`` base-config scope (idempotent).
+
+    MMEngine resolves ``pkg::path`` only for the OpenMMLab packages in its own table, through
+    ``pkg_resources`` (gone from setuptools >= 81) and an ``.mim/model-index.yml``, and then
+    stamps ``_scope_='pkg'`` on every inherited dict with a ``type``.  UP2's registries live under
+    the scope ``up2core``, so the stamp must be ``up2core``, not ``up2``: this wraps
+    ``Config._get_cfg_path`` to answer ``up2::`` itself and leaves every other scope to MMEngine.
+    """
+    original = Config.__dict__['_get_cfg_path'].__func__
+    if getattr(original, '_up2_scope', False):
+        return
+
+    def _get_cfg_path(cfg_path: str, filename: str):
+        package, sep, relative = cfg_path.partition('::')
+        if not sep or package != PACKAGE_SCOPE:
+            return original(cfg_path, filename)
+        path = packaged_config_root() / relative
+        if not path.is_file():
+            close = difflib.get_close_matches(
+                relative, [str(p.relative_to(packaged_config_root()))
+                           for p in packaged_config_root().rglob('*.py')], n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(f'up2::{c}' for c in close)}?" if close else ''
+            raise FileNotFoundError(f"{filename}: base config '{cfg_path}' does not exist in "
+                                    f"UP2's configs ({packaged_config_root()}).{hint}")
+        from up2core.registry import SCOPE
+
+        return str(path), SCOPE
+
+    _get_cfg_path._up2_scope = True  # type: ignore[attr-defined]
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+
+
+def _drop_default_scope_stamps(cfg: Config) -> None:
+    """Remove the ``_scope_='up2core'`` that ``up2::`` inheritance stamps on every dict with a
+    ``type``, when the config's default scope is ``up2core`` anyway.
+
+    The stamp is redundant there, and harmful in the dicts that are not built by a registry:
+    MMEngine passes it on as a keyword to ``collate_fn`` functions, and UP2 to a task's
+    ``__init__`` or to ``prepare=dict(type='shapes', ...)``.
+    """
+    from up2core.registry import SCOPE
+
+    if cfg.get('default_scope') != SCOPE:
+        return
+
+    def clean(node: Any) -> Any:
+        if isinstance(node, dict):
+            return ConfigDict({k: clean(v) for k, v in node.items()
+                               if not (k == '_scope_' and v == SCOPE)})
+        if isinstance(node, (list, tuple)):
+            return type(node)(clean(v) for v in node)
+        return node
+
+    for key in list(cfg.keys()):
+        value = cfg[key]
+        if isinstance(value, (dict, list, tuple)):
+            # ConfigDict merges on assignment: replace the value through the dict itself
+            dict.__setitem__(cfg._cfg_dict, key, clean(value))
 
 
 def config_dirs() -> list[Path]:
@@ -150,12 +233,68 @@ def load_config(name_or_path: str | os.PathLike, cfg_options: list[str] | dict |
     except (SyntaxError, NameError, ImportError, FileNotFoundError, KeyError) as exc:
         raise ConfigError(f"Config '{path}' could not be loaded: {type(exc).__name__}: {exc}") \
             from exc
+    _drop_default_scope_stamps(cfg)
     options = cfg_options if isinstance(cfg_options, dict) else parse_cfg_options(cfg_options)
     roots = {key: cfg[key] for key in options if _is_root(cfg, key)}
+    old_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+    if 'max_iters' in options and 'train_cfg.max_iters' not in options \
+            and isinstance(cfg.get('max_iters'), int):
+        options = {**options, 'train_cfg.max_iters': options['max_iters']}
     apply_cfg_options(cfg, options)
     for key, old in roots.items():
         move_data_root(cfg, old, cfg[key])
+    new_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+    if isinstance(old_iters, int) and isinstance(new_iters, int) and new_iters != old_iters \
+            and not any(k.lstrip('+').startswith('param_scheduler') for k in options):
+        follow_max_iters(cfg, old_iters, new_iters)
     return cfg
+
+
+def follow_max_iters(cfg: Config, old: int, new: int) -> list[str]:
+    """Stretch an iteration-based schedule written for ``old`` iterations to ``new``.
+
+    A shortened run (``--cfg-options train_cfg.max_iters=100``, or the top-level ``max_iters``
+    of the packaged configs) would otherwise keep the schedule written for the full run and stop
+    with the learning rate cut mid-decay.  Every ``begin``/``end`` of the ``param_scheduler``
+    entries with ``by_epoch=False`` scales by ``new / old`` (a warm-up keeps its share of the
+    run, the decay ends exactly at ``new``), and validation or checkpoint intervals equal to
+    ``old`` become ``new``.  Overriding any ``param_scheduler`` key in the same options keeps the
+    schedule as written (that is how a run is stopped early on purpose, to resume it later).
+
+    Returns:
+        What moved, one ``key: old -> new`` string each (also logged).
+    """
+    moved: list[str] = []
+
+    def scaled(value: int) -> int:
+        return value if value == 0 else max(1, round(value * new / old))
+
+    schedulers = cfg.get('param_scheduler')
+    entries = schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or entry.get('by_epoch', True):
+            continue
+        for key in ('begin', 'end'):
+            value = entry.get(key)
+            if isinstance(value, int) and value < 10 ** 9:  # mmengine's "until the end": INF
+                entry[key] = new if value == old else scaled(value)
+                if key == 'end' and isinstance(entry.get('begin'), int):
+                    entry[key] = max(entry[key], entry['begin'] + 1)  # very short runs
+                if entry[key] != value:
+                    moved.append(f'param_scheduler.{index}.{key}: {value} -> {entry[key]}')
+    for section, key in (('train_cfg', 'val_interval'), ('default_hooks.checkpoint', 'interval')):
+        node = cfg
+        for part in section.split('.'):
+            node = node.get(part) if isinstance(node, (dict, Config)) else None
+        if isinstance(node, dict) and node.get(key) == old:
+            node[key] = new
+            moved.append(f'{section}.{key}: {old} -> {new}')
+    if moved:
+        from mmengine.logging import print_log
+
+        print_log(f'train_cfg.max_iters {old} -> {new}; the schedule follows: '
+                  + ', '.join(moved), logger='current')
+    return moved
 
 
 def _is_root(cfg: Config, key: str) -> bool:

@@ -1,4 +1,6 @@
-"""The example third-party plugin builds from its own folder, installs with pip, and works."""
+"""A third-party task plugin, built from its own folder outside the checkout and installed with
+pip, trains jointly with a built-in task, tests and infers through the CLI (its own tests, run
+here against the installed copy; no file of the core is touched)."""
 
 import os
 import shutil
@@ -29,4 +31,4 @@ def test_template_builds_installs_and_passes_its_own_tests(tmp_path):
         [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', str(TEMPLATE / 'tests')],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-3000:]
-    assert '2 passed' in tests.stdout
+    assert '6 passed' in tests.stdout

@@ -6,9 +6,13 @@ from mmengine.evaluator import BaseMetric
 
 
 class CountAccuracy(BaseMetric):
-    """Expects data samples with ``pred_count`` and ``gt_count``."""
+    """Reads ``pred_count`` and ``gt_count`` of every predicted sample (UP2's loops hand
+    metrics each sample as a plain dict).
 
-    default_prefix = 'counting'
+    Keys: ``accuracy`` (percent of exact counts) and ``mae``.  In a UP2 config the evaluator of
+    task ``counting`` reports them as ``counting/accuracy`` and ``counting/mae``: UP2's
+    multi-task loops own the ``task/`` prefix, so a metric needs no ``default_prefix``.
+    """
 
     def process(self, data_batch, data_samples) -> None:
         for sample in data_samples:

@@ -79,3 +79,20 @@ def test_tasks_lookup_loads_plugins_lazily_in_a_fresh_interpreter():
                          env={**__import__('os').environ, **env}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ['up2_toy', 'ToyTask']
+
+
+def test_mmdet_names_resolve_in_a_fresh_interpreter_as_the_readme_shows():
+    # mmdet's registries are empty until its modules are imported: a lookup must import them.
+    code = ("from up2core.registry import DATASETS, MODELS\n"
+            "print(DATASETS.require('mmdet.CocoDataset').__module__)\n"
+            "print(MODELS.require('mmdet.ResNet').__name__)\n"
+            "try:\n"
+            "    DATASETS.require('CocoDataset')\n"
+            "except KeyError as exc:\n"
+            "    print('MISS', exc)\n")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith('mmdet.datasets') and lines[1] == 'ResNet'
+    assert lines[2].startswith('MISS') and "'mmdet.CocoDataset'" in lines[2]  # the fix

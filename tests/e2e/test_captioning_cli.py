@@ -59,3 +59,19 @@ def test_a_beam_size_below_one_is_a_user_error(trained):
                      '--beam', '0', cwd=tmp, timeout=300)
     assert result.returncode == 2 and result.stderr.startswith('up2: error: --beam 0')
     assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('args,fragment', [
+    ((), 'the model does several tasks (classification, captioning): choose one with --task'),
+    (('--task', 'captionning'), '--task captionning: the model has no such task'),
+])
+def test_infer_on_a_multi_task_model_needs_an_existing_task(trained, args, fragment):
+    tmp, checkpoint = trained
+    image = tmp / 'data' / 'shapes_captioning_e2e' / 'images' / 'val' / '000000.png'
+    result = run_up2('infer', str(CONFIG), str(checkpoint), str(image), *args, cwd=tmp,
+                     timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1:] == [f'up2: error: {fragment}'] \
+        or fragment in result.stderr
+    assert 'Traceback' not in result.stderr and result.stdout == ''

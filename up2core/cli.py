@@ -92,11 +92,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        from up2core.engine.checkpoint import latest_valid_checkpoint
+
+        found, skipped = latest_valid_checkpoint(cfg.work_dir)
+        for reason in skipped:
+            print(f'up2: skipped while looking for a checkpoint to resume: {reason}',
+                  file=sys.stderr)
+        cfg.resume = found is not None
+        cfg.load_from = None if found is None else str(found)
+        if found is None:
+            print(f'up2: no valid checkpoint in {cfg.work_dir}: training starts from the '
+                  f'beginning', file=sys.stderr)
     elif args.resume is not None:
-        if not Path(args.resume).is_file():
-            raise UserError(f"--resume checkpoint '{args.resume}' does not exist.")
+        from up2core.engine.checkpoint import verify_checkpoint
+
+        verify_checkpoint(args.resume)
         cfg.resume = True
         cfg.load_from = args.resume
     runner = _build_runner(cfg)
@@ -105,8 +115,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    if not Path(args.checkpoint).is_file():
-        raise UserError(f"Checkpoint '{args.checkpoint}' does not exist.")
+    from up2core.engine.checkpoint import verify_checkpoint
+
+    verify_checkpoint(args.checkpoint, check_finite=True)  # a diverged model scores nothing
     cfg = _prepare_config(args)
     cfg.load_from = args.checkpoint
     runner = _build_runner(cfg)
@@ -307,12 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from up2core.config import ConfigError
-    from up2core.errors import DataError, TaskMismatchError
+    from up2core.errors import CheckpointError, DataError, NonFiniteTrainingError, TaskMismatchError
     from up2core.plugin import PluginLoadError
     from up2core.registry import RegistryConflictError, UnknownNameError
 
     return (UserError, ConfigError, PluginLoadError, RegistryConflictError, UnknownNameError,
-            FileExistsError, FileNotFoundError, DataError, TaskMismatchError)
+            FileExistsError, FileNotFoundError, DataError, TaskMismatchError,
+            NonFiniteTrainingError, CheckpointError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,3 +16,18 @@ class TaskMismatchError(KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message in quotes
         return str(self.args[0])
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training produced non-finite losses or gradients more often than the run allows.
+
+    Raised by :class:`~up2core.engine.nonfinite.NonFiniteGuard`; the message counts the skipped
+    steps per task and says what to change.  The weights were never updated by those steps.
+    """
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: truncated, unreadable, hostile or non-finite.
+
+    The message names the file and says what is wrong with it.
+    """

@@ -7,8 +7,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
-                    save_last=True),
+    # MMEngine's CheckpointHook with atomic writes, old checkpoints deleted only after the new one
+    # is complete, and non-finite weights refused (up2core/engine/hooks.py)
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=500,
+                    max_keep_ckpts=2, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 from torch import Tensor
 
 
@@ -59,6 +62,13 @@ class RetrievalRecall(BaseMetric):
         images = torch.stack([image for image, _ in results])
         texts = torch.cat([t for _, t in results])
         owner = torch.cat([torch.full((len(t),), i) for i, (_, t) in enumerate(results)])
+        keys = [f'{d}_R@{k}' for d in ('i2t', 't2i') for k in self.ks] + ['rsum']
+        if not (torch.isfinite(images).all() and torch.isfinite(texts).all()):
+            # Every comparison with NaN is False, so ranks would all be 0: a perfect score.
+            print_log('retrieval: the features hold NaN or infinity (a diverged model?); '
+                      'recall cannot be computed and is reported as NaN', logger='current',
+                      level=logging.WARNING)
+            return {key: float('nan') for key in keys}
         i2t, t2i = retrieval_ranks(images, texts, owner, self.chunk_size)
         metrics = {}
         for k in self.ks:

@@ -20,7 +20,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.runner import load_checkpoint
 
 from up2core.config import load_config
-from up2core.engine.checkpoint import allow_mmengine_checkpoints
+from up2core.engine.checkpoint import allow_mmengine_checkpoints, verify_checkpoint
 from up2core.errors import DataError
 from up2core.registry import MODELS
 
@@ -35,8 +35,7 @@ def init_model(config, checkpoint: str | None = None, device: str = 'cpu',
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint '{checkpoint}' not found")
+        verify_checkpoint(checkpoint, check_finite=True)  # names the file and the fault
         allow_mmengine_checkpoints()
         load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
     model.cfg = cfg

@@ -1,12 +1,12 @@
 """Runtime pieces UP2 adds to MMEngine's Runner (loops, hooks, checkpoint compatibility)."""
 
 from up2core.engine.checkpoint import allow_mmengine_checkpoints
-from up2core.engine.hooks import MetricsFileHook
+from up2core.engine.hooks import AtomicCheckpointHook, MetricsFileHook
 from up2core.engine.loops import MultiTaskTestLoop, MultiTaskValLoop, UnmixedTrainLoop
 
 # MMEngine 0.10 checkpoints must load under torch >= 2.6's weights_only default wherever UP2's
 # registries are in use (this package is imported when they are first searched).
 allow_mmengine_checkpoints()
 
-__all__ = ['MetricsFileHook', 'MultiTaskTestLoop', 'MultiTaskValLoop', 'UnmixedTrainLoop',
+__all__ = ['AtomicCheckpointHook', 'MetricsFileHook', 'MultiTaskTestLoop', 'MultiTaskValLoop', 'UnmixedTrainLoop',
            'allow_mmengine_checkpoints']

@@ -1,4 +1,10 @@
-"""Make MMEngine checkpoints loadable under torch's ``weights_only=True`` default (torch >= 2.6).
+"""Loading checkpoints safely: MMEngine's under ``weights_only=True``, and clear refusals.
+
+:func:`verify_checkpoint` opens a checkpoint as UP2 loads it and names the file and the fault
+(missing, empty, truncated, hostile, non-finite); :func:`latest_valid_checkpoint` picks what
+``--resume`` continues from, skipping broken candidates.
+
+Why an allow-list (torch >= 2.6):
 
 MMEngine 0.10 calls ``torch.load`` without ``weights_only``; torch >= 2.6 then refuses the
 checkpoints MMEngine itself writes, because the message hub's state holds
@@ -18,9 +24,15 @@ globals that ``Runner.save_checkpoint`` produces, found with
 from __future__ import annotations
 
 import builtins
+import pickle
+import re
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from up2core.errors import CheckpointError
 
 _DONE = False
 
@@ -49,3 +61,91 @@ def allow_mmengine_checkpoints() -> None:
 
     torch.serialization.add_safe_globals([HistoryBuffer, builtins.getattr, *_numpy_globals()])
     _DONE = True
+
+
+def _describe_load_error(exc: BaseException, path: Path) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if 'Weights only load failed' in str(exc) or isinstance(exc, pickle.UnpicklingError):
+        found = re.search(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)', str(exc))
+        what = f' ({found[1]})' if found else ''
+        return (f'it holds Python objects that would run code when loaded{what}, so UP2 refuses '
+                f'it; use checkpoints written by UP2/MMEngine, or re-save the weights alone from '
+                f'a source you trust')
+    if not zipfile.is_zipfile(path) or 'zip archive' in text or 'PytorchStreamReader' in text:
+        # torch writes zip archives; a truncated one has lost its central directory (at the end)
+        return ('it is truncated or not a PyTorch checkpoint (was the run killed while writing '
+                f'it?): {type(exc).__name__}: {text}')
+    if isinstance(exc, EOFError) or 'Ran out of input' in text:
+        return 'it is empty or truncated'
+    return f'it cannot be read: {type(exc).__name__}: {text}'
+
+
+def verify_checkpoint(path: str | Path, check_finite: bool = False) -> dict:
+    """Open ``path`` the way UP2 loads checkpoints and return it, or raise CheckpointError.
+
+    ``torch.load(weights_only=True)`` with the MMEngine allow-list; memory-mapped, so a large
+    checkpoint is not read twice.  ``check_finite`` also refuses weights holding NaN or infinity
+    (a diverged run's), naming how many tensors are affected.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it (missing, empty, truncated,
+            hostile, non-finite).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes): the run was probably "
+                              f"killed while writing it; use an earlier checkpoint")
+    allow_mmengine_checkpoints()
+    try:
+        try:
+            checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        except OSError:  # mmap refuses some broken files without saying why: read it plainly
+            checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ValueError
+        raise CheckpointError(f"checkpoint '{path}' cannot be used: "
+                              f'{_describe_load_error(exc, path)}') from None
+    if check_finite:
+        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
+        bad = [name for name, value in state.items() if torch.is_tensor(value)
+               and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+        if bad:
+            raise CheckpointError(
+                f"checkpoint '{path}' holds non-finite weights in {len(bad)} of {len(state)} "
+                f"tensors (e.g. {bad[0]}): the run that wrote it diverged; use an earlier "
+                f"checkpoint or retrain with a lower learning rate")
+    return checkpoint
+
+
+def _iteration(path: Path) -> int:
+    found = re.search(r'(\d+)', path.stem)
+    return int(found[1]) if found else -1
+
+
+def latest_valid_checkpoint(work_dir: str | Path) -> tuple[Path | None, list[str]]:
+    """The newest readable checkpoint of ``work_dir``, and why newer candidates were skipped.
+
+    Candidates: the file ``last_checkpoint`` names, then every ``*.pth`` of the work dir, newest
+    iteration first.  A truncated, empty or unreadable one is skipped (and reported), never used.
+    """
+    work_dir = Path(work_dir)
+    candidates: list[Path] = []
+    pointer = work_dir / 'last_checkpoint'
+    if pointer.is_file() and pointer.read_text().strip():
+        candidates.append(Path(pointer.read_text().strip()))
+    candidates += sorted(work_dir.glob('*.pth'), key=_iteration, reverse=True)
+    skipped: list[str] = []
+    seen: set[Path] = set()
+    for candidate in sorted(dict.fromkeys(candidates), key=_iteration, reverse=True):
+        resolved = candidate.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        try:
+            verify_checkpoint(candidate)
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+            continue
+        return candidate, skipped
+    return None, skipped

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+from collections import deque
 from pathlib import Path
 
-from mmengine.hooks import Hook
+import torch
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook, Hook
 
+from up2core.errors import CheckpointError
 from up2core.registry import HOOKS
 
 
@@ -34,3 +40,66 @@ class MetricsFileHook(Hook):
         flat['iter'] = runner.iter
         path = Path(runner.work_dir) / self.filename
         path.write_text(json.dumps(flat, indent=2, sort_keys=True) + '\n')
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """MMEngine's CheckpointHook, made safe against kills and divergence.
+
+    MMEngine writes ``iter_N.pth`` in place and deletes the oldest kept checkpoint *before*
+    writing the new one, so a kill during the write (minutes for a large model) can leave a
+    partial file and, with ``max_keep_ckpts=1``, no valid checkpoint at all.  Here, on a local
+    disk:
+
+    1. the checkpoint is written to ``.iter_N.pth.partial`` and renamed (atomic on POSIX);
+    2. only then are checkpoints beyond ``max_keep_ckpts`` deleted;
+    3. ``last_checkpoint`` is rewritten last, itself through a rename.
+
+    A checkpoint whose weights hold NaN or infinity is refused with
+    :class:`~up2core.errors.CheckpointError` instead of being written as if healthy.  Other
+    storage backends fall back to MMEngine's behaviour.  Arguments are CheckpointHook's.
+    """
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('state_dict') or {}
+        bad = [name for name, value in state.items() if torch.is_tensor(value)
+               and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+        if bad:
+            raise CheckpointError(
+                f'refusing to save a checkpoint at iteration {runner.iter}: {len(bad)} of '
+                f'{len(state)} weight tensors are not finite (e.g. {bad[0]}); the run diverged. '
+                f'Lower the learning rate or resume from the last checkpoint in '
+                f'{runner.work_dir}.')
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        if not isinstance(self.file_backend, LocalBackend):
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        filename = self.filename_tmpl.format(step)
+        final = Path(self.file_backend.join_path(self.out_dir, filename))
+        partial = final.with_name(f'.{filename}.partial')
+        self.last_ckpt = str(final)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(self.out_dir, partial.name, self.file_client_args,
+                               save_optimizer=self.save_optimizer,
+                               save_param_scheduler=self.save_param_scheduler, meta=meta,
+                               by_epoch=self.by_epoch, backend_args=self.backend_args,
+                               **self.args)
+        if not is_main_process():
+            return
+        os.replace(partial, final)
+        if self.max_keep_ckpts > 0:
+            kept = list(self.keep_ckpt_ids)
+            if not kept or kept[-1] != step:
+                kept.append(step)
+            stale, kept = kept[:-self.max_keep_ckpts], kept[-self.max_keep_ckpts:]
+            for old_step in stale:
+                old = Path(self.file_backend.join_path(self.out_dir,
+                                                       self.filename_tmpl.format(old_step)))
+                if old.is_file() and old != final:
+                    old.unlink()
+            self.keep_ckpt_ids = deque(kept, maxlen=self.max_keep_ckpts)
+            runner.message_hub.update_info('keep_ckpt_ids', kept)
+        pointer = Path(runner.work_dir) / 'last_checkpoint'
+        staged = pointer.with_name('.last_checkpoint.partial')
+        staged.write_text(self.last_ckpt)
+        os.replace(staged, pointer)

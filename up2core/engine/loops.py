@@ -22,6 +22,7 @@ from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 from torch.utils.data import DataLoader
 
+from up2core.engine.nonfinite import NonFiniteGuard
 from up2core.registry import LOOPS
 
 
@@ -86,11 +87,15 @@ class UnmixedTrainLoop(BaseLoop):
         mode: ``'unmixed'`` (the paper's: one task per iteration) or ``'mixed'`` (the ablation:
             every iteration takes one batch of EVERY task and steps once on
             ``sum_k s_k * L_k``).
+        max_nonfinite_steps: steps with a non-finite loss or gradient are skipped (the weights
+            stay finite) and logged with their task; one more than this stops the run with
+            :class:`~up2core.errors.NonFiniteTrainingError` (see :mod:`up2core.engine.nonfinite`).
     """
 
     def __init__(self, runner, dataloader: dict, max_iters: int,
                  sampling_weights: dict[str, float] | None = None, val_begin: int = 1,
-                 val_interval: int = 1000, mode: str = 'unmixed') -> None:
+                 val_interval: int = 1000, mode: str = 'unmixed',
+                 max_nonfinite_steps: int = 10) -> None:
         if mode not in ('unmixed', 'mixed'):
             raise ValueError(f"mode must be 'unmixed' or 'mixed', got {mode!r}")
         self.mode = mode
@@ -116,6 +121,9 @@ class UnmixedTrainLoop(BaseLoop):
         self.val_begin, self.val_interval = val_begin, val_interval
         self.stop_training = False
         self._iterators = {name: _infinite(dl) for name, dl in loaders.items()}
+        self.current_task = 'mixed' if mode == 'mixed' else ''
+        self.nonfinite_guard = NonFiniteGuard(max_nonfinite_steps,
+                                              where=lambda: (self._iter, self.current_task))
 
     @property
     def max_epochs(self) -> int:
@@ -140,6 +148,7 @@ class UnmixedTrainLoop(BaseLoop):
         return self.tasks[int(rng.choice(len(self.tasks), p=probs))]
 
     def run(self):
+        self.nonfinite_guard.install(self.runner.optim_wrapper)
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         if self._iter > 0:
@@ -157,6 +166,7 @@ class UnmixedTrainLoop(BaseLoop):
                 self.run_iter({task: next(self._iterators[task]) for task in self.tasks})
             else:
                 task = self.task_at(self._iter)
+                self.current_task = task
                 self.dataloader.current = task
                 self.runner.message_hub.update_info('task', task)
                 self.runner.message_hub.update_info('task_sampling_ratio',

@@ -46,3 +46,11 @@ def test_ranks_are_zero_for_perfect_features():
     i2t, t2i = retrieval_ranks(images, images.repeat_interleave(2, 0),
                                torch.arange(5).repeat_interleave(2))
     assert i2t.tolist() == [0] * 5 and t2i.tolist() == [0] * 10
+
+
+def test_non_finite_features_are_reported_as_nan_never_as_a_perfect_score():
+    images = torch.full((4, 8), float('nan'))  # a diverged model's features
+    metric = RetrievalRecall(ks=(1, 5))
+    got = metric.compute_metrics([(images[i], images[i:i + 1]) for i in range(4)])
+    assert set(got) == {'i2t_R@1', 'i2t_R@5', 't2i_R@1', 't2i_R@5', 'rsum'}
+    assert all(value != value for value in got.values())  # NaN, not 100

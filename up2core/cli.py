@@ -344,7 +344,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: Any) -> int:
-    print(f'up2: error: {message}', file=sys.stderr)
+    text = str(message).strip()
+    if 'Original Traceback' in text:
+        # Raised in a DataLoader worker: torch re-raises it with the worker's traceback in the
+        # message; its last line is ours ("up2core.errors.DataError: <message>").
+        text = text.splitlines()[-1].split(': ', 1)[-1]
+    print(f'up2: error: {text}', file=sys.stderr)
     return EXIT_USAGE
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mmengine.dataset import BaseDataset
 
+from up2core.data.bad_samples import BadSamplePolicy, check_files_exist
 from up2core.data.prepare import prepare_data
 from up2core.errors import DataError
 
@@ -28,7 +29,7 @@ def read_class_names(classes: str | list[str] | tuple[str, ...], root: str | Non
     return names
 
 
-class ImageListDataset(BaseDataset):
+class ImageListDataset(BadSamplePolicy, BaseDataset):
     """Images listed in a text file, one ``<relative path> <label index>`` per line.
 
     The ImageNet ``train.txt``/``val.txt`` convention, and the Shapes ``classification/*.txt``.
@@ -38,6 +39,8 @@ class ImageListDataset(BaseDataset):
         classes: class names, or a file with one per line (relative to ``data_root``).
         data_prefix: ``dict(img='')``: folder the listed paths are relative to.
         prepare: optional ``dict(type='shapes', ...)``: generate the data on first use.
+        skip_bad_samples: skip (and record) images that fail to load instead of stopping
+            (:mod:`up2core.data.bad_samples`); listed files must exist either way.
     """
 
     def __init__(self, ann_file: str, classes, data_root: str = '', prepare: dict | None = None,
@@ -68,13 +71,14 @@ class ImageListDataset(BaseDataset):
                 raise DataError(f'{path}, line {number}: label {label} is outside the '
                                  f'{num_classes} classes; fix the line or the class names')
             data.append(dict(img_path=str(prefix / parts[0]), gt_label=label,
-                             img_id=len(data)))
+                             img_id=len(data), line=number))
         if not data:
             raise DataError(f"annotation list '{path}' holds no samples")
+        check_files_exist([(d['img_path'], f"line {d.pop('line')}") for d in data], str(path))
         return data
 
 
-class ImageFolderDataset(BaseDataset):
+class ImageFolderDataset(BadSamplePolicy, BaseDataset):
     """An ImageNet-style tree: ``<data_root>/<data_prefix.img>/<class name>/<image>``.
 
     Class names are the sorted sub-folder names unless ``classes`` gives them (then folders not

@@ -113,7 +113,7 @@ def test_dict_calls_in_cfg_options_are_parsed_as_configs_write_them():
                                                   "'TopKAccuracy'"]),
     ('param_scheduler.1.type=CosineAnnealing', ['param_scheduler.1.type']),
     ('model.tasks.retrieval.type=retreival', ['model.tasks.retrieval.type', "'retrieval'"]),
-    ('train_dataloader.retrieval.dataset.pipeline.2.task=retrievl',
+    ('train_dataloader.retrieval.dataset.pipeline.3.task=retrievl',
      ["packs samples for task 'retrievl'", "set it to 'retrieval'"]),
     ('+val_dataloader.captioning=dict(batch_size=1)', ["'captioning' is not a task of this model",
                                                        'model.tasks']),

@@ -90,7 +90,7 @@ def test_unknown_type_in_config_lists_close_matches(tmp_path):
 @pytest.mark.parametrize('option,fragment', [
     ('optim_wrapper.optimizer.type=MTAdamWW', "Did you mean 'MTAdamW'"),
     ("model.tasks.classification=dict(type='clasification')", "Did you mean 'classification'"),
-    ('train_dataloader.retrieval.dataset.pipeline.2.task=retrievl', "set it to 'retrieval'"),
+    ('train_dataloader.retrieval.dataset.pipeline.3.task=retrievl', "set it to 'retrieval'"),
 ])
 def test_config_mistakes_are_one_line_before_the_runner_is_built(tmp_path, option, fragment):
     result = _user_error(run_up2('train', 'up2_tiny_shapes', '--work-dir', str(tmp_path),

@@ -15,12 +15,13 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset
 
 from up2core.data.prepare import prepare_data
+from up2core.data.bad_samples import BadSamplePolicy, check_files_exist
 from up2core.errors import DataError
 from up2core.registry import DATASETS, TRANSFORMS
 
 
 @DATASETS.register_module()
-class CaptionDataset(BaseDataset):
+class CaptionDataset(BadSamplePolicy, BaseDataset):
     """One sample per image with all its captions (``texts``).
 
     Reads either format, detected from the file:
@@ -36,6 +37,8 @@ class CaptionDataset(BaseDataset):
         split: Karpathy split to read ('train', 'val', 'test'); ignored for COCO captions.
         data_prefix: ``dict(img=...)``: folder the image file names are relative to.
         prepare: optional ``dict(type='shapes', ...)``: generate the data on first use.
+        skip_bad_samples: skip (and record) images that fail to load instead of stopping
+            (:mod:`up2core.data.bad_samples`); listed files must exist either way.
     """
 
     def __init__(self, ann_file: str, data_root: str = '', split: str | None = None,
@@ -49,8 +52,11 @@ class CaptionDataset(BaseDataset):
 
     def load_data_list(self) -> list[dict]:
         prefix = Path(self.data_prefix.get('img', ''))
-        return [dict(img_path=str(prefix / file_name), img_id=img_id, texts=list(texts))
+        data = [dict(img_path=str(prefix / file_name), img_id=img_id, texts=list(texts))
                 for file_name, img_id, texts in read_caption_file(self.ann_file, self.split)]
+        check_files_exist([(d['img_path'], f"image id {d['img_id']}") for d in data],
+                          str(self.ann_file))
+        return data
 
 
 def read_caption_file(ann_file: str | Path, split: str | None = None
@@ -83,6 +89,10 @@ def _coco(data: dict, path: Path):
         if ann.get('image_id') not in captions or not isinstance(ann.get('caption'), str):
             raise DataError(f"{path}: annotation #{index} (id {ann.get('id')}) needs an "
                              f"'image_id' listed in 'images' and a 'caption' string")
+        if not ann['caption'].strip():
+            raise DataError(f"{path}: annotation #{index} (id {ann.get('id')}, image_id "
+                            f"{ann['image_id']}) has an empty 'caption'; fill it or remove the "
+                            f"annotation")
         captions[ann['image_id']].append(ann['caption'].strip())
     return [(image['file_name'], image['id'], captions[image['id']]) for image in data['images']]
 
@@ -96,9 +106,12 @@ def _karpathy(data: dict, path: Path, split: str | None):
         try:
             file_name = str(Path(image.get('filepath', '')) / image['filename'])
             texts = [s['raw'].strip() for s in image['sentences']]
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"{path}: image #{index} lacks 'filename' or "
                              f"'sentences[].raw' ({exc})") from exc
+        if not all(texts):
+            raise DataError(f"{path}: image #{index} ({image['filename']}) has an empty "
+                            f"sentence (sentences[{texts.index('')}].raw); fill it or remove it")
         records.append((file_name, image.get('imgid', image.get('cocoid', index)), texts))
     return records
 

@@ -1,7 +1,8 @@
-"""Transforms every task's pipeline shares: packing a sample into model inputs."""
+"""Transforms every task's pipeline shares: bounding the image size, packing a sample."""
 
 from __future__ import annotations
 
+import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
@@ -10,6 +11,51 @@ from mmengine.structures import BaseDataElement
 from up2core.registry import TRANSFORMS
 
 DEFAULT_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')
+
+
+@TRANSFORMS.register_module()
+class LimitImageSize(BaseTransform):
+    """Rescale an image (aspect ratio kept) only when a side is outside ``[min_side, max_side]``.
+
+    Training images of a dataset usually have one size; images met at inference do not.  A
+    12-megapixel photo through the encoders at full size costs a minute and gigabytes, and an
+    image under 32 px cannot pass the backbone's strides.  mmcv's ``Resize`` always rescales to
+    its target (and would enlarge every small training image); this one leaves images within
+    bounds untouched, so it is a no-op on the data the model was trained on.
+
+    Args:
+        max_side: the longer side is brought down to this (e.g. the training image size).
+        min_side: the shorter side is brought up to this; the longer side is then capped at
+            ``max_side`` again, so extreme aspect ratios are squeezed rather than left too large.
+
+    Updates ``img``, ``img_shape`` and ``scale_factor`` (``(w, h)`` factors, multiplied into an
+    existing one); ``ori_shape`` keeps the size of the file.
+    """
+
+    def __init__(self, max_side: int = 1333, min_side: int = 32) -> None:
+        if not 0 < min_side <= max_side:
+            raise ValueError(f'need 0 < min_side <= max_side, got {min_side}, {max_side}')
+        self.max_side, self.min_side = max_side, min_side
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        h, w = img.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        if min(h, w) * scale < self.min_side:
+            scale = self.min_side / min(h, w)
+        if scale == 1.0:
+            return results
+        new_w = min(self.max_side, max(self.min_side, round(w * scale)))
+        new_h = min(self.max_side, max(self.min_side, round(h * scale)))
+        results['img'] = mmcv.imresize(img, (new_w, new_h), interpolation='area'
+                                       if scale < 1 else 'bilinear')
+        results['img_shape'] = (new_h, new_w)
+        old = results.get('scale_factor', (1.0, 1.0))
+        results['scale_factor'] = (old[0] * new_w / w, old[1] * new_h / h)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(max_side={self.max_side}, min_side={self.min_side})'
 
 
 @TRANSFORMS.register_module()

@@ -22,6 +22,7 @@ from mmengine.logging import print_log
 from mmengine.runner import BaseLoop
 from torch.utils.data import DataLoader
 
+from up2core.data.bad_samples import set_skipped_samples_dir
 from up2core.engine.nonfinite import NonFiniteGuard
 from up2core.registry import LOOPS
 
@@ -149,6 +150,7 @@ class UnmixedTrainLoop(BaseLoop):
 
     def run(self):
         self.nonfinite_guard.install(self.runner.optim_wrapper)
+        set_skipped_samples_dir(self.runner.work_dir)  # before the dataloader workers fork
         self.runner.call_hook('before_train')
         self.runner.call_hook('before_train_epoch')
         if self._iter > 0:

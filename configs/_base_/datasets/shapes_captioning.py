@@ -10,6 +10,7 @@ captioning_train = dict(
                  prepare=captioning_prepare, ann_file='annotations/captions_train.json',
                  data_prefix=dict(img='images/train'),
                  pipeline=[dict(type='LoadImageFromFile'), dict(type='SampleCaption'),
+                           dict(type='LimitImageSize', max_side=128),
                            dict(type='PackUP2Inputs', task='captioning', data_keys=('texts',))]))
 captioning_val = dict(
     batch_size=50, num_workers=2, persistent_workers=True,
@@ -19,6 +20,7 @@ captioning_val = dict(
                  prepare=captioning_prepare, ann_file='annotations/captions_val.json',
                  data_prefix=dict(img='images/val'), test_mode=True,
                  pipeline=[dict(type='LoadImageFromFile'),
+                           dict(type='LimitImageSize', max_side=128),
                            dict(type='PackUP2Inputs', task='captioning', data_keys=('texts',))]))
 captioning_evaluator = dict(type='CaptionMetric', tokenizer='simple')
 # The restricted vocabulary: the tokens of the training captions (about 60), read when training

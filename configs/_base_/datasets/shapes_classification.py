@@ -4,6 +4,8 @@ classification_prepare = dict(type='shapes', num_train=2000, num_val=300, image_
 
 classification_pipeline = [
     dict(type='LoadImageFromFile'),
+    # photos met at inference are brought to the training size (128); Shapes itself is untouched
+    dict(type='LimitImageSize', max_side=128),
     dict(type='PackUP2Inputs', task='classification', data_keys=('gt_label',)),
 ]
 classification_train = dict(

@@ -9,6 +9,7 @@ retrieval_train = dict(
     dataset=dict(type='CaptionDataset', data_root=retrieval_data_root, prepare=retrieval_prepare,
                  ann_file='annotations/captions_train.json', data_prefix=dict(img='images/train'),
                  pipeline=[dict(type='LoadImageFromFile'), dict(type='SampleCaption'),
+                           dict(type='LimitImageSize', max_side=128),
                            dict(type='PackUP2Inputs', task='retrieval', data_keys=('texts',))]))
 retrieval_val = dict(
     batch_size=50, num_workers=2, persistent_workers=True,
@@ -18,6 +19,7 @@ retrieval_val = dict(
                  ann_file='annotations/captions_val.json', data_prefix=dict(img='images/val'),
                  test_mode=True,
                  pipeline=[dict(type='LoadImageFromFile'),
+                           dict(type='LimitImageSize', max_side=128),
                            dict(type='PackUP2Inputs', task='retrieval', data_keys=('texts',))]))
 retrieval_evaluator = dict(type='RetrievalRecall', ks=(1, 5, 10))
 retrieval_task = dict(type='retrieval')

@@ -18,6 +18,9 @@ def test_karpathy_split_selection(tmp_path):
                    split=['train', 'restval', 'val', 'test'][i % 4],
                    sentences=[dict(raw=f'caption {i} {j}') for j in range(5)]) for i in range(8)]
     (tmp_path / 'dataset_coco.json').write_text(json.dumps(dict(images=images)))
+    (tmp_path / 'val2014').mkdir()
+    for i in range(8):
+        (tmp_path / 'val2014' / f'{i}.jpg').write_bytes(b'')
     train = CaptionDataset(ann_file='dataset_coco.json', data_root=str(tmp_path), split='train')
     test = CaptionDataset(ann_file='dataset_coco.json', data_root=str(tmp_path), split='test')
     assert len(train) == 4 and len(test) == 2  # train includes restval
@@ -33,3 +36,26 @@ def test_malformed_annotation_names_the_record(tmp_path):
     (tmp_path / 'caps.json').write_text('{not json')
     with pytest.raises(ValueError, match='cannot be read as json'):
         CaptionDataset(ann_file='caps.json', data_root=str(tmp_path))
+
+
+def test_empty_captions_and_missing_images_are_named_at_start_up(tmp_path):
+    from up2core.errors import DataError
+
+    (tmp_path / 'a.png').write_bytes(b'')
+    data = dict(images=[dict(id=1, file_name='a.png'), dict(id=2, file_name='gone.png')],
+                annotations=[dict(id=7, image_id=1, caption='  '), dict(id=8, image_id=2,
+                                                                         caption='x')])
+    (tmp_path / 'caps.json').write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"caps.json: annotation #0 \(id 7, image_id 1\) has an "
+                                        r"empty 'caption'"):
+        CaptionDataset(ann_file='caps.json', data_root=str(tmp_path))
+    data['annotations'][0]['caption'] = 'a caption'
+    (tmp_path / 'caps.json').write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"caps.json: 1 listed image\(s\) do not exist: image id "
+                                        r"2: '.*gone.png'"):
+        CaptionDataset(ann_file='caps.json', data_root=str(tmp_path))
+    karpathy = dict(images=[dict(filename='a.png', sentences=[dict(raw='ok'), dict(raw='')])])
+    (tmp_path / 'k.json').write_text(json.dumps(karpathy))
+    with pytest.raises(DataError, match=r"k.json: image #0 \(a.png\) has an empty sentence "
+                                        r"\(sentences\[1\].raw\)"):
+        CaptionDataset(ann_file='k.json', data_root=str(tmp_path))

@@ -6,6 +6,7 @@ _base_ = ['up2::up2_tiny_shapes_classification.py']
 
 counting_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='LimitImageSize', max_side=128),  # a UP2 transform: big photos down, tiny ones up
     # which sample fields reach the task: CountingTask reads gt_count
     dict(type='PackUP2Inputs', task='counting', data_keys=('gt_count',)),
 ]

@@ -134,3 +134,19 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
     with pytest.raises(CheckpointError, match='refusing to save a checkpoint at iteration 0: 1 '
                                               'of 1 weight tensors are not finite'):
         hook.before_save_checkpoint(runner, _state(float('inf')))
+
+
+@pytest.mark.parametrize('command', ['test', 'train'])
+def test_the_cli_names_a_broken_checkpoint_in_one_line(tmp_path, command):
+    from tests.conftest import run_up2
+
+    nan = _save(tmp_path / 'nan.pth', float('nan'))
+    truncated = _save(tmp_path / 'cut.pth')
+    truncated.write_bytes(truncated.read_bytes()[:50])
+    args = ['test', 'toy_regression', str(nan)] if command == 'test' else \
+        ['train', 'toy_regression', '--work-dir', str(tmp_path / 'w'), '--resume', str(truncated)]
+    result = run_up2(*args, sets=('toy',), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith('up2: error: checkpoint ') and 'Traceback' not in \
+        result.stderr
+    assert ('non-finite weights' if command == 'test' else 'truncated') in result.stderr

@@ -81,3 +81,26 @@ def test_skip_bad_samples_trains_on_and_records_every_skip(shapes, tmp_path):
     assert {r['dataset'] for r in records} <= {'ImageListDataset', 'CaptionDataset'}
     assert all(r['error'] for r in records)
     assert 'skipped bad sample' in result.stdout
+
+
+def test_empty_captions_and_missing_images_are_named_at_start_up(tmp_path):
+    from up2core.data.captions import CaptionDataset
+
+    (tmp_path / 'a.png').write_bytes(b'')
+    data = dict(images=[dict(id=1, file_name='a.png'), dict(id=2, file_name='gone.png')],
+                annotations=[dict(id=7, image_id=1, caption='  '), dict(id=8, image_id=2,
+                                                                         caption='x')])
+    (tmp_path / 'caps.json').write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"caps.json: annotation #0 \(id 7, image_id 1\) has an "
+                                        r"empty 'caption'"):
+        CaptionDataset(ann_file='caps.json', data_root=str(tmp_path))
+    data['annotations'][0]['caption'] = 'a caption'
+    (tmp_path / 'caps.json').write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"caps.json: 1 listed image\(s\) do not exist: image id "
+                                        r"2: '.*gone.png'"):
+        CaptionDataset(ann_file='caps.json', data_root=str(tmp_path))
+    karpathy = dict(images=[dict(filename='a.png', sentences=[dict(raw='ok'), dict(raw='')])])
+    (tmp_path / 'k.json').write_text(json.dumps(karpathy))
+    with pytest.raises(DataError, match=r"k.json: image #0 \(a.png\) has an empty sentence "
+                                        r"\(sentences\[1\].raw\)"):
+        CaptionDataset(ann_file='k.json', data_root=str(tmp_path))

@@ -14,6 +14,7 @@ scaler skips those steps and lowers its scale); there only the loss is checked.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -60,10 +61,12 @@ class NonFiniteGuard:
         backward, step = wrapper.backward, wrapper.step
         check_gradients = not hasattr(wrapper, 'loss_scaler')  # AMP handles its own infs
 
+        @functools.wraps(backward)
         def guarded_backward(loss, **kwargs):
             wrapper._up2_nonfinite_guard._loss_finite &= bool(torch.isfinite(loss).all())
             return backward(loss, **kwargs)
 
+        @functools.wraps(step)  # keeps the marks MMEngine's schedulers put on step()
         def guarded_step(**kwargs):
             guard = wrapper._up2_nonfinite_guard
             finite, guard._loss_finite = guard._loss_finite, True

@@ -80,6 +80,12 @@ def _describe_load_error(exc: BaseException, path: Path) -> str:
     return f'it cannot be read: {type(exc).__name__}: {text}'
 
 
+def non_finite_tensors(state: dict) -> list[str]:
+    """Names of the floating-point tensors of ``state`` that hold NaN or infinity."""
+    return [name for name, value in state.items() if torch.is_tensor(value)
+            and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
 def verify_checkpoint(path: str | Path, check_finite: bool = False) -> dict:
     """Open ``path`` the way UP2 loads checkpoints and return it, or raise CheckpointError.
 
@@ -108,8 +114,7 @@ def verify_checkpoint(path: str | Path, check_finite: bool = False) -> dict:
                               f'{_describe_load_error(exc, path)}') from None
     if check_finite:
         state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
-        bad = [name for name, value in state.items() if torch.is_tensor(value)
-               and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+        bad = non_finite_tensors(state)
         if bad:
             raise CheckpointError(
                 f"checkpoint '{path}' holds non-finite weights in {len(bad)} of {len(state)} "

@@ -7,11 +7,11 @@ import os
 from collections import deque
 from pathlib import Path
 
-import torch
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 
+from up2core.engine.checkpoint import non_finite_tensors
 from up2core.errors import CheckpointError
 from up2core.registry import HOOKS
 
@@ -62,8 +62,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('state_dict') or {}
-        bad = [name for name, value in state.items() if torch.is_tensor(value)
-               and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+        bad = non_finite_tensors(state)
         if bad:
             raise CheckpointError(
                 f'refusing to save a checkpoint at iteration {runner.iter}: {len(bad)} of '

@@ -33,8 +33,8 @@ it is AdamW on normalised gradients.
 **Learning rate.**  With K tasks the expected new-gradient weight per step is ``K (1 - beta)``
 (AdamW's: ``1 - beta``), so both moments are about K times an average and a step is about
 ``sqrt(K)`` times AdamW's at the same learning rate: measured 1.4x for 2 tasks, 2.0x for 4 and
-2.2-2.4x for 5 (``benchmarks/mt_adamw_step_size.py``).  An AdamW learning rate carried over to
-many tasks should be divided by about ``sqrt(K)``.
+2.2-2.4x for 5 (``benchmarks/mt_adamw_step_size.py``).  To take AdamW-sized steps with K tasks,
+divide an AdamW learning rate by about ``sqrt(K)``.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ class CaptioningTask(Task):
             logits = model.likelihood.logits(x, y, self.likelihood_group)
             accuracy = (logits.argmax(-1) == columns).float().mean() * 100
         return {'loss_caption': loss, 'acc_token': accuracy,
-                'candidates': torch.tensor(float(len(y)))}
+                'vocabulary_size': torch.tensor(float(len(y)))}
 
     # ------------------------------------------------------------------ decoding
 

@@ -93,7 +93,7 @@ def test_swin_b_captioning_runs_forward_loss_and_cached_decoding():
                for t in ('a man riding a wave', 'two dogs play in the grass')]
     model.train()
     losses = model(images, samples, mode='loss')
-    assert losses['loss_caption'].isfinite() and losses['candidates'] > 10
+    assert losses['loss_caption'].isfinite() and losses['vocabulary_size'] > 10
     model.eval()
     task = model.tasks['captioning']
     with torch.no_grad():

@@ -111,7 +111,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.load_from = args.resume
     runner = _build_runner(cfg)
     runner.train()
+    _print_final_metrics(Path(cfg.work_dir) / 'metrics.json', runner.iter, cfg.get('targets'))
     return 0
+
+
+def _print_final_metrics(path: Path, iteration: int, targets: dict | None) -> None:
+    """The last validation as one table, against the config's ``targets`` when it has them."""
+    from up2core.evaluation.targets import metrics_table
+
+    if not path.is_file():
+        return
+    metrics = json.loads(path.read_text())
+    if metrics.get('iter') != iteration:  # no validation in this run: an older file
+        return
+    print(f'\nValidation after {iteration} iterations ({path}):', flush=True)
+    print(metrics_table(metrics, targets), flush=True)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -131,44 +145,185 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_infer(args: argparse.Namespace) -> int:
-    from up2core.apis import inference, init_model
+def _infer_kwargs(args: argparse.Namespace) -> dict:
+    extra: dict = {'texts': args.texts}
+    if args.classes is not None:
+        extra['classes'] = [c.strip() for c in args.classes.split(',') if c.strip()]
+        if not extra['classes']:
+            raise UserError(f'--classes {args.classes!r} names no category; give '
+                            f'comma-separated names, e.g. --classes "red star,blue circle"')
+    if args.beam is not None:
+        if args.beam < 1:
+            raise UserError(f'--beam {args.beam}: the beam size must be at least 1 '
+                            f'(1 is greedy search)')
+        extra['beam'] = args.beam
+    return extra
 
-    # Libraries print while loading weights; keep stdout for the result alone.
+
+def _done_images(results: Path) -> set[str]:
+    """Images that already have a line in a JSON Lines results file.  A last line without its
+    newline was cut by an interrupted run: it is removed (its image is done again)."""
+    text = results.read_text()
+    if text and not text.endswith('\n'):
+        text = text[:text.rfind('\n') + 1]
+        with results.open('r+') as handle:
+            handle.truncate(len(text.encode()))
+    done = set()
+    for line in text.splitlines():
+        try:
+            done.add(json.loads(line)['image'])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return done
+
+
+class _Progress:
+    """Images done, images/s and ETA on stderr: redrawn in place on a terminal, otherwise a
+    line at every tenth of the way."""
+
+    def __init__(self, total: int) -> None:
+        import time
+
+        self.total, self.done, self.start = total, 0, time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self._next_line = 0
+
+    def step(self) -> None:
+        import time
+
+        self.done += 1
+        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+        eta = (self.total - self.done) / rate
+        text = (f'[infer] {self.done}/{self.total} images  {rate:.2f} images/s  '
+                f'ETA {int(eta // 60)}:{int(eta % 60):02d}')
+        if self.tty:
+            print('\r' + text, end='\n' if self.done == self.total else '', file=sys.stderr,
+                  flush=True)
+        elif self.done >= self._next_line or self.done == self.total:
+            print(text, file=sys.stderr, flush=True)
+            self._next_line = self.done + max(1, self.total // 10)
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from up2core.apis.inference import (
+        expand_images,
+        init_model,
+        iter_inference,
+        record_of,
+        resolve_tasks,
+        runnable_tasks,
+    )
+
+    images = expand_images(args.images)
+    single = len(args.images) == 1 and len(images) == 1 and Path(args.images[0]).is_file()
+    out_file = out_dir = None
+    if args.out:
+        if Path(args.out).suffix.lower() in ('.png', '.jpg', '.jpeg', '.bmp'):
+            if not single:
+                raise UserError(f'--out {args.out}: a picture file is for one image; give a '
+                                f'folder to draw {len(images)} images')
+            out_file = Path(args.out)
+        else:
+            out_dir = Path(args.out)
+    results = Path(args.results) if args.results else \
+        (out_dir / 'results.jsonl' if out_dir is not None else None)
+    if args.resume and results is None:
+        raise UserError('--resume continues a results file: give --results FILE or --out DIR')
+    done: set[str] = set()
+    if results is not None and results.exists() and results.stat().st_size:
+        if not args.resume:
+            raise UserError(f'{results} exists: add --resume to skip the images it holds, or '
+                            f'remove it')
+        done = _done_images(results)
+    if args.batch_size < 1:
+        raise UserError(f'--batch-size {args.batch_size}: must be at least 1')
+    extra = _infer_kwargs(args)
+    # Libraries print while loading weights; keep stdout for the results alone.
     with contextlib.redirect_stdout(sys.stderr):
         model = init_model(args.config, args.checkpoint, device=args.device,
                            cfg_options=args.cfg_options)
-        if args.task is None and len(model.tasks) > 1:
-            raise UserError(f'the model does several tasks ({", ".join(model.tasks)}): choose '
-                            f'one with --task')
-        if args.task is not None and args.task not in model.tasks:
-            raise UserError(f"--task {args.task}: the model has no such task; it has "
-                            f"{', '.join(model.tasks)}")
-        extra = {}
-        if args.classes is not None:
-            extra['classes'] = [c.strip() for c in args.classes.split(',') if c.strip()]
-            if not extra['classes']:
-                raise UserError(f'--classes {args.classes!r} names no category; give '
-                                f'comma-separated names, e.g. --classes "red star,blue circle"')
-        if args.beam is not None:
-            if args.beam < 1:
-                raise UserError(f'--beam {args.beam}: the beam size must be at least 1 '
-                                f'(1 is greedy search)')
-            extra['beam'] = args.beam
-        try:
-            result = inference(model, args.image, task=args.task, texts=args.texts,
-                               out_file=args.out, **extra)
-        except NotImplementedError as exc:
-            raise UserError(f'--out: {exc}') from None
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{args.image}  [{result['task']}]")
-    for line in model.tasks[result['task']].format_result(result):
-        print(line)
-    if args.out:
-        print(f'visualisation: {args.out}')
+    if args.task is not None and args.task not in model.tasks:
+        raise UserError(f"--task {args.task}: the model has no such task; it has "
+                        f"{', '.join(model.tasks)}")
+    tasks = resolve_tasks(model, args.task)
+    runnable = runnable_tasks(model, tasks, extra)
+    if not runnable:
+        needs = sorted({a for t in tasks for a in model.tasks[t].infer_requires})
+        raise UserError(f"task {', '.join(tasks)} needs {', '.join(needs)}: e.g. --texts "
+                        f"'a red circle' 'two blue squares'")
+    todo = [image for image in images if image not in done]
+    if done:
+        print(f'up2: --resume: {len(images) - len(todo)} of {len(images)} images are in '
+              f'{results} already', file=sys.stderr)
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(len(todo)) if not single else None
+    failed = 0
+    stdout = sys.stdout
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(results.open('a')) if results is not None else None
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))  # library chatter
+        for name, array, samples in iter_inference(model, todo, runnable, args.batch_size,
+                                                   **extra):
+            record = record_of(model, name, samples)
+            if 'error' in record:
+                if single:
+                    raise UserError(record['error'])
+                failed += 1
+                print(f'up2: {record["error"]}', file=sys.stderr)
+            elif out_file is not None or out_dir is not None:
+                from up2core.apis.visualization import draw_results
+
+                target = out_file or out_dir / f'{Path(name).stem}.png'
+                try:
+                    draw_results(model, array, samples, str(target))
+                except NotImplementedError as exc:
+                    raise UserError(f'--out: {exc}') from None
+                record['visualisation'] = str(target)
+            if sink is not None:
+                sink.write(json.dumps(record) + '\n')
+                sink.flush()
+            _print_record(model, record, args, stdout)
+            if progress is not None:
+                progress.step()
+    if failed:
+        print(f'up2: {failed} of {len(todo)} images could not be read (their lines in the '
+              f'results say why)', file=sys.stderr)
     return 0
+
+
+def _print_record(model, record: dict, args: argparse.Namespace, stream) -> None:
+    if 'error' in record:
+        if args.json:
+            print(json.dumps(record), file=stream, flush=True)
+        return
+    results = record['results']
+    if args.json:
+        if args.task is not None and len(args.images) == 1 and Path(args.images[0]).is_file():
+            # one image, one task: that task's plain result, as before all-task inference
+            print(json.dumps({'task': args.task, **results[args.task]}, indent=2),
+                  file=stream, flush=True)
+        else:
+            print(json.dumps(record), file=stream, flush=True)
+        return
+    if len(results) == 1:
+        (task,) = results
+        print(f"{record['image']}  [{task}]", file=stream)
+        lines = model.tasks[task].format_result({'task': task, **results[task]})
+    else:
+        print(record['image'], file=stream)
+        lines = []
+        for task in results:
+            lines.append(f'  [{task}]')
+            lines += ['  ' + line for line in
+                      model.tasks[task].format_result({'task': task, **results[task]})]
+    for line in lines:
+        print(line, file=stream)
+    if record.get('visualisation'):
+        print(f"visualisation: {record['visualisation']}", file=stream)
+    stream.flush()
 
 
 # --------------------------------------------------------------------------- discovery
@@ -277,20 +432,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out-metrics', metavar='PATH', help='write the metrics as flat JSON')
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser('infer', help='predict one image with a trained model')
+    p = sub.add_parser('infer', help='predict every task (or one) on images with a trained '
+                       'model')
     p.add_argument('config', help='config file, or the name of a packaged config')
     p.add_argument('checkpoint', help='checkpoint file (.pth)')
-    p.add_argument('image', help='image file')
-    p.add_argument('--task', help='which task to run (needed when the model does several)')
+    p.add_argument('images', nargs='+', metavar='IMAGE',
+                   help='image files, folders of images, or glob patterns')
+    p.add_argument('--task', help='one task to run (default: every task of the model; '
+                   'retrieval needs --texts)')
     p.add_argument('--texts', nargs='+', help='candidate texts to rank (retrieval)')
     p.add_argument('--classes', help='comma-separated category names to look for (detection, '
-                   'segmentation; default: the config\'s)')
+                   'segmentation); default: the config\'s test names')
     p.add_argument('--beam', type=int, help='beam size (captioning; 1: greedy search; '
                    'default: the config\'s)')
-    p.add_argument('--out', help='save a visualisation of the prediction to this image file')
+    p.add_argument('--out', help='a folder: one picture per image with every output drawn, '
+                   'and results.jsonl; or, for one image, a picture file (.png, .jpg)')
+    p.add_argument('--results', metavar='FILE', help='JSON Lines file, one line per image, '
+                   'written as images are done (default with --out: OUT/results.jsonl)')
+    p.add_argument('--resume', action='store_true',
+                   help='skip the images the results file holds already, append the others')
+    p.add_argument('--batch-size', type=int, default=8, help='images per forward pass')
     p.add_argument('--device', default='cpu')
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
-    p.add_argument('--json', action='store_true', help='print the result as JSON')
+    p.add_argument('--json', action='store_true', help='print results as JSON (one line per '
+                   'image for several)')
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser('plugins', help='list task plugins, their hooks and registered names')

@@ -86,6 +86,11 @@ class Task(BaseModule):
             task's name; tasks with alike candidates may share one).
     """
 
+    #: arguments of :meth:`infer` without which the task cannot predict (e.g. ``('texts',)``
+    #: for retrieval, which ranks given texts); an all-task inference call leaves the task out
+    #: when one of them is not given.
+    infer_requires: tuple[str, ...] = ()
+
     def __init__(self, loss_weight: float = 1.0, likelihood_group: str | None = None,
                  init_cfg=None) -> None:
         super().__init__(init_cfg)

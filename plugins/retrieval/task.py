@@ -31,6 +31,8 @@ class RetrievalTask(Task):
         loss_weight, likelihood_group: see :class:`~up2core.task.Task`.
     """
 
+    infer_requires = ('texts',)
+
     def __init__(self, gather: bool = True, loss_weight: float = 1.0,
                  likelihood_group: str | None = None) -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)

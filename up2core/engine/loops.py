@@ -85,9 +85,14 @@ class UnmixedTrainLoop(BaseLoop):
         sampling_weights: ``dict(task=weight)``, normalised to the sampling ratios ``s_k``;
             default: equal.
         val_begin, val_interval: validate every ``val_interval`` iterations from ``val_begin``.
-        mode: ``'unmixed'`` (the paper's: one task per iteration) or ``'mixed'`` (the ablation:
+        mode: ``'unmixed'`` (the paper's: one task per iteration), ``'mixed'`` (the ablation:
             every iteration takes one batch of EVERY task and steps once on
-            ``sum_k s_k * L_k``).
+            ``sum_k s_k * L_k``) or ``'shared'`` (mixed, over the SAME images for every task:
+            each image is encoded once per step for all the tasks whose annotations it carries,
+            see :meth:`UP2Generalist.shared_encoding`; every task's train loader must yield the
+            same images in the same order: datasets over the same image list, equal batch
+            sizes, the same sampler, no random transform that changes pixels, e.g. no
+            ``RandomFlip``).  Not the paper's method: a config option for small machines.
         max_nonfinite_steps: steps with a non-finite loss or gradient are skipped (the weights
             stay finite) and logged with their task; one more than this stops the run with
             :class:`~up2core.errors.NonFiniteTrainingError` (see :mod:`up2core.engine.nonfinite`).
@@ -97,8 +102,8 @@ class UnmixedTrainLoop(BaseLoop):
                  sampling_weights: dict[str, float] | None = None, val_begin: int = 1,
                  val_interval: int = 1000, mode: str = 'unmixed',
                  max_nonfinite_steps: int = 10) -> None:
-        if mode not in ('unmixed', 'mixed'):
-            raise ValueError(f"mode must be 'unmixed' or 'mixed', got {mode!r}")
+        if mode not in ('unmixed', 'mixed', 'shared'):
+            raise ValueError(f"mode must be 'unmixed', 'mixed' or 'shared', got {mode!r}")
         self.mode = mode
         self._runner = runner
         loaders = _build_loaders(runner, dataloader)
@@ -122,7 +127,7 @@ class UnmixedTrainLoop(BaseLoop):
         self.val_begin, self.val_interval = val_begin, val_interval
         self.stop_training = False
         self._iterators = {name: _infinite(dl) for name, dl in loaders.items()}
-        self.current_task = 'mixed' if mode == 'mixed' else ''
+        self.current_task = mode if mode != 'unmixed' else ''
         self.nonfinite_guard = NonFiniteGuard(max_nonfinite_steps,
                                               where=lambda: (self._iter, self.current_task))
 
@@ -164,7 +169,7 @@ class UnmixedTrainLoop(BaseLoop):
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             self._seed_iteration(self._iter)
-            if self.mode == 'mixed':
+            if self.mode != 'unmixed':
                 self.run_iter({task: next(self._iterators[task]) for task in self.tasks})
             else:
                 task = self.task_at(self._iter)
@@ -206,7 +211,7 @@ class UnmixedTrainLoop(BaseLoop):
         target.set_task(task, self.sampling_ratios[task], weight)
 
     def _tasks_at(self, iteration: int) -> list[str]:
-        return list(self.tasks) if self.mode == 'mixed' else [self.task_at(iteration)]
+        return list(self.tasks) if self.mode != 'unmixed' else [self.task_at(iteration)]
 
     def _mixed_step(self, batches: dict) -> dict:
         """One optimizer step on ``sum_k s_k * L_k`` over one batch of every task.
@@ -234,9 +239,35 @@ class UnmixedTrainLoop(BaseLoop):
         log_vars['loss'] = sum(self.sampling_ratios[t] * log_vars[f'{t}/loss'] for t in batches)
         return log_vars
 
+    def _shared_step(self, batches: dict) -> dict:
+        """One optimizer step on ``sum_k s_k * L_k``, every task on the same images, which the
+        model encodes once (one forward call, so DDP sees one forward and one backward)."""
+        model, wrapper = self.runner.model, self.runner.optim_wrapper
+        inner = getattr(model, 'module', model)
+        if hasattr(wrapper, 'set_task') or hasattr(wrapper.optimizer, 'set_task'):
+            target = wrapper if hasattr(wrapper, 'set_task') else wrapper.optimizer
+            target.set_task('shared', 1.0, 1.0)
+        with wrapper.optim_context(model):
+            data = {task: inner.data_preprocessor(batch, True) for task, batch in batches.items()}
+            inputs = same_images(data)
+            outputs = model(inputs, {task: d['data_samples'] for task, d in data.items()},
+                            mode='loss')
+            total, log_vars = 0.0, {}
+            for task, losses in outputs.items():
+                loss, task_logs = inner.parse_losses(losses)
+                total = total + loss * self.sampling_ratios[task]
+                log_vars.update({f'{task}/{key}': value for key, value in task_logs.items()})
+            wrapper.backward(total)
+        wrapper.step()
+        wrapper.zero_grad()
+        log_vars['loss'] = total.detach()
+        return log_vars
+
     def run_iter(self, data_batch) -> None:
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
-        if self.mode == 'mixed':
+        if self.mode == 'shared':
+            outputs = self._shared_step(data_batch)
+        elif self.mode == 'mixed':
             outputs = self._mixed_step(data_batch)
         else:
             outputs = self.runner.model.train_step(data_batch,
@@ -246,13 +277,43 @@ class UnmixedTrainLoop(BaseLoop):
         self._iter += 1
 
 
+def same_images(data: dict, stage: str = 'train') -> torch.Tensor:
+    """The one image batch every task's preprocessed batch holds (``train_cfg.mode='shared'``,
+    ``val_cfg.shared_images=True``), or a clear error naming the first task whose images
+    differ."""
+    tasks = list(data)
+    first = data[tasks[0]]['inputs']
+    for task in tasks[1:]:
+        other = data[task]['inputs']
+        if other.shape != first.shape or not torch.equal(other, first):
+            option = "train_cfg.mode='shared'" if stage == 'train' else \
+                f'{stage}_cfg.shared_images=True'
+            fallback = "mode='unmixed'" if stage == 'train' else 'shared_images=False'
+            raise ValueError(
+                f"{option} needs every task's {stage} loader to yield the same images, but the "
+                f"batch of '{task}' differs from that of '{tasks[0]}' (shapes "
+                f"{tuple(other.shape)} and {tuple(first.shape)}). Give every task a dataset "
+                f"over the same images in the same order, the same batch size and sampler, and "
+                f"no random transform that changes pixels (RandomFlip); or use {fallback}.")
+    return first
+
+
 class _MultiTaskEvalLoop(BaseLoop):
-    """Runs every task's dataloader through its own evaluator; keys become ``task/metric``."""
+    """Runs every task's dataloader through its own evaluator; keys become ``task/metric``.
+
+    Args:
+        shared_images: the tasks' loaders yield the same images in the same order (one image
+            list, the same batch size, no shuffling), so each batch is encoded once for every
+            task (:meth:`UP2Generalist.shared_encoding`); a batch whose images differ is an
+            error naming the tasks.  Default False: each task runs its own loader.
+    """
 
     stage = 'val'
 
-    def __init__(self, runner, dataloader: dict, evaluator: dict) -> None:
+    def __init__(self, runner, dataloader: dict, evaluator: dict,
+                 shared_images: bool = False) -> None:
         self._runner = runner
+        self.shared_images = shared_images
         loaders = _build_loaders(runner, dataloader)
         if not isinstance(evaluator, dict) or set(evaluator) != set(loaders):
             raise ValueError(f'{self.stage}_evaluator must be dict(task=evaluator_cfg) with the '
@@ -275,6 +336,14 @@ class _MultiTaskEvalLoop(BaseLoop):
         self.runner.call_hook(f'before_{stage}')
         self.runner.call_hook(f'before_{stage}_epoch')
         self.runner.model.eval()
+        metrics = self._run_shared() if self.shared_images else self._run_each()
+        self.runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
+        self.runner.call_hook(f'after_{stage}')
+        return metrics
+
+    def _run_each(self) -> dict:
+        """Each task's own loader through the model, task after task."""
+        stage = self.stage
         metrics: dict = {}
         for name, loader in self.dataloader.loaders.items():
             self.dataloader.current = name
@@ -291,8 +360,34 @@ class _MultiTaskEvalLoop(BaseLoop):
                                       data_batch=data_batch, outputs=outputs)
             task_metrics = evaluator.evaluate(len(loader.dataset))
             metrics.update({f'{name}/{key}': value for key, value in task_metrics.items()})
-        self.runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
-        self.runner.call_hook(f'after_{stage}')
+        return metrics
+
+
+    def _run_shared(self) -> dict:
+        """Every task on each batch of the same images, encoded once."""
+        stage = self.stage
+        loaders = self.dataloader.loaders
+        lengths = {name: len(loader.dataset) for name, loader in loaders.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f'{stage}_cfg.shared_images=True needs every task\'s {stage} set '
+                             f'to hold the same images; their sizes differ: {lengths}')
+        inner = getattr(self.runner.model, 'module', self.runner.model)
+        for idx, batches in enumerate(zip(*loaders.values())):
+            batches = dict(zip(loaders, batches))
+            self.runner.call_hook(f'before_{stage}_iter', batch_idx=idx, data_batch=batches)
+            with torch.no_grad():
+                data = {name: inner.data_preprocessor(b, False) for name, b in batches.items()}
+                outputs = inner(same_images(data, stage),
+                                {name: d['data_samples'] for name, d in data.items()},
+                                mode='predict')
+            for name, predicted in outputs.items():
+                self.evaluators[name].process(data_samples=predicted, data_batch=batches[name])
+            self.runner.call_hook(f'after_{stage}_iter', batch_idx=idx, data_batch=batches,
+                                  outputs=outputs)
+        metrics = {}
+        for name, loader in loaders.items():
+            task_metrics = self.evaluators[name].evaluate(len(loader.dataset))
+            metrics.update({f'{name}/{key}': value for key, value in task_metrics.items()})
         return metrics
 
 

@@ -7,6 +7,10 @@ to the task named in its data samples' ``task`` metainfo (set by :class:`PackUP2
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
@@ -56,11 +60,51 @@ class UP2Generalist(BaseModel):
             self.tasks[name] = task
         groups = sorted({t.likelihood_group for t in self.tasks.values()})
         self.likelihood = UnifiedLikelihood(groups=groups, **(likelihood or {}))
+        self._shared: dict[Any, Any] | None = None
+
+    # ------------------------------------------------------------------ sharing between tasks
+
+    @contextmanager
+    def shared_encoding(self) -> Iterator[None]:
+        """Within this context, identical work asked for by several tasks is done once.
+
+        The input side of every task never attends to its targets, so when several tasks run
+        on the same batch of images (all-task inference, or a training step over every task's
+        annotations of the same images) they can share: the image encoding (the same
+        ``images`` tensor), the image's decoder segments (same flags), a text segment (same
+        texts and flags) and a decoder pass (the very same segments and no extra mask).
+        Results are reused by identity of their inputs, so a task that builds its own inputs
+        simply gets its own pass.  Gradients flow through shared results to every task's loss.
+
+        Examples:
+            >>> with model.shared_encoding():                      # doctest: +SKIP
+            ...     a = model.encode_image(images)
+            ...     b = model.encode_image(images)                 # the same ImageTokens
+        """
+        outer = self._shared
+        if outer is None:
+            self._shared = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._shared = None
+
+    def _reuse(self, key, compute):
+        """``compute()``, or its earlier result for ``key`` inside :meth:`shared_encoding`.
+
+        Keys hold the input objects themselves (not only their ids), so an id is never reused
+        by another object while the context lives."""
+        if self._shared is None:
+            return compute()
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
 
     # ------------------------------------------------------------------ primitives for tasks
 
     def encode_image(self, images: Tensor) -> ImageTokens:
-        return self.image_encoder(images)
+        return self._reuse(('image', _Identity(images)), lambda: self.image_encoder(images))
 
     def encode_text(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         return self.text_encoder(texts)
@@ -69,7 +113,10 @@ class UP2Generalist(BaseModel):
                return_cache: bool = False) -> DecoderOutput:
         """Run the shared decoder; ``return_cache`` also keeps every layer's keys and values
         for :meth:`extend`."""
-        return self.decoder(segments, extra_mask, return_cache=return_cache)
+        if extra_mask is not None or return_cache:
+            return self.decoder(segments, extra_mask, return_cache=return_cache)
+        key = ('decode',) + tuple(_Identity(s) for s in segments)
+        return self._reuse(key, lambda: self.decoder(segments))
 
     def extend(self, cache: DecoderCache, segments: list[Segment], mask: Tensor | None = None,
                keep: int | None = None) -> tuple[list[Tensor], DecoderCache]:
@@ -82,6 +129,11 @@ class UP2Generalist(BaseModel):
         the encoder has a proposal generator, its proposal tokens (modality ``region``: their
         own modality embedding, MoE attribute and input projection).  ``generative`` sets the
         MoE attribute bit of generative tasks (captioning)."""
+        return self._reuse(('image_segments', _Identity(image), target, generative),
+                           lambda: self._image_segments(image, target, generative))
+
+    def _image_segments(self, image: ImageTokens, target: bool, generative: bool
+                        ) -> list[Segment]:
         g = image.num_global
         segments = [Segment(image.tokens[:, :g], image.valid[:, :g], modality='image',
                             target=target, generative=generative, source='image')]
@@ -103,9 +155,12 @@ class UP2Generalist(BaseModel):
     def text_segment(self, texts: list[str], target: bool = False, causal: bool = False,
                      generative: bool = False) -> Segment:
         """Encode ``texts`` and wrap them as a decoder segment."""
-        tokens, valid = self.encode_text(texts)
-        return Segment(tokens, valid, modality='text', target=target, causal=causal,
-                       generative=generative, source='text')
+        def compute() -> Segment:
+            tokens, valid = self.encode_text(texts)
+            return Segment(tokens, valid, modality='text', target=target, causal=causal,
+                           generative=generative, source='text')
+
+        return self._reuse(('text', tuple(texts), target, causal, generative), compute)
 
     # ------------------------------------------------------------------ MMEngine interface
 
@@ -120,12 +175,35 @@ class UP2Generalist(BaseModel):
                            f"{list(self.tasks)}; add it to model.tasks in the config")
         return self.tasks[name]
 
-    def forward(self, inputs: Tensor, data_samples: list | None = None, mode: str = 'tensor'):
+    def forward(self, inputs: Tensor, data_samples: list | dict | None = None,
+                mode: str = 'tensor'):
+        """``data_samples`` is a list (one task's batch) or ``dict(task=samples)``: several
+        tasks' samples of the SAME images, run under :meth:`shared_encoding` (the image encoded
+        once); the result is then ``dict(task=losses or predictions)``."""
         if data_samples is None:
             raise ValueError('UP2Generalist needs data samples (they name the task)')
+        if isinstance(data_samples, dict):
+            with self.shared_encoding():
+                return {name: self.forward(inputs, samples, mode)
+                        for name, samples in data_samples.items()}
         task = self.task_of(data_samples)
         if mode == 'loss':
             return task.loss(self, inputs, data_samples)
         if mode in ('predict', 'tensor'):
             return task.predict(self, inputs, data_samples)
         raise ValueError(f"unknown mode '{mode}'; use 'loss', 'predict' or 'tensor'")
+
+
+class _Identity:
+    """A dictionary key that compares its object by identity (tensors compare by value)."""
+
+    __slots__ = ('obj',)
+
+    def __init__(self, obj) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj

@@ -1,0 +1,96 @@
+"""The main job from the CLI, shortened: all five tasks trained on shared images, tested, and
+`up2 infer` with every task on one image and on a folder (a broken image in it, results
+streamed to JSON Lines, an interrupted run resumed)."""
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, run_up2
+
+CONFIG = ROOT / 'tests' / 'fixtures' / 'configs' / 'tiny_generalist_e2e.py'
+TASKS = {'classification', 'retrieval', 'detection', 'segmentation', 'captioning'}
+
+
+def _ok(result):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('generalist_cli')
+    work = tmp / 'work'
+    train = _ok(run_up2('train', str(CONFIG), '--work-dir', str(work), cwd=tmp, timeout=900))
+    assert "mode='shared'" not in train.stderr  # no complaint about unequal images
+    return tmp, work / 'iter_4.pth'
+
+
+def _val(tmp, index):
+    return tmp / 'data' / 'shapes_generalist_e2e' / 'images' / 'val' / f'{index:06d}.png'
+
+
+@pytest.mark.slow
+def test_shared_training_evaluates_every_task(trained):
+    tmp, checkpoint = trained
+    metrics = json.loads((checkpoint.parent / 'metrics.json').read_text())
+    assert {key.split('/')[0] for key in metrics} == TASKS
+    for key in ('classification/top1', 'retrieval/i2t_R@1', 'detection/bbox_mAP',
+                'segmentation/segm_mAP', 'captioning/CIDEr'):
+        assert key in metrics
+
+
+@pytest.mark.slow
+def test_infer_without_task_runs_every_task_on_one_image(trained, tmp_path):
+    tmp, checkpoint = trained
+    image = _val(tmp, 0)
+    printed = _ok(run_up2('infer', str(CONFIG), str(checkpoint), str(image), '--texts',
+                          'a red circle', 'two blue squares', '--out', str(tmp_path / 'vis.png'),
+                          cwd=tmp, timeout=300)).stdout
+    lines = printed.splitlines()
+    assert lines[0] == str(image)
+    assert [line.strip() for line in lines if line.strip().startswith('[')] == \
+        [f'[{task}]' for task in ('classification', 'retrieval', 'detection', 'segmentation',
+                                  'captioning')]
+    assert Image.open(tmp_path / 'vis.png').width > Image.open(image).width * 3
+    record = json.loads(_ok(run_up2('infer', str(CONFIG), str(checkpoint), str(image),
+                                    '--json', cwd=tmp, timeout=300)).stdout)
+    assert set(record['results']) == TASKS - {'retrieval'}  # no texts: no ranking
+    assert len(record['results']['classification']['classes']) == 5
+    assert isinstance(record['results']['captioning']['caption'], str)
+
+
+@pytest.mark.slow
+def test_infer_a_folder_with_a_broken_image_streams_lines_and_resumes(trained, tmp_path):
+    tmp, checkpoint = trained
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for index in range(5):
+        shutil.copy(_val(tmp, index), folder / f'{index:02d}.png')
+    (folder / '02.png').write_bytes(b'broken')
+    out = tmp_path / 'out'
+    args = ['infer', str(CONFIG), str(checkpoint), str(folder), '--out', str(out),
+            '--batch-size', '2']
+    first = _ok(run_up2(*args, cwd=tmp, timeout=300))
+    assert '[infer] 5/5 images' in first.stderr and 'images/s' in first.stderr
+    assert "could not read image" in first.stderr and '02.png' in first.stderr
+    lines = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
+    assert [line['image'].rsplit('/', 1)[-1] for line in lines] == \
+        ['00.png', '01.png', '02.png', '03.png', '04.png']
+    assert 'error' in lines[2] and 'results' not in lines[2]
+    for line in lines[:2] + lines[3:]:
+        assert set(line['results']) == TASKS - {'retrieval'}
+        assert Image.open(line['visualisation']).width > 128
+    # an interrupted run: two complete lines and a cut third one
+    text = (out / 'results.jsonl').read_text().splitlines(keepends=True)
+    (out / 'results.jsonl').write_text(''.join(text[:2]) + text[2][:20])
+    again = run_up2(*args, cwd=tmp, timeout=300)
+    assert again.returncode == 2 and '--resume' in again.stderr
+    resumed = _ok(run_up2(*args, '--resume', cwd=tmp, timeout=300))
+    assert '2 of 5 images are in' in resumed.stderr
+    records = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
+    assert [r['image'].rsplit('/', 1)[-1] for r in records] == \
+        ['00.png', '01.png', '02.png', '03.png', '04.png']
+    assert records[:2] == lines[:2]

@@ -63,7 +63,6 @@ def test_a_beam_size_below_one_is_a_user_error(trained):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('args,fragment', [
-    ((), 'the model does several tasks (captioning, classification): choose one with --task'),
     (('--task', 'captionning'), '--task captionning: the model has no such task'),
 ])
 def test_infer_on_a_multi_task_model_needs_an_existing_task(trained, args, fragment):

@@ -25,6 +25,7 @@ def trained(tmp_path_factory):
     work = tmp / 'work'
     train = _ok(run_up2('train', str(CONFIG), '--work-dir', str(work), cwd=tmp, timeout=900))
     assert "mode='shared'" not in train.stderr  # no complaint about unequal images
+    (tmp / 'train_stdout.txt').write_text(train.stdout)
     return tmp, work / 'iter_4.pth'
 
 
@@ -33,10 +34,14 @@ def _val(tmp, index):
 
 
 @pytest.mark.slow
-def test_shared_training_evaluates_every_task(trained):
+def test_shared_training_evaluates_every_task_and_prints_the_targets_table(trained):
     tmp, checkpoint = trained
     metrics = json.loads((checkpoint.parent / 'metrics.json').read_text())
-    assert {key.split('/')[0] for key in metrics} == TASKS
+    assert {key.split('/')[0] for key in metrics} - {'iter'} == TASKS
+    printed = (tmp / 'train_stdout.txt').read_text()
+    assert 'Validation after 4 iterations' in printed
+    assert 'captioning/CIDEr' in printed and '>= 200.00' in printed
+    assert '7 targets: ' in printed  # four steps meet none of the main job's targets
     for key in ('classification/top1', 'retrieval/i2t_R@1', 'detection/bbox_mAP',
                 'segmentation/segm_mAP', 'captioning/CIDEr'):
         assert key in metrics

@@ -88,12 +88,15 @@ def test_infer_with_new_category_names_and_masks(trained, photos):
     assert printed.splitlines()[0].endswith('[detection]') and len(printed.splitlines()) > 1
 
 
-def test_infer_without_task_on_a_multitask_model_is_a_user_error(trained, photos):
+@pytest.mark.slow
+def test_infer_without_task_runs_every_task_of_the_model(trained, photos):
     tmp, checkpoint = trained
-    result = run_up2('infer', str(CONFIG), str(checkpoint), str(photos / 'astronaut.jpg'),
-                     cwd=tmp, timeout=300)
-    assert result.returncode == 2 and result.stderr.startswith('up2: error: '), result.stderr
-    assert '--task' in result.stderr and 'Traceback' not in result.stderr
+    result = _ok(run_up2('infer', str(CONFIG), str(checkpoint), str(photos / 'astronaut.jpg'),
+                         '--json', cwd=tmp, timeout=300))
+    record = json.loads(result.stdout)
+    assert record['image'].endswith('astronaut.jpg')
+    assert set(record['results']) == {'detection', 'segmentation'}
+    assert record['results']['segmentation']['masks'][0]['size'] == [512, 512]
 
 
 def test_empty_class_list_is_a_user_error(trained, photos):

@@ -214,8 +214,53 @@ def profile_training(runner, timer: PartTimer, steps: int, warmup: int) -> dict:
     return result
 
 
+def profile_shared_evaluation(runner, timer: PartTimer, max_batches: int) -> dict:
+    """``val_cfg.shared_images=True``: every task on each batch, the images encoded once."""
+    from up2core.engine.loops import same_images
+
+    loop, model = runner.val_loop, runner.model
+    model.eval()
+    loaders = loop.dataloader.loaders
+    images, predict = 0, 0.0
+    timer.take()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for index, batches in enumerate(zip(*loaders.values())):
+            if max_batches and index >= max_batches:
+                break
+            batches = dict(zip(loaders, batches))
+            step_start = time.perf_counter()
+            data = {name: model.data_preprocessor(b, False) for name, b in batches.items()}
+            outputs = model(same_images(data, 'val'),
+                            {name: d['data_samples'] for name, d in data.items()},
+                            mode='predict')
+            predict += time.perf_counter() - step_start
+            for name, predicted in outputs.items():
+                loop.evaluators[name].process(data_samples=predicted, data_batch=batches[name])
+            images += len(next(iter(outputs.values())))
+    loading = time.perf_counter() - start - predict
+    parts = timer.take()
+    metric = {}
+    for name in loaders:
+        metric_start = time.perf_counter()
+        loop.evaluators[name].evaluate(images)
+        metric[name] = time.perf_counter() - metric_start
+    total_images = len(next(iter(loaders.values())).dataset)
+    scale = total_images / max(images, 1)
+    print(f'[train_profile] eval, every task on shared images: '
+          f'{predict / max(images, 1) * 1000:.1f} ms/image', flush=True)
+    return {'shared': {'images': images, 'predict_s_per_image': predict / max(images, 1),
+                       'data_s': loading, 'metric_s': metric,
+                       'predict_parts_s': {k: round(v, 4) for k, v in parts.items()},
+                       'estimated_full_eval_s': (predict + loading + sum(metric.values()))
+                       * scale}}
+
+
 def profile_evaluation(runner, timer: PartTimer, max_batches: int) -> dict:
+    """Per task: prediction time per image and the metric's time (``max_batches`` batches)."""
     loop = runner.val_loop
+    if getattr(loop, 'shared_images', False):
+        return profile_shared_evaluation(runner, timer, max_batches)
     model = runner.model
     model.eval()
     result = {}

@@ -67,6 +67,9 @@ class CaptioningTask(Task):
         incremental: decode with the key/value cache (False: recompute the whole sequence at
             each step; the same tokens, slower; for checks and benchmarks).
         vocab_batch: vocabulary entries encoded per forward pass.
+        captions_per_image: training captions used per image (those the sample carries, up to
+            this many: ``SampleCaption(num=...)`` keeps them); the image's tokens are repeated
+            for each, so more caption supervision costs decoder passes only, not encodings.
         label_smoothing, loss_weight, likelihood_group: of the token cross-entropy.
 
     Examples:
@@ -78,12 +81,14 @@ class CaptioningTask(Task):
     def __init__(self, vocabulary: str | dict = 'full', max_length: int = 20,
                  min_length: int = 1, beam_size: int = 1, length_penalty: float = 0.0,
                  incremental: bool = True, vocab_batch: int = 4096,
-                 label_smoothing: float = 0.0, loss_weight: float = 1.0,
-                 likelihood_group: str | None = None) -> None:
+                 captions_per_image: int = 1, label_smoothing: float = 0.0,
+                 loss_weight: float = 1.0, likelihood_group: str | None = None) -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
-        if max_length < 1 or min_length < 0 or beam_size < 1:
-            raise ValueError(f'captioning needs max_length >= 1, min_length >= 0 and '
-                             f'beam_size >= 1; got {max_length}, {min_length}, {beam_size}')
+        if max_length < 1 or min_length < 0 or beam_size < 1 or captions_per_image < 1:
+            raise ValueError(f'captioning needs max_length >= 1, min_length >= 0, '
+                             f'beam_size >= 1 and captions_per_image >= 1; got {max_length}, '
+                             f'{min_length}, {beam_size}, {captions_per_image}')
+        self.captions_per_image = captions_per_image
         self.vocabulary = vocabulary
         self.max_length, self.min_length = max_length, min_length
         self.beam_size, self.length_penalty = beam_size, length_penalty
@@ -177,11 +182,17 @@ class CaptioningTask(Task):
         return batch['input_ids'].to(device), batch['attention_mask'].to(device).bool()
 
     def loss(self, model, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
-        texts = [s.texts[0] for s in data_samples]
+        per_image = [list(s.texts[:self.captions_per_image]) for s in data_samples]
+        texts = [t for captions in per_image for t in captions]
         ids, valid = self._tokenize(model, texts)
         # inputs [start] w_1..w_n; targets w_1..w_n [end] (padding where the caption is shorter)
         inputs_ids, targets, target_valid = ids[:, :-1], ids[:, 1:], valid[:, 1:]
         image = model.image_segments(model.encode_image(inputs), generative=True)
+        if len(texts) != len(data_samples):  # several captions of an image: repeat its tokens
+            rows = torch.repeat_interleave(
+                torch.arange(len(per_image), device=inputs.device),
+                torch.tensor([len(c) for c in per_image], device=inputs.device))
+            image = _select_segments(image, rows)
         streams = self._streams(model, inputs_ids, valid[:, :-1], target_valid)
         prefix = sum(s.tokens.shape[1] for s in image)
         mask = two_stream_mask(prefix, inputs_ids.shape[1], len(texts), inputs.device)

@@ -99,3 +99,20 @@ def test_infer_a_folder_with_a_broken_image_streams_lines_and_resumes(trained, t
     assert [r['image'].rsplit('/', 1)[-1] for r in records] == \
         ['00.png', '01.png', '02.png', '03.png', '04.png']
     assert records[:2] == lines[:2]
+
+
+@pytest.mark.slow
+def test_shared_image_evaluation_gives_the_metrics_of_task_by_task_evaluation(trained):
+    tmp, checkpoint = trained
+    metrics = {}
+    for name, options in (('shared', []), ('each', ['--cfg-options',
+                                                    'test_cfg.shared_images=False'])):
+        out = tmp / f'metrics_{name}.json'
+        _ok(run_up2('test', str(CONFIG), str(checkpoint), '--work-dir', str(tmp / name),
+                    '--out-metrics', str(out), *options, cwd=tmp, timeout=600))
+        metrics[name] = json.loads(out.read_text())
+    shared, each = metrics['shared'], metrics['each']
+    assert set(shared) == set(each) and {k.split('/')[0] for k in shared} == TASKS
+    for key, value in shared.items():
+        if value == value:  # not NaN
+            assert value == pytest.approx(each[key], abs=1e-4), key

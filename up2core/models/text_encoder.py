@@ -61,11 +61,15 @@ class HFTextEncoder(BaseModule):
         frozen_embeddings: keep only the word-embedding table fixed (its rows are most of a
             small encoder's weights: 11.7M of all-MiniLM-L6-v2's 22.7M); the layers still
             fine-tune.  Saves its dense gradient and its optimizer update at every step.
+        frozen_layers: keep the embeddings and this many bottom transformer layers fixed and
+            fine-tune the rest (as ``frozen_stages`` of a backbone): the backward pass then
+            stops below the first trained layer.
     """
 
     def __init__(self, pretrained: str | None = None, config: dict | None = None,
                  tokenizer: str | None = None, max_length: int = 48, frozen: bool = False,
-                 frozen_embeddings: bool = False, init_cfg=None) -> None:
+                 frozen_embeddings: bool = False, frozen_layers: int = 0,
+                 init_cfg=None) -> None:
         super().__init__(init_cfg)
         from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
@@ -95,8 +99,17 @@ class HFTextEncoder(BaseModule):
         self.frozen = frozen
         if frozen:
             self.model.requires_grad_(False)
-        elif frozen_embeddings:
+        elif frozen_embeddings or frozen_layers:
             self.model.get_input_embeddings().requires_grad_(False)
+        if frozen_layers and not frozen:
+            layers = getattr(getattr(self.model, 'encoder', None), 'layer', None)
+            if layers is None or frozen_layers > len(layers):
+                raise ValueError(f'frozen_layers={frozen_layers}: the text encoder has '
+                                 f'{0 if layers is None else len(layers)} layers in '
+                                 f'model.encoder.layer')
+            self.model.embeddings.requires_grad_(False)
+            for layer in layers[:frozen_layers]:
+                layer.requires_grad_(False)
         self.embed_dims = self.model.config.hidden_size
 
     def tokenize(self, texts: list[str], device=None) -> dict[str, Tensor]:

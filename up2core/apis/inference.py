@@ -2,7 +2,7 @@
 
 Examples:
     >>> from up2core.apis import init_model, inference
-    >>> model = init_model('up2_tiny_shapes_generalist', 'work_dirs/demo/iter_300.pth')
+    >>> model = init_model('up2_tiny_shapes_generalist', 'work_dirs/demo/iter_260.pth')
     >>> inference(model, 'photo.png', task='classification')          # doctest: +SKIP
     {'task': 'classification', 'classes': ['circle', ...], 'scores': [0.93, ...], ...}
     >>> inference(model, 'photo.png', tasks='all')                      # doctest: +SKIP

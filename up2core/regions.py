@@ -277,8 +277,17 @@ class RegionTask(Task):
                                   out_file=out_file, pred_score_thr=score_threshold)
 
     def format_result(self, result: dict, score_threshold: float = 0.3) -> list[str]:
-        lines = [f"  {s:6.3f}  {c:<24} box {b}"
-                 for b, s, c in zip(result['boxes'], result['scores'], result['classes'])
+        """One line per detection above ``score_threshold``: score, name, box, and for mask
+        tasks the mask's area in pixels."""
+        areas = [None] * len(result['boxes'])
+        if result.get('masks'):
+            from pycocotools import mask as mask_utils
+
+            areas = [int(mask_utils.area({'size': m['size'], 'counts': m['counts'].encode()}))
+                     for m in result['masks']]
+        lines = [f"  {s:6.3f}  {c:<24} box {b}" + ('' if a is None else f'  mask {a} px')
+                 for b, s, c, a in zip(result['boxes'], result['scores'], result['classes'],
+                                       areas)
                  if s >= score_threshold]
         return lines or [f'  (no detection with score >= {score_threshold}; best '
                          f"{max(result['scores'], default=0.0):.3f})"]

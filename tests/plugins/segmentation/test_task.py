@@ -28,6 +28,9 @@ def test_loss_includes_masks_and_predictions_have_original_size_masks(make_tiny_
     result = model.tasks['segmentation'].to_result(out[0])
     assert result['masks'][0]['size'] == [128, 128] and isinstance(result['masks'][0]['counts'],
                                                                     str)
+    lines = model.tasks['segmentation'].format_result(result, score_threshold=0.0)
+    area = int(pred.masks[0].sum())
+    assert lines[0].endswith(f'mask {area} px') and len(lines) == len(pred.scores)
 
 
 SCRIPT = '''

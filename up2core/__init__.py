@@ -15,6 +15,7 @@ __version__ = '0.1.0'
 # never imports up2core.plugin).
 from up2core import plugin as _plugin  # noqa: E402,F401
 from up2core.config import install_package_scope as _install_package_scope  # noqa: E402
+from up2core.deprecation import PLUGIN_API_VERSION  # noqa: E402  (the task-plugin API)
 
 # `_base_ = ['up2::_base_/...']` works in any config once up2core is imported.
 _install_package_scope()
@@ -40,4 +41,4 @@ def list_plugins():
     return _list()
 
 
-__all__ = ['__version__', 'list_tasks', 'list_plugins']
+__all__ = ['PLUGIN_API_VERSION', '__version__', 'list_tasks', 'list_plugins']

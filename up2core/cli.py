@@ -330,6 +330,7 @@ def _print_record(model, record: dict, args: argparse.Namespace, stream) -> None
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from up2core import PLUGIN_API_VERSION, __version__
     from up2core.plugin import list_plugins
 
     infos = list_plugins()
@@ -338,9 +339,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     if not infos:
         print('No UP2 plugins installed (entry-point group "up2.plugins").')
+    print(f'UP2 {__version__}, plugin API {PLUGIN_API_VERSION}')
     for info in infos:
         dist = f'{info.distribution} {info.version}' if info.distribution else '(not installed)'
-        print(f'{info.name}  [{info.status}]  {dist}  -> {info.value}')
+        api = f'api {info.api_version or "?"}'
+        print(f'{info.name}  [{info.status}]  {dist}  {api}  -> {info.value}')
+        if info.status == 'loaded' and info.api_status != 'current':
+            print(f'    warning: {info.api_note}')
         if info.hooks:
             print(f"    hooks: {', '.join(info.hooks)}")
         for kind, names in info.registered.items():

@@ -15,6 +15,14 @@ Examples:
     >>> x, y = torch.randn(4, 16), torch.randn(10, 16)
     >>> loss = lik.loss(x, y, torch.tensor([0, 3, 9, 2]), group='classification')
     >>> scores, labels = lik.predict(x, y, group='classification', topk=5)
+
+    Candidates may differ per sample (the regions of each image, for grounding), with a mask of
+    the real ones, and a query may have several positives:
+
+    >>> regions, valid = torch.randn(2, 7, 16), torch.ones(2, 7, dtype=torch.bool)
+    >>> phrases = torch.randn(2, 3, 16)                       # 3 phrases per image
+    >>> positives = torch.zeros(2, 3, 7, dtype=torch.bool); positives[..., 0] = True
+    >>> loss = lik.loss(phrases, regions, positives, group='classification', valid=valid)
 """
 
 from __future__ import annotations
@@ -53,19 +61,90 @@ class UnifiedLikelihood(nn.Module):
                            f"{list(self.log_scale)} (set `groups` in the likelihood config)")
         return self.log_scale[group].exp().clamp(max=self.max_scale)
 
-    def logits(self, x: Tensor, y: Tensor, group: str = 'default') -> Tensor:
-        """[N, C] x [M, C] -> [N, M] scaled cosine similarities (log P up to a constant)."""
-        return self.scale(group) * F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).t()
+    def logits(self, x: Tensor, y: Tensor, group: str = 'default',
+               valid: Tensor | None = None) -> Tensor:
+        """Scaled cosine similarities (log P up to a constant) of inputs and candidates.
+
+        * shared candidates: ``x`` [N, C] (or [..., C]) and ``y`` [M, C] -> [N, M];
+        * candidates per sample: ``y`` [B, K, C] with ``x`` [B, C] -> [B, K], or ``x``
+          [B, Q, C] (several queries per sample) -> [B, Q, K].  ``valid`` [B, K] (bool) marks
+          the real candidates of each sample (samples have different numbers); the others get
+          the lowest finite logit, so they take no probability.
+        """
+        x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+        if y.dim() == 2:
+            if valid is not None:
+                raise ValueError('valid masks candidates per sample; shared candidates '
+                                 '(y of shape [M, C]) need none')
+            sims = x @ y.t()
+        elif y.dim() == 3:
+            if x.dim() not in (2, 3) or x.shape[0] != y.shape[0]:
+                raise ValueError(f'candidates per sample (y {tuple(y.shape)}) need x of shape '
+                                 f'[B, C] or [B, Q, C] with the same B, got {tuple(x.shape)}')
+            sims = torch.einsum('bc,bkc->bk' if x.dim() == 2 else 'bqc,bkc->bqk', x, y)
+        else:
+            raise ValueError(f'y must be [M, C] or [B, K, C], got {tuple(y.shape)}')
+        logits = self.scale(group) * sims
+        if valid is not None:
+            if valid.shape != (y.shape[0], y.shape[1]):
+                raise ValueError(f'valid must be [B, K] = {tuple(y.shape[:2])}, got '
+                                 f'{tuple(valid.shape)}')
+            mask = valid.bool() if x.dim() == 2 else valid.bool()[:, None]
+            logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+        return logits
 
     def loss(self, x: Tensor, y: Tensor, targets: Tensor, group: str = 'default',
-             weight: float = 1.0, label_smoothing: float = 0.0) -> Tensor:
-        """``weight * CE(logits(x, y), targets)``: minus the mean log-likelihood of the targets."""
-        return weight * F.cross_entropy(self.logits(x, y, group), targets,
-                                        label_smoothing=label_smoothing)
+             weight: float = 1.0, label_smoothing: float = 0.0, valid: Tensor | None = None,
+             multi_positive: str = 'any') -> Tensor:
+        """``weight`` x minus the mean log-likelihood of the targets.
+
+        Args:
+            x, y, group, valid: as in :meth:`logits`.
+            targets: either the index of each query's one positive candidate (long, the shape
+                of the logits without the last dim; ``-100`` ignores a query), or a bool mask of
+                positives of the logits' shape (several positives per query allowed; a query
+                without any is ignored).
+            label_smoothing: for index targets, as in ``F.cross_entropy``.
+            multi_positive: with a mask, ``'any'`` maximises the probability that the answer
+                is one of the positives (``-log sum_pos P``: any of several matching regions
+                is right), ``'all'`` the mean log-probability of every positive (a uniform
+                target over them: multi-label classification).
+
+        Returns:
+            A scalar; zero (still in the graph) when no query has a positive.
+        """
+        logits = self.logits(x, y, group, valid)
+        flat = logits.reshape(-1, logits.shape[-1])
+        if targets.dtype == torch.bool:
+            if targets.shape != logits.shape:
+                raise ValueError(f'a mask of positives must have the logits\' shape '
+                                 f'{tuple(logits.shape)}, got {tuple(targets.shape)}')
+            positives = targets.reshape(flat.shape)
+            if valid is not None:
+                mask = valid.bool() if logits.dim() == 2 else valid.bool()[:, None]
+                positives = (targets & mask.expand_as(targets)).reshape(flat.shape)
+            used = positives.any(-1)
+            if not used.any():
+                return flat.sum() * 0.0
+            flat, positives = flat[used], positives[used]
+            log_probs = flat.log_softmax(-1)
+            low = torch.finfo(flat.dtype).min
+            if multi_positive == 'any':
+                per_query = -log_probs.masked_fill(~positives, low).logsumexp(-1)
+            elif multi_positive == 'all':
+                per_query = -(log_probs * positives).sum(-1) / positives.sum(-1)
+            else:
+                raise ValueError(f"multi_positive must be 'any' or 'all', got {multi_positive!r}")
+            return weight * per_query.mean()
+        targets = targets.reshape(-1).long()
+        if not (targets != -100).any():
+            return flat.sum() * 0.0
+        return weight * F.cross_entropy(flat, targets, label_smoothing=label_smoothing,
+                                        ignore_index=-100)
 
     @torch.no_grad()
-    def predict(self, x: Tensor, y: Tensor, group: str = 'default', topk: int = 1
-                ) -> tuple[Tensor, Tensor]:
-        """Top-k candidates per input: (probabilities [N, k], indices [N, k])."""
-        probs = self.logits(x, y, group).softmax(dim=-1)
+    def predict(self, x: Tensor, y: Tensor, group: str = 'default', topk: int = 1,
+                valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Top-k candidates per query: (probabilities [..., k], indices [..., k])."""
+        probs = self.logits(x, y, group, valid).softmax(dim=-1)
         return probs.topk(min(topk, probs.shape[-1]), dim=-1)

@@ -41,10 +41,13 @@ from typing import Any
 import pluggy
 
 from up2core import registry as _registry
+from up2core.deprecation import api_compatibility
 
 PROJECT = 'up2'
 ENTRY_POINT_GROUP = 'up2.plugins'
 STRICT_ENV = 'UP2_STRICT_PLUGINS'
+#: The module attribute through which a plugin declares the plugin API it was written for.
+API_ATTRIBUTE = 'UP2_PLUGIN_API'
 DISABLE_ENV = 'UP2_DISABLE_PLUGINS'
 
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -78,7 +81,19 @@ class Up2HookSpecs:
         """Folders of runnable configs the plugin ships.
 
         ``up2 train NAME`` looks a config name up in these folders after UP2's own, so a plugin's
-        recipes run by name once it is installed.
+        recipes run by name once it is installed; other configs inherit them through the
+        plugin's own scope (``_base_ = ['<plugin name>::<path in the folder>']``).
+        """
+
+    @hookspec
+    def up2_infer_arguments(self, parser: Any) -> None:
+        """Add the plugin's own options to ``up2 infer`` (an ``argparse`` parser or group).
+
+        Each option's value (when given) reaches every task's ``Task.infer`` as the keyword
+        argument named by its ``dest``, and counts for ``Task.infer_requires``; e.g.
+        ``parser.add_argument('--phrases', nargs='+', help='grounding: phrases to locate')``
+        arrives as ``infer(..., phrases=[...])``.  Options other plugins or UP2 already define
+        are an error naming both.
         """
 
 
@@ -95,6 +110,9 @@ class PluginInfo:
     registered: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    api_version: str | None = None  # UP2_PLUGIN_API the plugin declares
+    api_status: str = 'undeclared'  # see up2core.deprecation.api_compatibility
+    api_note: str = ''
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != 'traceback'}
@@ -162,6 +180,7 @@ class Up2PluginManager(pluggy.PluginManager):
         try:
             with _registry.registering_as(info.name):
                 plugin = load()  # import-time decorators register here
+                self._check_api(info, plugin)
                 self.register(plugin, name=info.name)
                 try:
                     self.check_pending()
@@ -186,6 +205,16 @@ class Up2PluginManager(pluggy.PluginManager):
             return
         info.registered = _diff(before)
         info.status = 'loaded'
+
+    @staticmethod
+    def _check_api(info: PluginInfo, plugin: Any) -> None:
+        """Record the plugin API version the plugin declares; warn when it does not match."""
+        declared = getattr(plugin, API_ATTRIBUTE, None)
+        info.api_version = None if declared is None else str(declared)
+        info.api_status, info.api_note = api_compatibility(info.api_version)
+        if info.api_status in ('incompatible', 'newer', 'invalid'):
+            warnings.warn(f"UP2 plugin '{info.name}' {info.api_note}", PluginWarning,
+                          stacklevel=4)
 
     def _roll_back(self, info: PluginInfo, before: dict[str, set[str]]) -> None:
         for kind, names in _diff(before).items():

@@ -1,14 +1,28 @@
-"""Region-level likelihood: proposals scored against category names (detection, segmentation).
+"""Region-level tasks: the proposals of an image as ``x`` (or as candidates).
 
 In Uni-Perceiver v2, detection and instance segmentation are the same likelihood as every other
 task: each region-proposal token's output of the shared decoder is ``x``, the category names
 (through the text encoder and the same decoder) are the candidates ``Y``, and boxes and masks come
-straight from the proposals.  :class:`RegionTask` is that recipe, shared by every task whose
-answer is a set of named regions; a plugin subclasses it (the detection plugin outputs boxes, the
-segmentation plugin boxes and masks) and registers the subclass in ``TASKS``.
+straight from the proposals.  This module holds what every region-level task needs, public for
+plugins (plugin API 1.2):
 
-The final score of a (proposal, name) pair combines the proposal's objectness and the name's
-probability (``score_rule``):
+* :class:`Regions`: an image batch's proposals as a task uses them (decoder features, boxes in
+  input pixels, objectness, mask logits); ``model.regions(image, canvas)`` returns it;
+* :func:`boxes_to_original` / :func:`masks_to_original`: from the network input back to the
+  original image (the pipeline's resize and flip undone);
+* :class:`RegionTaskBase`: a task over regions: ground-truth instances from the samples, the
+  proposal network's loss and matches, results as boxes (and masks) mapped back, their JSON,
+  printout and drawing.  Subclasses decide what the regions are scored against: category
+  names (:class:`RegionTask`, below: detection and segmentation), phrases (grounding), captions;
+* :class:`RegionTask`: named regions, the likelihood of each proposal over category names.
+
+**Box format.** Every box here is ``(x0, y0, x1, y1)`` in pixels, corners, floats: of the network
+input (the padded batch tensor, ``canvas = (H, W)``) until :func:`boxes_to_original` maps it to
+the original image (``sample.metainfo``: ``img_shape``, ``scale_factor``, ``flip``,
+``ori_shape``).  The proposal network itself predicts normalised ``(cx, cy, w, h)``.
+
+The final score of a (proposal, name) pair in :class:`RegionTask` combines the proposal's
+objectness and the name's probability (``score_rule``):
 
 * ``'product'`` (default): ``sigmoid(objectness) * P(name | proposal)``: a confident name on a
   doubtful region stays low, and so does a doubtful name on a sure region;
@@ -26,13 +40,13 @@ absent from training are recognised through their text alone (open vocabulary).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from up2core.models.proposals import cxcywh_to_xyxy
 from up2core.task import Task
 
 SCORE_RULES = ('product', 'geometric', 'class')
@@ -102,76 +116,91 @@ def masks_to_original(mask_logits: Tensor, canvas: tuple[int, int], meta: dict,
     return masks.sigmoid() > threshold
 
 
-class RegionTask(Task):
-    """Named regions as likelihood over category names (base of detection and segmentation).
+@dataclass
+class Regions:
+    """The region proposals of a batch of images, as region-level tasks use them.
+
+    Attributes:
+        features: ``[B, K, C]`` outputs of the shared decoder at the proposal tokens.
+        boxes: ``[B, K, 4]`` ``(x0, y0, x1, y1)`` in pixels of the network input.
+        objectness: ``[B, K]`` logits: how likely each proposal is an object at all.
+        mask_logits: ``[B, K, h, w]`` over the canvas at low resolution, or None.
+        canvas: ``(H, W)`` of the batch tensor (the padded network input).
+    """
+
+    features: Tensor
+    boxes: Tensor
+    objectness: Tensor
+    mask_logits: Tensor | None
+    canvas: tuple[int, int]
+
+    def boxes_on_original(self, index: int, meta: dict, which: Tensor | None = None) -> Tensor:
+        """Boxes of image ``index`` (all, or the proposals ``which`` selects) in pixels of its
+        original image (``meta`` is the sample's metainfo)."""
+        boxes = self.boxes[index] if which is None else self.boxes[index][which]
+        return boxes_to_original(boxes, meta)
+
+    def masks_on_original(self, index: int, meta: dict, which: Tensor | None = None,
+                          threshold: float = 0.5) -> Tensor:
+        """Bool masks of image ``index`` (all, or ``which``) at its original size."""
+        if self.mask_logits is None:
+            raise ValueError('these proposals have no masks (the proposal generator predicts '
+                             'none)')
+        logits = self.mask_logits[index] if which is None else self.mask_logits[index][which]
+        return masks_to_original(logits, self.canvas, meta, threshold)
+
+
+class RegionTaskBase(Task):
+    """A task whose answers are regions of the image: the reusable part of region tasks.
+
+    Gives a subclass the proposals (:meth:`encode_regions`), the proposal network's training
+    and the proposals matched to each ground-truth instance (:meth:`proposal_loss`), results
+    as boxes (and masks) on the original image (:meth:`instances_on_original`), and their
+    JSON (:meth:`to_result`), printout (:meth:`format_result`) and picture (:meth:`draw`).
+    The subclass decides what the regions are scored against and writes ``loss`` and
+    ``predict``; :class:`RegionTask` (category names) is one, a grounding plugin (phrases) is
+    another (see "Region-level tasks" in ``docs/writing-a-task-plugin.md``).
+
+    Predictions are ``sample.pred_instances`` (``bboxes`` in original pixels, ``scores``,
+    ``labels``, and ``masks`` for mask tasks) with ``sample.class_names``: the texts the labels
+    index (category names, or a grounding sample's phrases).
 
     Args:
-        class_names: names the training labels index (the training dataset's classes, in order).
-        test_class_names: names for evaluation and inference (default: ``class_names``); may
-            include names never trained on.
-        prompt: template a name is written into (``{}`` marks the name).
-        with_masks: the task trains and predicts masks.
-        score_rule: how objectness and name probability combine (module doc).
-        max_per_image: detections kept per image.
+        max_per_image: regions kept per image in predictions.
         mask_threshold: probability above which a mask pixel is on.
-        proposal_loss_weight: multiplies the proposal network's losses in this task's batches.
+        proposal_loss_weight: multiplies the proposal network's losses in this task's batches
+            (0 leaves the proposals to other tasks).
         loss_weight, likelihood_group: see :class:`~up2core.task.Task`.
     """
 
+    #: the task trains and predicts masks (ground truth needs ``LoadAnnotations(with_mask=True)``)
     with_masks = False
 
-    def __init__(self, class_names: Sequence[str], test_class_names: Sequence[str] | None = None,
-                 prompt: str = '{}', score_rule: str = 'product', max_per_image: int = 100,
-                 mask_threshold: float = 0.5, proposal_loss_weight: float = 1.0,
-                 loss_weight: float = 1.0, likelihood_group: str | None = None) -> None:
+    def __init__(self, max_per_image: int = 100, mask_threshold: float = 0.5,
+                 proposal_loss_weight: float = 1.0, loss_weight: float = 1.0,
+                 likelihood_group: str | None = None) -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
-        if '{}' not in prompt:
-            raise ValueError(f"prompt {prompt!r} has no '{{}}' for the category name")
-        if score_rule not in SCORE_RULES:
-            raise ValueError(f'score_rule must be one of {SCORE_RULES}, got {score_rule!r}')
-        self.class_names = list(class_names)
-        self.test_class_names = list(test_class_names or class_names)
-        if not self.class_names:
-            raise ValueError(f'{type(self).__name__} needs class_names')
-        self.prompt = prompt
-        self.score_rule = score_rule
         self.max_per_image = max_per_image
         self.mask_threshold = mask_threshold
         self.proposal_loss_weight = proposal_loss_weight
-        self._cache: dict[tuple[str, ...], Tensor] = {}
 
-    def clear_cache(self) -> None:
-        self._cache = {}
+    def encode_regions(self, model, inputs: Tensor) -> Regions:
+        """The proposals of the batch ``inputs`` with their decoder features."""
+        return model.regions(model.encode_image(inputs), tuple(inputs.shape[-2:]))
 
-    # ------------------------------------------------------------------ pieces
-
-    def name_features(self, model, names: Sequence[str]) -> Tensor:
-        """[M, C]: each name in the prompt through the text encoder and the shared decoder
-        (cached outside training, per list of names)."""
-        key = tuple(names)
-        if not self.training and key in self._cache:
-            return self._cache[key]
-        prompts = [self.prompt.format(n.replace('_', ' ')) for n in names]
-        features = model.decode([model.text_segment(prompts, target=True)]).spe
-        if not self.training:
-            self._cache[key] = features
-        return features
-
-    def region_features(self, model, image) -> Tensor:
-        """[B, K, C]: the proposal tokens' outputs of the shared decoder, which sees the global
-        and the region tokens together."""
-        segments = model.image_segments(image)
-        if len(segments) < 2:
-            raise ValueError(f"task '{self.name}' needs region proposals: set "
-                             f"model.image_encoder.proposal_generator in the config")
-        return model.decode(segments).segments[-1]
-
-    def _gt_instances(self, data_samples: list) -> list[InstanceData]:
+    def gt_instances(self, data_samples: list) -> list[InstanceData]:
+        """Each sample's ground truth as ``InstanceData`` (``bboxes`` float ``(x0, y0, x1,
+        y1)`` input pixels, ``labels`` long, and bool ``masks`` for mask tasks)."""
         gts = []
         for sample in data_samples:
+            if 'gt_instances' not in sample:
+                raise ValueError(f"task '{self.name}' needs boxes: its pipeline must pack "
+                                 f"gt_instances (LoadAnnotations(with_bbox=True), then "
+                                 f"PackDetInputs or PackUP2Inputs(pack_instances=True))")
             inst = sample.gt_instances
+            labels = inst.labels if 'labels' in inst else torch.zeros(len(inst.bboxes))
             gt = InstanceData(bboxes=_as_tensor(inst.bboxes).float(),
-                              labels=torch.as_tensor(inst.labels).long())
+                              labels=torch.as_tensor(labels).long())
             if self.with_masks:
                 if 'masks' not in inst:
                     raise ValueError(f"task '{self.name}' trains masks, but the samples have "
@@ -182,15 +211,129 @@ class RegionTask(Task):
             gts.append(gt)
         return gts
 
-    # ------------------------------------------------------------------ Task interface
+    # keep the name RegionTask used before API 1.2 (private then, harmless to keep)
+    _gt_instances = gt_instances
+
+    def proposal_loss(self, model, inputs: Tensor, image, gts: list[InstanceData]
+                      ) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """The proposal network's losses on this batch (times ``proposal_loss_weight``) and,
+        per image, the index of the ground-truth instance each proposal token is matched to
+        (``-1``: none): a one-to-one Hungarian matching, so each instance has one proposal."""
+        rpn_losses, matches = model.proposal_loss(image, gts, tuple(inputs.shape[-2:]),
+                                                  with_masks=self.with_masks)
+        return {k: v * self.proposal_loss_weight for k, v in rpn_losses.items()}, matches
+
+    def instances_on_original(self, regions: Regions, index: int, meta: dict, which: Tensor,
+                              scores: Tensor, labels: Tensor) -> InstanceData:
+        """``pred_instances`` of image ``index``: the proposals ``which`` with their
+        ``scores`` and ``labels``, boxes (and masks) on the original image, on the CPU."""
+        result = InstanceData(bboxes=regions.boxes_on_original(index, meta, which).cpu(),
+                              scores=scores.detach().cpu(), labels=labels.detach().cpu())
+        if self.with_masks:
+            result.masks = regions.masks_on_original(index, meta, which,
+                                                     self.mask_threshold).cpu()
+        return result
+
+    def to_result(self, sample) -> dict:
+        """Regions as plain lists, best first: ``boxes`` (x0, y0, x1, y1 pixels), ``scores``,
+        ``labels``, ``classes`` (the texts the labels index) and ``masks`` as COCO RLE for
+        mask tasks."""
+        pred = sample.pred_instances
+        out = {'boxes': [[round(float(v), 2) for v in box] for box in pred.bboxes],
+               'scores': [float(s) for s in pred.scores],
+               'labels': [int(i) for i in pred.labels],
+               'classes': [sample.class_names[int(i)] for i in pred.labels]}
+        if 'masks' in pred:
+            import numpy as np
+            from pycocotools import mask as mask_utils
+
+            out['masks'] = []
+            for mask in pred.masks.numpy():
+                rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+                out['masks'].append({'size': [int(s) for s in rle['size']],
+                                     'counts': rle['counts'].decode('ascii')})
+        return out
+
+    def draw(self, image, sample, out_file: str, score_threshold: float = 0.3) -> None:
+        """Boxes (and masks) with their texts and scores above ``score_threshold``, drawn by
+        mmdet's ``DetLocalVisualizer`` on the original image."""
+        from mmdet.structures import DetDataSample
+        from mmdet.visualization import DetLocalVisualizer
+
+        pred = sample.pred_instances
+        keep = pred.scores >= score_threshold
+        drawn = DetDataSample(pred_instances=pred[keep])
+        visualizer = DetLocalVisualizer(name=f'up2-{self.name}-{id(sample)}')
+        visualizer.dataset_meta = {'classes': tuple(sample.class_names)}
+        visualizer.add_datasample(self.name, image, drawn, draw_gt=False, show=False,
+                                  out_file=out_file, pred_score_thr=score_threshold)
+
+    def format_result(self, result: dict, score_threshold: float = 0.3) -> list[str]:
+        """One line per region above ``score_threshold``: score, text, box, and for mask
+        tasks the mask's area in pixels."""
+        areas = [None] * len(result['boxes'])
+        if result.get('masks'):
+            from pycocotools import mask as mask_utils
+
+            areas = [int(mask_utils.area({'size': m['size'], 'counts': m['counts'].encode()}))
+                     for m in result['masks']]
+        lines = [f"  {s:6.3f}  {c:<24} box {b}" + ('' if a is None else f'  mask {a} px')
+                 for b, s, c, a in zip(result['boxes'], result['scores'], result['classes'],
+                                       areas)
+                 if s >= score_threshold]
+        return lines or [f'  (no region with score >= {score_threshold}; best '
+                         f"{max(result['scores'], default=0.0):.3f})"]
+
+
+class RegionTask(RegionTaskBase):
+    """Named regions as likelihood over category names (base of detection and segmentation).
+
+    Args:
+        class_names: names the training labels index (the training dataset's classes, in order).
+        test_class_names: names for evaluation and inference (default: ``class_names``); may
+            include names never trained on.
+        prompt: template a name is written into (``{}`` marks the name).
+        score_rule: how objectness and name probability combine (module doc).
+        max_per_image, mask_threshold, proposal_loss_weight: see :class:`RegionTaskBase`.
+        loss_weight, likelihood_group: see :class:`~up2core.task.Task`.
+    """
+
+    def __init__(self, class_names: Sequence[str], test_class_names: Sequence[str] | None = None,
+                 prompt: str = '{}', score_rule: str = 'product', max_per_image: int = 100,
+                 mask_threshold: float = 0.5, proposal_loss_weight: float = 1.0,
+                 loss_weight: float = 1.0, likelihood_group: str | None = None) -> None:
+        super().__init__(max_per_image=max_per_image, mask_threshold=mask_threshold,
+                         proposal_loss_weight=proposal_loss_weight, loss_weight=loss_weight,
+                         likelihood_group=likelihood_group)
+        if '{}' not in prompt:
+            raise ValueError(f"prompt {prompt!r} has no '{{}}' for the category name")
+        if score_rule not in SCORE_RULES:
+            raise ValueError(f'score_rule must be one of {SCORE_RULES}, got {score_rule!r}')
+        self.class_names = list(class_names)
+        self.test_class_names = list(test_class_names or class_names)
+        if not self.class_names:
+            raise ValueError(f'{type(self).__name__} needs class_names')
+        self.prompt = prompt
+        self.score_rule = score_rule
+
+    def name_features(self, model, names: Sequence[str]) -> Tensor:
+        """[M, C]: each name in the prompt through the text encoder and the shared decoder
+        (cached outside training, per list of names)."""
+        def compute() -> Tensor:
+            prompts = [self.prompt.format(n.replace('_', ' ')) for n in names]
+            return model.decode([model.text_segment(prompts, target=True)]).spe
+
+        return self.cached_candidates(model, tuple(names), compute)
+
+    def region_features(self, model, image) -> Tensor:
+        """[B, K, C]: ``model.region_features(image)`` (kept for plugins of API 1.1)."""
+        return model.region_features(image)
 
     def loss(self, model, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
-        canvas = tuple(inputs.shape[-2:])
-        gts = self._gt_instances(data_samples)
+        gts = self.gt_instances(data_samples)
         image = model.encode_image(inputs)
-        rpn_losses, matches = model.proposal_loss(image, gts, canvas, with_masks=self.with_masks)
-        losses = {k: v * self.proposal_loss_weight for k, v in rpn_losses.items()}
-        regions = self.region_features(model, image)
+        losses, matches = self.proposal_loss(model, inputs, image, gts)
+        regions = model.region_features(image)
         names = self.name_features(model, self.class_names)
         x, targets = [], []
         for b, (match, gt) in enumerate(zip(matches, gts)):
@@ -213,28 +356,17 @@ class RegionTask(Task):
         """Fill ``pred_instances`` (``bboxes`` in original-image pixels, ``scores``,
         ``labels`` indexing the names, and ``masks`` for mask tasks) of each sample."""
         names = list(class_names) if class_names else self.test_class_names
-        canvas = tuple(inputs.shape[-2:])
-        image = model.encode_image(inputs)
-        regions = self.region_features(model, image)
-        b, k, _ = regions.shape
-        probs = model.likelihood.logits(regions.flatten(0, 1), self.name_features(model, names),
+        regions = self.encode_regions(model, inputs)
+        b, k, _ = regions.features.shape
+        probs = model.likelihood.logits(regions.features.flatten(0, 1),
+                                        self.name_features(model, names),
                                         self.likelihood_group).softmax(-1).view(b, k, -1)
-        proposals = image.proposals
-        scores = combine_scores(proposals['objectness'], probs, self.score_rule)
-        height, width = canvas
-        scale = scores.new_tensor([width, height, width, height])
-        boxes = cxcywh_to_xyxy(proposals['boxes']) * scale
+        scores = combine_scores(regions.objectness, probs, self.score_rule)
         for index, sample in enumerate(data_samples):
             top = scores[index].flatten().topk(min(self.max_per_image, scores[index].numel()))
             which, labels = top.indices // len(names), top.indices % len(names)
-            meta = sample.metainfo
-            result = InstanceData(
-                bboxes=boxes_to_original(boxes[index][which], meta).cpu(),
-                scores=top.values.cpu(), labels=labels.cpu())
-            if self.with_masks:
-                result.masks = masks_to_original(proposals['masks'][index][which], canvas, meta,
-                                                 self.mask_threshold).cpu()
-            sample.pred_instances = result
+            sample.pred_instances = self.instances_on_original(
+                regions, index, sample.metainfo, which, top.values, labels)
             sample.class_names = names
         return data_samples
 
@@ -242,52 +374,3 @@ class RegionTask(Task):
               classes: Sequence[str] | None = None, **kwargs) -> list:
         """:meth:`predict` with an optional list of category names to look for."""
         return self.predict(model, inputs, data_samples, class_names=classes)
-
-    def to_result(self, sample) -> dict:
-        """Detections as plain lists, best first: ``boxes`` (x0, y0, x1, y1 pixels), ``scores``,
-        ``labels``, ``classes`` (and ``masks`` as COCO RLE for mask tasks)."""
-        pred = sample.pred_instances
-        out = {'boxes': [[round(float(v), 2) for v in box] for box in pred.bboxes],
-               'scores': [float(s) for s in pred.scores],
-               'labels': [int(i) for i in pred.labels],
-               'classes': [sample.class_names[int(i)] for i in pred.labels]}
-        if 'masks' in pred:
-            import numpy as np
-            from pycocotools import mask as mask_utils
-
-            out['masks'] = []
-            for mask in pred.masks.numpy():
-                rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-                out['masks'].append({'size': [int(s) for s in rle['size']],
-                                     'counts': rle['counts'].decode('ascii')})
-        return out
-
-    def draw(self, image, sample, out_file: str, score_threshold: float = 0.3) -> None:
-        """Boxes (and masks) with names and scores above ``score_threshold``, drawn by mmdet's
-        ``DetLocalVisualizer`` on the original image."""
-        from mmdet.structures import DetDataSample
-        from mmdet.visualization import DetLocalVisualizer
-
-        pred = sample.pred_instances
-        keep = pred.scores >= score_threshold
-        drawn = DetDataSample(pred_instances=pred[keep])
-        visualizer = DetLocalVisualizer(name=f'up2-{self.name}-{id(sample)}')
-        visualizer.dataset_meta = {'classes': tuple(sample.class_names)}
-        visualizer.add_datasample(self.name, image, drawn, draw_gt=False, show=False,
-                                  out_file=out_file, pred_score_thr=score_threshold)
-
-    def format_result(self, result: dict, score_threshold: float = 0.3) -> list[str]:
-        """One line per detection above ``score_threshold``: score, name, box, and for mask
-        tasks the mask's area in pixels."""
-        areas = [None] * len(result['boxes'])
-        if result.get('masks'):
-            from pycocotools import mask as mask_utils
-
-            areas = [int(mask_utils.area({'size': m['size'], 'counts': m['counts'].encode()}))
-                     for m in result['masks']]
-        lines = [f"  {s:6.3f}  {c:<24} box {b}" + ('' if a is None else f'  mask {a} px')
-                 for b, s, c, a in zip(result['boxes'], result['scores'], result['classes'],
-                                       areas)
-                 if s >= score_threshold]
-        return lines or [f'  (no detection with score >= {score_threshold}; best '
-                         f"{max(result['scores'], default=0.0):.3f})"]

@@ -12,7 +12,15 @@ likelihood, and hands itself to the task of each batch:
 * ``model.likelihood`` — ``logits / loss / predict`` over candidates (``argmax_y P(x, y)``);
 * helpers ``model.image_segments`` / ``model.text_segment`` build decoder segments;
 * ``model.proposal_loss(image, gt_instances, canvas)`` trains the region proposals (tasks with
-  box or mask annotations call it).
+  box or mask annotations call it);
+* ``model.region_features(image)`` -> ``[B, K, C]``, the proposal tokens' outputs of the shared
+  decoder (the ``x`` or ``Y`` of region-level tasks), and ``model.regions(image, canvas)`` ->
+  :class:`~up2core.regions.Regions` (those features with each proposal's box in input pixels,
+  objectness and mask logits; :func:`~up2core.regions.boxes_to_original` maps boxes back).
+
+Which of these names are public, and how they change, is the plugin API
+(:mod:`up2core.deprecation`): ``model.image_segment`` (API 1.0) is a deprecated alias of
+``image_segments``.
 
 A task decides what ``x`` and the candidate set ``Y`` are, which loss terms it adds, and how
 likelihoods become predictions.  Tasks are ``nn.Module`` s so that task-specific parameters (a
@@ -25,6 +33,7 @@ model from its ``tasks=dict(name=dict(type=...))`` config.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mmengine.model import BaseModule
@@ -75,6 +84,11 @@ class TaskModel(Protocol):
 
     def proposal_loss(self, image: ImageTokens, gt_instances: list, canvas: tuple[int, int],
                       with_masks: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]: ...
+
+    def region_features(self, image: ImageTokens) -> Tensor: ...
+
+    def regions(self, image: ImageTokens, canvas: tuple[int, int]) -> Any:
+        """-> :class:`up2core.regions.Regions` (not imported here: regions imports this)."""
 
 
 class Task(BaseModule):
@@ -136,10 +150,39 @@ class Task(BaseModule):
         ``out_file``; tasks with something to draw override it."""
         raise NotImplementedError(f"task '{self.name}' has no visualisation")
 
+    def cached_candidates(self, model: TaskModel, key: Hashable, compute: Callable[[], Any]
+                          ) -> Any:
+        """Candidate features: ``compute()`` at every training step (they depend on the
+        weights being trained); in eval, computed once per ``key`` and reused until the weights
+        change (an optimiser step, a checkpoint load) or :meth:`clear_cache` runs (on every
+        switch between train and eval).
+
+        ``key`` names the candidate set (e.g. the tuple of class names), so that different
+        sets, such as the names an inference call brings, are cached side by side.
+
+        Examples:
+            >>> def name_features(self, model, names):            # doctest: +SKIP
+            ...     return self.cached_candidates(model, tuple(names), lambda: model.decode(
+            ...         [model.text_segment(list(names), target=True)]).spe)
+        """
+        if self.training:
+            return compute()
+        cache = self.__dict__.setdefault('_candidate_cache', {})
+        # Every in-place change of a parameter increments its tensor version; the sum only
+        # grows, so it identifies the weights the cached features were computed with.
+        version = sum(p._version for p in model.parameters())
+        hit = cache.get(key)
+        if hit is None or hit[0] != version:
+            hit = cache[key] = (version, compute())
+        return hit[1]
+
     def train(self, mode: bool = True):
         """Switching modes drops caches of candidate embeddings (they change while training)."""
+        self.__dict__['_candidate_cache'] = {}
         self.clear_cache()
         return super().train(mode)
 
     def clear_cache(self) -> None:
-        """Forget cached candidate representations; tasks that cache override this."""
+        """Forget cached candidate representations (:meth:`cached_candidates`' cache, and
+        whatever a task caches by itself: override and call ``super().clear_cache()``)."""
+        self.__dict__['_candidate_cache'] = {}

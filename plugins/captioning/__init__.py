@@ -12,6 +12,8 @@ the core's ``CaptionDataset`` and ``SampleCaption``.
 
 from up2core.plugin import hookimpl
 
+UP2_PLUGIN_API = '1.2'  # the UP2 plugin API this plugin is written for
+
 
 @hookimpl
 def up2_register(registry):

@@ -96,7 +96,6 @@ class CaptioningTask(Task):
         self.label_smoothing = label_smoothing
         # The candidate token ids; empty until first built, then saved with the weights.
         self.register_buffer('vocab_ids', torch.zeros(0, dtype=torch.long))
-        self._cache: tuple[int, Tensor] | None = None
 
     # ------------------------------------------------------------------ vocabulary
 
@@ -131,34 +130,23 @@ class CaptioningTask(Task):
         table[ids] = torch.arange(len(ids), device=ids.device)
         return table[token_ids]
 
-    @staticmethod
-    def _weights_version(model) -> int:
-        # Every in-place change of a parameter (optimiser step, load_state_dict) increments its
-        # tensor version; the sum only grows, so it identifies the current weights.
-        return sum(p._version for p in model.parameters())
-
     def candidate_features(self, model) -> Tensor:
         """[V, C] decoder features of every candidate token: computed on every call in
-        training, cached in eval until the weights change."""
-        if not self.training and self._cache is not None \
-                and self._cache[0] == self._weights_version(model):
-            return self._cache[1]
-        ids = self.candidate_ids(model)
-        start, end, _, _ = self._special_ids(model)
-        features = []
-        for chunk in ids.split(self.vocab_batch):
-            seq = torch.stack([torch.full_like(chunk, start), chunk, torch.full_like(chunk, end)],
-                              dim=1)
-            tokens = model.text_encoder.encode_ids(seq)
-            features.append(model.decode([Segment(tokens, modality='text', target=True,
-                                                  generative=True, source='text')]).spe)
-        features = torch.cat(features)
-        if not self.training:
-            self._cache = (self._weights_version(model), features)
-        return features
+        training, cached in eval until the weights change
+        (:meth:`~up2core.task.Task.cached_candidates`)."""
+        def compute() -> Tensor:
+            ids = self.candidate_ids(model)
+            start, end, _, _ = self._special_ids(model)
+            features = []
+            for chunk in ids.split(self.vocab_batch):
+                seq = torch.stack([torch.full_like(chunk, start), chunk,
+                                   torch.full_like(chunk, end)], dim=1)
+                tokens = model.text_encoder.encode_ids(seq)
+                features.append(model.decode([Segment(tokens, modality='text', target=True,
+                                                      generative=True, source='text')]).spe)
+            return torch.cat(features)
 
-    def clear_cache(self) -> None:
-        self._cache = None
+        return self.cached_candidates(model, 'vocabulary', compute)
 
     # ------------------------------------------------------------------ sequences
 

@@ -30,19 +30,12 @@ class ClassificationTask(Task):
         self.prompts = [prompt.format(n.replace('_', ' ')) for n in self.class_names]
         self.topk = topk
         self.label_smoothing = label_smoothing
-        self._cached_classes: Tensor | None = None
-
-    def clear_cache(self) -> None:
-        self._cached_classes = None
 
     def class_features(self, model) -> Tensor:
-        """[num_classes, C]: each prompt through the text encoder and the shared decoder."""
-        if self._cached_classes is not None and not self.training:
-            return self._cached_classes
-        features = model.decode([model.text_segment(self.prompts, target=True)]).spe
-        if not self.training:
-            self._cached_classes = features
-        return features
+        """[num_classes, C]: each prompt through the text encoder and the shared decoder
+        (cached in eval: :meth:`~up2core.task.Task.cached_candidates`)."""
+        return self.cached_candidates(model, 'classes', lambda: model.decode(
+            [model.text_segment(self.prompts, target=True)]).spe)
 
     def image_features(self, model, inputs: Tensor) -> Tensor:
         return model.decode(model.image_segments(model.encode_image(inputs))).spe

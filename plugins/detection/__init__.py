@@ -11,6 +11,8 @@ Registers: ``detection`` (TASKS, the :class:`DetectionTask`).
 
 from up2core.plugin import hookimpl
 
+UP2_PLUGIN_API = '1.2'  # the UP2 plugin API this plugin is written for
+
 
 @hookimpl
 def up2_register(registry):

@@ -10,6 +10,8 @@ Its data comes from the core's ``CaptionDataset`` and ``SampleCaption`` (shared 
 
 from up2core.plugin import hookimpl
 
+UP2_PLUGIN_API = '1.2'  # the UP2 plugin API this plugin is written for
+
 
 @hookimpl
 def up2_register(registry):

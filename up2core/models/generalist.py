@@ -14,10 +14,13 @@ from typing import Any
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from up2core.deprecation import deprecated_alias
 from up2core.errors import TaskMismatchError
 from up2core.likelihood import UnifiedLikelihood
 from up2core.models.decoder import DecoderCache, DecoderOutput, Segment, UnifiedDecoder
 from up2core.models.image_encoder import ImageEncoder, ImageTokens
+from up2core.models.proposals import cxcywh_to_xyxy
+from up2core.regions import Regions
 from up2core.registry import MODELS, TASKS
 from up2core.task import Task
 
@@ -141,6 +144,39 @@ class UP2Generalist(BaseModel):
             segments.append(Segment(image.tokens[:, g:], image.valid[:, g:], modality='region',
                                     target=target, generative=generative, source='region'))
         return segments
+
+    def _global_image_segment(self, image: ImageTokens, target: bool = False,
+                              generative: bool = False) -> Segment:
+        return self.image_segments(image, target, generative)[0]
+
+    #: API 1.0's single image segment: now the first of :meth:`image_segments` (the global
+    #: tokens; region tokens have their own segment since API 1.1).
+    image_segment = deprecated_alias('model.image_segment', 'model.image_segments',
+                                     since='1.1', removed_in='2.0',
+                                     adapt=_global_image_segment)
+
+    def region_features(self, image: ImageTokens) -> Tensor:
+        """``[B, K, C]``: the outputs of the shared decoder at the K proposal tokens, which it
+        reads together with the image's global tokens (inside :meth:`shared_encoding`, every
+        task asking for them gets the same pass)."""
+        segments = self.image_segments(image)
+        if len(segments) < 2:
+            raise ValueError('region features need region proposals: set '
+                             'model.image_encoder.proposal_generator in the config')
+        return self.decode(segments).segments[-1]
+
+    def regions(self, image: ImageTokens, canvas: tuple[int, int]) -> Regions:
+        """The proposals of ``image`` as a region-level task uses them: decoder features, boxes
+        ``(x0, y0, x1, y1)`` in pixels of the network input (the padded ``canvas``, ``(H, W)``
+        of the batch tensor), objectness logits and mask logits (see
+        :class:`~up2core.regions.Regions`)."""
+        features = self.region_features(image)
+        proposals = image.proposals
+        height, width = canvas
+        scale = features.new_tensor([width, height, width, height])
+        return Regions(features=features, boxes=cxcywh_to_xyxy(proposals['boxes']) * scale,
+                       objectness=proposals['objectness'], mask_logits=proposals.get('masks'),
+                       canvas=(int(height), int(width)))
 
     def proposal_loss(self, image: ImageTokens, gt_instances: list, canvas: tuple[int, int],
                       with_masks: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]:

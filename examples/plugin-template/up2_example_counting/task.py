@@ -45,22 +45,14 @@ class CountingTask(Task):
             raise ValueError(f"template {template!r} has no '{{}}' for the number word")
         self.max_count = max_count
         self.sentences = [template.format(word) for word in NUMBER_WORDS[:max_count + 1]]
-        self._cached: Tensor | None = None
-
-    # Candidates change with the weights: recomputed at every training step, cached in eval.
-    # Task.train() calls clear_cache() whenever the mode switches.
-    def clear_cache(self) -> None:
-        self._cached = None
 
     def sentence_features(self, model) -> Tensor:
         """[max_count + 1, C]: every sentence through the text encoder and the shared decoder."""
-        if self._cached is not None and not self.training:
-            return self._cached
-        # target=True: the candidates are the y side of P(x, y) (their own MoE attribute).
-        features = model.decode([model.text_segment(self.sentences, target=True)]).spe
-        if not self.training:
-            self._cached = features
-        return features
+        # Candidates change with the weights: cached_candidates recomputes them at every
+        # training step and caches them in eval.  target=True: they are the y side of P(x, y)
+        # (their own MoE attribute).
+        return self.cached_candidates(model, 'sentences', lambda: model.decode(
+            [model.text_segment(self.sentences, target=True)]).spe)
 
     def image_features(self, model, inputs: Tensor) -> Tensor:
         """[N, C]: the image's global tokens through the shared decoder."""

@@ -63,9 +63,10 @@ def test_the_category_list_changes_at_inference_without_retraining(model):
     assert set(result['classes']) <= set(new_names) and len(result['classes']) == 20
     assert result['labels'] == [new_names.index(c) for c in result['classes']]
     # the names' features are computed for the list asked for, and cached per list
-    assert tuple(new_names) in task._cache and tuple(NAMES) not in task._cache
+    cache = task.__dict__['_candidate_cache']  # the names of the call are cached, by themselves
+    assert tuple(new_names) in cache and tuple(NAMES) not in cache
     model.train()
-    assert not task._cache  # training drops the cache: the weights change
+    assert not task.__dict__['_candidate_cache']  # training drops the cache: weights change
 
 
 def test_a_batch_without_objects_still_has_a_loss(model):

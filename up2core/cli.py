@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from up2core.errors import UserError
+
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """An error whose message tells the user what to fix; printed without a traceback."""
 
 
 # --------------------------------------------------------------------------- train / test
@@ -31,7 +30,11 @@ class UserError(Exception):
 def _prepare_config(args: argparse.Namespace):
     from up2core.config import check_config, load_config
 
-    cfg = load_config(args.config, args.cfg_options)
+    if getattr(args, 'overwrite_data', False):
+        from up2core.data.prepare import OVERWRITE_ENV
+
+        os.environ[OVERWRITE_ENV] = '1'  # read where the datasets prepare their data
+    cfg = load_config(args.config, args.cfg_options, tasks=args.tasks)
     check_config(cfg)  # types and task names, before a minute of Runner set-up
     cfg.setdefault('default_scope', 'up2core')
     cfg.launcher = args.launcher
@@ -147,6 +150,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def _infer_kwargs(args: argparse.Namespace) -> dict:
     extra: dict = {'texts': args.texts}
+    for dest in getattr(args, 'plugin_infer_options', ()):
+        extra[dest] = getattr(args, dest, None)
     if args.classes is not None:
         extra['classes'] = [c.strip() for c in args.classes.split(',') if c.strip()]
         if not extra['classes']:
@@ -249,8 +254,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
     runnable = runnable_tasks(model, tasks, extra)
     if not runnable:
         needs = sorted({a for t in tasks for a in model.tasks[t].infer_requires})
-        raise UserError(f"task {', '.join(tasks)} needs {', '.join(needs)}: e.g. --texts "
-                        f"'a red circle' 'two blue squares'")
+        options = ', '.join('--' + need.replace('_', '-') for need in needs)
+        example = " (e.g. --texts 'a red circle' 'two blue squares')" if 'texts' in needs else ''
+        raise UserError(f"task {', '.join(tasks)} needs {options}{example}")
     todo = [image for image in images if image not in done]
     if done:
         print(f'up2: --resume: {len(images) - len(todo)} of {len(images)} images are in '
@@ -404,7 +410,29 @@ def cmd_data_shapes(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_plugin_infer_options(parser: argparse.ArgumentParser) -> None:
+    """Options plugins add to ``up2 infer`` (hook ``up2_infer_arguments``), in their own group
+    each; the dests they add are recorded so that their values reach ``Task.infer``."""
+    from up2core.plugin import get_plugin_manager
+
+    dests: list[str] = []
+    impls = sorted(get_plugin_manager().hook.up2_infer_arguments.get_hookimpls(),
+                   key=lambda impl: impl.plugin_name)
+    for impl in impls:
+        group = parser.add_argument_group(f"options of plugin '{impl.plugin_name}'")
+        before = {action.dest for action in parser._actions}
+        try:
+            impl.function(parser=group)
+        except argparse.ArgumentError as exc:
+            raise UserError(f"plugin '{impl.plugin_name}' adds an up2 infer option that "
+                            f"exists already: {exc}; rename it in the plugin") from None
+        dests += [action.dest for action in parser._actions if action.dest not in before]
+    parser.set_defaults(plugin_infer_options=tuple(dests))
+
+
+def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
+    """The ``up2`` parser; ``with_plugin_options`` adds the options plugins give ``up2 infer``
+    (that loads the plugins, so only an ``infer`` command line asks for it)."""
     from up2core import __version__
 
     parser = argparse.ArgumentParser(
@@ -420,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[],
                        help="override config keys, e.g. train_cfg.max_iters=100; a key that "
                        "does not exist yet must be written '+key=value'")
+        p.add_argument('--tasks', metavar='A,B', help='run only these tasks of the config '
+                       '(comma-separated); the others are dropped everywhere')
+        p.add_argument('--overwrite-data', action='store_true',
+                       help='regenerate generated data (Shapes) whose spec differs from the '
+                            "config's, instead of using the data found there")
         p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                        help="'pytorch' under torchrun for distributed runs")
 
@@ -461,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
     p.add_argument('--json', action='store_true', help='print results as JSON (one line per '
                    'image for several)')
+    if with_plugin_options:
+        _add_plugin_infer_options(p)
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser('plugins', help='list task plugins, their hooks and registered names')
@@ -499,8 +534,9 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``up2`` command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        args = build_parser(with_plugin_options=argv[:1] == ['infer']).parse_args(argv)
         return args.func(args)
     except _user_error_types() as exc:
         return _fail(str(exc))

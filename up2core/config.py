@@ -12,7 +12,7 @@ UP2's own (``up2/.mim/configs``, where ``mim`` also reads them) arrive the same 
 stretches the iteration schedule to the new length (:func:`follow_max_iters`).
 
 Configs outside the checkout (a plugin's, your own) inherit UP2's base configs through the
-``up2::`` package scope, which MMEngine resolves once :mod:`up2core` is imported (``up2 train``,
+``up2::`` package scope (and a plugin's configs through the plugin's name, ``grounding::x.py``), which MMEngine resolves once :mod:`up2core` is imported (``up2 train``,
 ``up2 test`` and ``tools/*.py`` import it first)::
 
     _base_ = ['up2::_base_/models/up2_tiny.py', 'up2::_base_/datasets/shapes_classification.py']
@@ -67,22 +67,41 @@ def install_package_scope() -> None:
 
     def _get_cfg_path(cfg_path: str, filename: str):
         package, sep, relative = cfg_path.partition('::')
-        if not sep or package != PACKAGE_SCOPE:
+        if not sep:
             return original(cfg_path, filename)
-        path = packaged_config_root() / relative
-        if not path.is_file():
-            close = difflib.get_close_matches(
-                relative, [str(p.relative_to(packaged_config_root()))
-                           for p in packaged_config_root().rglob('*.py')], n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(f'up2::{c}' for c in close)}?" if close else ''
-            raise FileNotFoundError(f"{filename}: base config '{cfg_path}' does not exist in "
-                                    f"UP2's configs ({packaged_config_root()}).{hint}")
-        from up2core.registry import SCOPE
+        if package == PACKAGE_SCOPE:
+            roots, owner = [packaged_config_root()], "UP2's configs"
+        else:
+            roots = plugin_config_roots(package)
+            if roots is None:  # not a UP2 plugin: an OpenMMLab package (mmdet::...)
+                return original(cfg_path, filename)
+            owner = f"the configs of plugin '{package}'"
+        for root in roots:
+            if (root / relative).is_file():
+                from up2core.registry import SCOPE
 
-        return str(path), SCOPE
+                return str(root / relative), SCOPE
+        known = [str(p.relative_to(root)) for root in roots for p in root.rglob('*.py')]
+        close = difflib.get_close_matches(relative, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(f'{package}::{c}' for c in close)}?" if close else ''
+        raise FileNotFoundError(f"{filename}: base config '{cfg_path}' does not exist in "
+                                f"{owner} ({', '.join(map(str, roots)) or 'none'}).{hint}")
 
     _get_cfg_path._up2_scope = True  # type: ignore[attr-defined]
     Config._get_cfg_path = staticmethod(_get_cfg_path)
+
+
+def plugin_config_roots(scope: str) -> list[Path] | None:
+    """Config folders of the UP2 plugin named ``scope`` (its entry-point name, or the top-level
+    module it points to: ``grounding`` or ``up2_grounding``), or None when no plugin has that
+    name.  A plugin's configs are inheritable as ``_base_ = ['<scope>::<path>']``."""
+    from up2core.plugin import get_plugin_manager
+
+    manager = get_plugin_manager()
+    for info in manager.infos.values():
+        if info.status == 'loaded' and scope in (info.name, info.value.split(':')[0].split('.')[0]):
+            return [Path(d) for d in manager.config_dirs(info.name)]
+    return None
 
 
 def _drop_default_scope_stamps(cfg: Config) -> None:
@@ -224,9 +243,13 @@ def apply_cfg_options(cfg: Config, options: dict[str, Any], source: str = '--cfg
     cfg.merge_from_dict(merged)
 
 
-def load_config(name_or_path: str | os.PathLike, cfg_options: list[str] | dict | None = None
-                ) -> Config:
-    """Find, load and override a config (see the module docstring)."""
+def load_config(name_or_path: str | os.PathLike, cfg_options: list[str] | dict | None = None,
+                tasks: list[str] | str | None = None) -> Config:
+    """Find, load and override a config (see the module docstring).
+
+    ``tasks`` (``up2 train/test/infer --tasks a,b``) keeps only those tasks of the config
+    (:func:`select_tasks`); tasks whose ``train_cfg.sampling_weights`` entry is 0 are dropped
+    in any case (not built, not trained, not evaluated)."""
     path = find_config(name_or_path)
     try:
         cfg = Config.fromfile(str(path))
@@ -247,7 +270,69 @@ def load_config(name_or_path: str | os.PathLike, cfg_options: list[str] | dict |
     if isinstance(old_iters, int) and isinstance(new_iters, int) and new_iters != old_iters \
             and not any(k.lstrip('+').startswith('param_scheduler') for k in options):
         follow_max_iters(cfg, old_iters, new_iters)
+    if tasks:
+        select_tasks(cfg, tasks.split(',') if isinstance(tasks, str) else tasks)
+    weights = (cfg.get('train_cfg') or {}).get('sampling_weights') or {}
+    zero = [name for name, weight in weights.items() if weight == 0]
+    if zero:
+        kept = [name for name in (cfg.get('model') or {}).get('tasks') or {} if name not in zero]
+        select_tasks(cfg, kept, reason='sampling weight 0')
     return cfg
+
+
+def select_tasks(cfg: Config, names: list[str], reason: str = '--tasks') -> list[str]:
+    """Keep only the tasks ``names`` of a multi-task config; drop every other task's entry.
+
+    A task lives in several places of a config: ``model.tasks``, one entry of each multi-task
+    dataloader and evaluator, ``train_cfg.sampling_weights`` and the ``targets`` table.  This
+    removes all of a dropped task's entries at once (what ``_delete_`` would do in five places),
+    so an inherited config trains, evaluates or predicts a subset of its tasks.
+
+    Returns:
+        The tasks dropped.
+
+    Raises:
+        ConfigError: a name that is not a task of the config, or nothing left.
+    """
+    names = [n.strip() for n in names if n.strip()]
+    have = list((cfg.get('model') or {}).get('tasks') or {})
+    unknown = [n for n in names if n not in have]
+    if unknown:
+        raise ConfigError(f"{reason}: {', '.join(unknown)} is not a task of this config "
+                          f"(model.tasks: {', '.join(have) or 'none'})")
+    if not names:
+        raise ConfigError(f'{reason}: no task left to run (the config has {", ".join(have)})')
+    dropped = [n for n in have if n not in names]
+    if not dropped:
+        return []
+    data = cfg.to_dict()
+
+    def without(section: dict | None) -> dict | None:
+        if not isinstance(section, dict):
+            return section
+        return {k: v for k, v in section.items() if k not in dropped}
+
+    data['model']['tasks'] = without(data['model']['tasks'])
+    for key in _LOADERS + _EVALUATORS:
+        section = data.get(key)
+        if isinstance(section, dict) and 'type' not in section and 'dataset' not in section:
+            data[key] = without(section)
+    for key in ('train_cfg',):
+        section = data.get(key)
+        if isinstance(section, dict) and isinstance(section.get('sampling_weights'), dict):
+            section['sampling_weights'] = without(section['sampling_weights'])
+    if isinstance(data.get('targets'), dict):
+        data['targets'] = {k: v for k, v in data['targets'].items()
+                           if k.split('/', 1)[0] not in dropped}
+    for key, value in data.items():
+        if key in ('model', 'targets') or key in _LOADERS + _EVALUATORS or key == 'train_cfg':
+            dict.__setitem__(cfg._cfg_dict, key, ConfigDict(value) if isinstance(value, dict)
+                             else value)
+    from mmengine.logging import print_log
+
+    print_log(f"{reason}: dropped task(s) {', '.join(dropped)}; running "
+              f"{', '.join(names)}", logger='current')
+    return dropped
 
 
 def follow_max_iters(cfg: Config, old: int, new: int) -> list[str]:

@@ -1,7 +1,20 @@
-"""Errors about user input that the CLI reports in one line, without a traceback."""
+"""Errors about user input that the CLI reports in one line, without a traceback.
+
+Plugins raise :class:`UserError` (or :class:`DataError` for bad data) for anything the user can
+fix: ``up2`` prints ``up2: error: <message>`` and exits with status 2.  Part of the plugin API.
+"""
 
 
-class DataError(ValueError):
+class UserError(Exception):
+    """An error whose message tells the user what to fix; ``up2`` prints it as one line.
+
+    Examples:
+        >>> raise UserError("--phrases: give at least one phrase, e.g. --phrases 'the red "
+        ...                 "circle'")                                   # doctest: +SKIP
+    """
+
+
+class DataError(UserError, ValueError):
     """Data that cannot be used as given: a corrupt image, a malformed annotation file or record.
 
     The message names the file (and the record) and says what would fix it.
@@ -18,7 +31,7 @@ class TaskMismatchError(KeyError):
         return str(self.args[0])
 
 
-class NonFiniteTrainingError(RuntimeError):
+class NonFiniteTrainingError(UserError, RuntimeError):
     """Training produced non-finite losses or gradients more often than the run allows.
 
     Raised by :class:`~up2core.engine.nonfinite.NonFiniteGuard`; the message counts the skipped
@@ -26,7 +39,7 @@ class NonFiniteTrainingError(RuntimeError):
     """
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file that cannot be used: truncated, unreadable, hostile or non-finite.
 
     The message names the file and says what is wrong with it.

@@ -231,10 +231,12 @@ class Up2PluginManager(pluggy.PluginManager):
             raise PluginLoadError(message.replace('and was skipped', f'({STRICT_ENV}=1)'))
         warnings.warn(message, PluginWarning, stacklevel=2)
 
-    def config_dirs(self) -> list[str]:
-        """Config folders contributed by loaded plugins (hook ``up2_config_dirs``), by plugin name."""
+    def config_dirs(self, plugin: str | None = None) -> list[str]:
+        """Config folders contributed by loaded plugins (hook ``up2_config_dirs``), by plugin
+        name; only those of ``plugin`` when it is given."""
         impls = sorted(self.hook.up2_config_dirs.get_hookimpls(), key=lambda i: i.plugin_name)
-        return [str(d) for impl in impls for d in (impl.function() or [])]
+        return [str(d) for impl in impls for d in (impl.function() or [])
+                if plugin is None or impl.plugin_name == plugin]
 
 
 _manager: Up2PluginManager | None = None

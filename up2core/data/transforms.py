@@ -10,7 +10,9 @@ from mmengine.structures import BaseDataElement
 
 from up2core.registry import TRANSFORMS
 
-DEFAULT_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')
+DEFAULT_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                     'flip_direction')
+DEFAULT_DATA_KEYS = ('gt_label', 'texts')
 
 
 @TRANSFORMS.register_module()
@@ -60,41 +62,79 @@ class LimitImageSize(BaseTransform):
 
 @TRANSFORMS.register_module()
 class PackUP2Inputs(BaseTransform):
-    """Pack a sample as ``dict(inputs=CHW uint8 tensor, data_samples=BaseDataElement)``.
+    """Pack a sample as ``dict(inputs=CHW uint8 tensor, data_samples=data sample)``.
 
     The data sample carries the task name (which routes the batch to its Task), the chosen
     ``meta_keys`` as metainfo, and the ``data_keys`` (``gt_label``, ``texts``...) as data fields.
-    Every task pipeline ends with this transform.  After a packing transform of another library
-    (mmdet's ``PackDetInputs``, which builds ``gt_instances``), it only tags the packed sample
-    with the task name.
+    Every task pipeline ends with this transform.
+
+    Boxes and masks: ``pack_instances=True`` packs ``gt_bboxes`` / ``gt_bboxes_labels`` /
+    ``gt_masks`` as ``gt_instances`` through mmdet's ``PackDetInputs`` (a ``DetDataSample``)
+    and then adds the ``data_keys`` and the task, so a region task with extra fields (a
+    grounding task's phrases) needs this one step.  After a separate ``PackDetInputs`` step,
+    this transform only tags the packed sample with the task: ``PackDetInputs`` keeps no other
+    key, so ``data_keys`` given explicitly there are an error that says to use
+    ``pack_instances=True`` instead.
 
     Args:
         task: name of the task the sample belongs to (a key of the model's ``tasks``).
-        data_keys: result keys copied to the data sample as data fields (missing ones skipped).
-        meta_keys: result keys copied to the data sample's metainfo (missing ones skipped).
+        data_keys: result keys copied to the data sample as data fields (missing ones skipped:
+            inference has no annotations); default ``('gt_label', 'texts')``.
+        meta_keys: result keys copied to the data sample's metainfo (missing ones skipped);
+            default: image id and path, original and input shapes, scale factor and flip.
+        pack_instances: also pack boxes / labels / masks as ``gt_instances`` (mmdet's way).
+
+    Examples:
+        >>> dict(type='PackUP2Inputs', task='grounding', data_keys=('phrases', 'phrase_boxes'),
+        ...      pack_instances=True)
     """
 
-    def __init__(self, task: str, data_keys: tuple[str, ...] = ('gt_label', 'texts'),
-                 meta_keys: tuple[str, ...] = DEFAULT_META_KEYS) -> None:
-        self.task, self.data_keys, self.meta_keys = task, tuple(data_keys), tuple(meta_keys)
+    def __init__(self, task: str, data_keys: tuple[str, ...] | None = None,
+                 meta_keys: tuple[str, ...] = DEFAULT_META_KEYS,
+                 pack_instances: bool = False) -> None:
+        self.task, self.meta_keys = task, tuple(meta_keys)
+        self._explicit_keys = data_keys is not None
+        self.data_keys = tuple(DEFAULT_DATA_KEYS if data_keys is None else data_keys)
+        self.pack_instances = pack_instances
+        self._det_pack = None
+        if pack_instances:
+            from mmdet.datasets.transforms import PackDetInputs
+
+            self._det_pack = PackDetInputs(meta_keys=self.meta_keys)
 
     def transform(self, results: dict) -> dict:
         if 'data_samples' in results and 'inputs' in results:  # packed already: tag it
+            missing = [k for k in self.data_keys if k not in results]
+            if self._explicit_keys and missing:
+                raise ValueError(
+                    f"PackUP2Inputs(task={self.task!r}) comes after another packing step "
+                    f"(mmdet's PackDetInputs), which keeps no other key, so data_keys "
+                    f"{missing} cannot be packed: replace both steps by PackUP2Inputs("
+                    f"task={self.task!r}, data_keys={self.data_keys}, pack_instances=True)")
+            for key in self.data_keys:
+                if key in results:
+                    results['data_samples'].set_field(results[key], key)
             results['data_samples'].set_metainfo(dict(task=self.task))
             return results
-        packed = {}
-        if 'img' in results:
-            img = np.ascontiguousarray(results['img'])
-            if img.ndim == 2:
-                img = img[..., None]
-            packed['inputs'] = torch.from_numpy(img).permute(2, 0, 1).contiguous()
-        sample = BaseDataElement(metainfo=dict(task=self.task, **{
-            k: results[k] for k in self.meta_keys if k in results}))
+        if self._det_pack is not None:
+            packed = self._det_pack.transform(dict(results))
+            sample = packed['data_samples']
+            sample.set_metainfo(dict(task=self.task))
+        else:
+            packed = {}
+            if 'img' in results:
+                img = np.ascontiguousarray(results['img'])
+                if img.ndim == 2:
+                    img = img[..., None]
+                packed['inputs'] = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+            sample = BaseDataElement(metainfo=dict(task=self.task, **{
+                k: results[k] for k in self.meta_keys if k in results}))
+            packed['data_samples'] = sample
         for key in self.data_keys:
             if key in results:
                 sample.set_field(results[key], key)
-        packed['data_samples'] = sample
         return packed
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(task={self.task!r}, data_keys={self.data_keys})'
+        return (f'{type(self).__name__}(task={self.task!r}, data_keys={self.data_keys}, '
+                f'pack_instances={self.pack_instances})')

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from up2core.data.bad_samples import set_skipped_samples_dir
 from up2core.engine.nonfinite import NonFiniteGuard
+from up2core.errors import UserError
 from up2core.registry import LOOPS
 
 
@@ -348,6 +349,7 @@ class _MultiTaskEvalLoop(BaseLoop):
         for name, loader in self.dataloader.loaders.items():
             self.dataloader.current = name
             evaluator = self.evaluators[name]
+            processed = 0
             for idx, data_batch in enumerate(loader):
                 self.runner.call_hook(f'before_{stage}_iter', batch_idx=idx,
                                       data_batch=data_batch)
@@ -356,9 +358,10 @@ class _MultiTaskEvalLoop(BaseLoop):
                 with torch.no_grad():  # as MMEngine's own ValLoop / TestLoop
                     outputs = step(data_batch)
                 evaluator.process(data_samples=outputs, data_batch=data_batch)
+                processed += len(outputs)
                 self.runner.call_hook(f'after_{stage}_iter', batch_idx=idx,
                                       data_batch=data_batch, outputs=outputs)
-            task_metrics = evaluator.evaluate(len(loader.dataset))
+            task_metrics = self._evaluate(name, processed, len(loader.dataset))
             metrics.update({f'{name}/{key}': value for key, value in task_metrics.items()})
         return metrics
 
@@ -372,6 +375,7 @@ class _MultiTaskEvalLoop(BaseLoop):
             raise ValueError(f'{stage}_cfg.shared_images=True needs every task\'s {stage} set '
                              f'to hold the same images; their sizes differ: {lengths}')
         inner = getattr(self.runner.model, 'module', self.runner.model)
+        processed = dict.fromkeys(loaders, 0)
         for idx, batches in enumerate(zip(*loaders.values())):
             batches = dict(zip(loaders, batches))
             self.runner.call_hook(f'before_{stage}_iter', batch_idx=idx, data_batch=batches)
@@ -382,13 +386,38 @@ class _MultiTaskEvalLoop(BaseLoop):
                                 mode='predict')
             for name, predicted in outputs.items():
                 self.evaluators[name].process(data_samples=predicted, data_batch=batches[name])
+                processed[name] += len(predicted)
             self.runner.call_hook(f'after_{stage}_iter', batch_idx=idx, data_batch=batches,
                                   outputs=outputs)
         metrics = {}
         for name, loader in loaders.items():
-            task_metrics = self.evaluators[name].evaluate(len(loader.dataset))
+            task_metrics = self._evaluate(name, processed[name], len(loader.dataset))
             metrics.update({f'{name}/{key}': value for key, value in task_metrics.items()})
         return metrics
+
+    def _evaluate(self, name: str, processed: int, size: int) -> dict:
+        """``evaluate(size)`` of task ``name``'s evaluator, after checking that each metric
+        holds one result per sample this process predicted.
+
+        MMEngine's ``BaseMetric.evaluate(size)`` keeps the first ``size`` results (it drops the
+        padding a distributed sampler adds): a metric that appends several results per sample
+        would be cut to a prefix and report a number over part of the data, silently.
+        """
+        for metric in self.evaluators[name].metrics:
+            held = len(metric.results)
+            if held != processed:
+                raise MetricResultsError(
+                    f"metric {type(metric).__name__} of task '{name}' holds {held} results "
+                    f"after {processed} predicted samples ({self.stage} set of {size}): its "
+                    f"process() must append exactly one result per data sample (put a "
+                    f"sample's several items, e.g. its phrases, in one result), or MMEngine's "
+                    f"evaluate({size}) cuts the list and the metric covers part of the data")
+        return self.evaluators[name].evaluate(size)
+
+
+class MetricResultsError(UserError, RuntimeError):
+    """A metric holds more or fewer results than samples were predicted (see
+    :meth:`_MultiTaskEvalLoop._evaluate`)."""
 
 
 @LOOPS.register_module()

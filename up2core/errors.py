@@ -4,6 +4,8 @@ Plugins raise :class:`UserError` (or :class:`DataError` for bad data) for anythi
 fix: ``up2`` prints ``up2: error: <message>`` and exits with status 2.  Part of the plugin API.
 """
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """An error whose message tells the user what to fix; ``up2`` prints it as one line.
@@ -44,3 +46,17 @@ class CheckpointError(UserError, ValueError):
 
     The message names the file and says what is wrong with it.
     """
+
+
+class MissingExtraError(UserError, ImportError):
+    """An optional dependency of UP2 is not installed; the message names the pip extra.
+
+    Examples:
+        >>> raise MissingExtraError.for_module('efficientnet_lite_pytorch', 'pretrained',
+        ...                                    'EfficientNetLite0')        # doctest: +SKIP
+    """
+
+    @classmethod
+    def for_module(cls, module: str, extra: str, needed_by: str) -> MissingExtraError:
+        return cls(f"{needed_by} needs the Python package '{module}', which is not installed: "
+                   f"pip install 'up2[{extra}]'")

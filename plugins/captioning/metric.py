@@ -62,9 +62,15 @@ def tokenize_captions(captions: dict, tokenizer: str = 'simple') -> dict:
 def caption_scores(predictions: dict, references: dict, meteor: bool = False) -> dict:
     """pycocoevalcap's scores (0..1 scale) of tokenised ``{id: [caption]}`` predictions against
     ``{id: [caption, ...]}`` references: keys BLEU-1..4, CIDEr, ROUGE-L (and METEOR)."""
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
+    try:
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.rouge.rouge import Rouge
+    except ImportError:
+        from up2core.errors import MissingExtraError
+
+        raise MissingExtraError.for_module('pycocoevalcap', 'pretrained',
+                                           'the captioning metric') from None
 
     scores = {}
     bleu, _ = Bleu(4).compute_score(references, predictions, verbose=0)

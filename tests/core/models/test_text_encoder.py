@@ -4,6 +4,7 @@ import sys
 import pytest
 import torch
 
+from up2core.errors import MissingExtraError
 from up2core.models.text_encoder import HFTextEncoder, resolve_local_path
 
 
@@ -87,7 +88,7 @@ def test_frozen_layers_fine_tune_only_the_top_ones():
 
 
 def test_bad_paths_say_what_to_do(tmp_path):
-    with pytest.raises(FileNotFoundError, match='not installed'):
+    with pytest.raises(MissingExtraError, match=r"not installed: pip install 'up2\[pretrained\]'"):
         resolve_local_path('pkg:no_such_model_package')
     with pytest.raises(FileNotFoundError, match='is not a folder'):
         resolve_local_path(str(tmp_path / 'missing'))

@@ -125,7 +125,7 @@ class UnifiedLikelihood(nn.Module):
                 positives = (targets & mask.expand_as(targets)).reshape(flat.shape)
             used = positives.any(-1)
             if not used.any():
-                return flat.sum() * 0.0
+                return flat.mul(0.0).sum()  # (the sum of masked logits would overflow)
             flat, positives = flat[used], positives[used]
             log_probs = flat.log_softmax(-1)
             low = torch.finfo(flat.dtype).min
@@ -138,7 +138,7 @@ class UnifiedLikelihood(nn.Module):
             return weight * per_query.mean()
         targets = targets.reshape(-1).long()
         if not (targets != -100).any():
-            return flat.sum() * 0.0
+            return flat.mul(0.0).sum()
         return weight * F.cross_entropy(flat, targets, label_smoothing=label_smoothing,
                                         ignore_index=-100)
 

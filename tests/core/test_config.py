@@ -1,6 +1,8 @@
 import pytest
 from mmengine.config import Config
 
+from tests.conftest import ROOT
+
 from up2core.config import (
     ConfigError,
     apply_cfg_options,
@@ -194,3 +196,57 @@ def test_overriding_the_schedule_keeps_it_as_written():
     cfg = load_config('up2_tiny_shapes_captioning',
                       ['train_cfg.max_iters=60', 'param_scheduler.0.end=50'])
     assert cfg.param_scheduler[1].end == 600
+
+
+def test_tasks_keeps_a_subset_and_drops_every_entry_of_the_others():
+    cfg = load_config('up2_tiny_shapes_generalist', tasks='detection,captioning')
+    for section in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator',
+                    'test_evaluator'):
+        assert list(cfg[section]) == ['detection', 'captioning'], section
+    assert list(cfg.model.tasks) == ['detection', 'captioning']
+    assert set(cfg.train_cfg.sampling_weights) == {'detection', 'captioning'}
+    assert {k.split('/')[0] for k in cfg.targets} == {'detection', 'captioning'}
+    from up2core.config import check_config
+
+    check_config(cfg)
+    with pytest.raises(ConfigError, match=r'--tasks: grounding is not a task of this config '
+                                          r'\(model.tasks: classification, retrieval'):
+        load_config('up2_tiny_shapes_generalist', tasks=['detection', 'grounding'])
+
+
+def test_a_sampling_weight_of_zero_means_the_task_is_not_built():
+    cfg = load_config('up2_tiny_shapes_generalist',
+                      ['train_cfg.sampling_weights.retrieval=0', 'train_cfg.sampling_weights.'
+                       'captioning=0'])
+    assert list(cfg.model.tasks) == ['classification', 'detection', 'segmentation']
+    assert 'retrieval' not in cfg.val_evaluator and 'captioning' not in cfg.test_dataloader
+
+
+def test_a_plugin_config_is_inheritable_through_the_plugin_scope(use_plugin_sets, tmp_path):
+    use_plugin_sets('grounding')
+    cfg = load_config(ROOT / 'tests' / 'fixtures' / 'configs' / 'tiny_grounding_e2e.py')
+    assert cfg.model.tasks.grounding.type == 'grounding'
+    assert cfg.train_dataloader.grounding.batch_size == 4  # the child's override on top
+    (tmp_path / 'by_module.py').write_text("_base_ = ['up2_grounding::grounding_shapes_joint.py']\n")
+    assert 'grounding' in load_config(tmp_path / 'by_module.py').model.tasks
+    (tmp_path / 'typo.py').write_text("_base_ = ['grounding::grounding_shapes_jiont.py']\n")
+    with pytest.raises(ConfigError, match=r"does not exist in the configs of plugin 'grounding'"
+                                          r'.*Did you mean grounding::grounding_shapes_joint.py'):
+        load_config(tmp_path / 'typo.py')
+
+
+def test_shapes_of_another_spec_are_used_as_found_or_regenerated_on_request(tmp_path):
+    from up2core.data.prepare import prepare_data
+    from up2core.data.shapes import ShapesSpec, generate_shapes, read_meta
+
+    root = tmp_path / 'shapes'
+    generate_shapes(root, ShapesSpec(num_train=2, num_val=2, image_size=64, seed=3))
+    wanted = dict(type='shapes', num_train=3, num_val=2, image_size=64, seed=0)
+    prepare_data(str(root), wanted)
+    assert read_meta(root)['spec']['seed'] == 3  # used as it is
+    prepare_data(str(root), wanted, overwrite=True)
+    assert read_meta(root)['spec'] == {k: v for k, v in wanted.items() if k != 'type'}
+    (tmp_path / 'other').mkdir()
+    (tmp_path / 'other' / 'notes.txt').write_text('not shapes')
+    with pytest.raises(FileExistsError, match='not empty and does not hold Shapes'):
+        prepare_data(str(tmp_path / 'other'), wanted)

@@ -103,3 +103,23 @@ def test_hookimpl_may_take_no_arguments(use_plugin_sets):
 
     info = get_plugin_manager().load_object('noargs', NoArgs())
     assert info.status == 'loaded' and seen == [True]
+
+
+def test_plugin_infer_options_reach_the_parser_and_a_clash_names_the_plugin(use_plugin_sets):
+    import types
+
+    from up2core.cli import build_parser
+    from up2core.errors import UserError
+    from up2core.plugin import get_plugin_manager, hookimpl
+
+    use_plugin_sets('grounding')
+    args = build_parser(with_plugin_options=True).parse_args(
+        ['infer', 'cfg.py', 'ckpt.pth', 'a.png', '--phrases', 'the red circle'])
+    assert args.phrases == ['the red circle'] and args.plugin_infer_options == ('phrases',)
+
+    clash = types.ModuleType('clash')
+    clash.up2_infer_arguments = hookimpl(lambda parser: parser.add_argument('--texts'))
+    get_plugin_manager().load_object('clash', clash)
+    with pytest.raises(UserError, match=r"plugin 'clash' adds an up2 infer option that exists "
+                                        r'already: argument --texts'):
+        build_parser(with_plugin_options=True)

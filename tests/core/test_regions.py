@@ -56,3 +56,42 @@ def test_boxes_are_clipped_to_the_image():
     meta = dict(img_shape=(50, 100), ori_shape=(100, 200), scale_factor=(0.5, 0.5))
     back = boxes_to_original(torch.tensor([[-10., -10., 120., 60.]]), meta)
     assert back.tolist() == [[0.0, 0.0, 200.0, 100.0]]
+
+
+def test_model_regions_give_features_and_boxes_in_input_pixels():
+    from tests.plugins.conftest import tiny_region_model
+    from up2core.regions import Regions
+
+    model = tiny_region_model({'detection': dict(type='detection', class_names=['a', 'b'])})
+    model.eval()
+    inputs = torch.zeros(2, 3, 64, 96)
+    with torch.no_grad():
+        regions = model.regions(model.encode_image(inputs), (64, 96))
+    assert isinstance(regions, Regions) and regions.canvas == (64, 96)
+    assert regions.features.shape == (2, 5, 32) and regions.boxes.shape == (2, 5, 4)
+    assert regions.objectness.shape == (2, 5) and regions.mask_logits.shape[:2] == (2, 5)
+    boxes = regions.boxes
+    assert (boxes[..., 2] >= boxes[..., 0]).all() and (boxes[..., 3] >= boxes[..., 1]).all()
+    assert boxes[..., 0::2].min() >= -1 and boxes[..., 0::2].max() <= 97
+    meta = dict(img_shape=(64, 96), scale_factor=(0.5, 0.5), ori_shape=(128, 192))
+    assert torch.allclose(regions.boxes_on_original(0, meta),
+                          boxes_to_original(boxes[0], meta))
+    assert regions.masks_on_original(1, meta, torch.tensor([0, 2])).shape == (2, 128, 192)
+
+
+def test_a_region_task_without_boxes_in_its_samples_says_how_to_pack_them():
+    from mmengine.structures import BaseDataElement
+
+    from up2core.regions import RegionTaskBase
+
+    class Grounding(RegionTaskBase):
+        def loss(self, model, inputs, data_samples):
+            return {}
+
+        def predict(self, model, inputs, data_samples):
+            return data_samples
+
+    task = Grounding()
+    task.name = 'grounding'
+    with pytest.raises(ValueError, match=r'PackUP2Inputs\(pack_instances=True\)'):
+        task.gt_instances([BaseDataElement(metainfo=dict(task='grounding'))])

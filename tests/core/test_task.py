@@ -29,3 +29,33 @@ def test_default_result_takes_every_pred_field_as_plain_values():
     assert set(result) == {'count', 'count_scores'}  # gt and metainfo stay out
     lines = task.format_result(result)
     assert sorted(lines) == sorted(['  count: 3', f"  count_scores: {result['count_scores']}"])
+
+
+class _Weights(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+
+def test_cached_candidates_compute_in_training_cache_in_eval_until_the_weights_change():
+    task, model, calls = CountingTask(), _Weights(), []
+
+    def compute():
+        calls.append(1)
+        return model.w * len(calls)
+
+    task.train()
+    task.cached_candidates(model, 'k', compute)
+    task.cached_candidates(model, 'k', compute)
+    assert len(calls) == 2  # training: every call
+    task.eval()
+    first = task.cached_candidates(model, 'k', compute)
+    assert task.cached_candidates(model, 'k', compute) is first and len(calls) == 3
+    task.cached_candidates(model, 'other', compute)
+    assert len(calls) == 4  # another candidate set is cached beside it
+    with torch.no_grad():
+        model.w.add_(1.0)  # an optimiser step or a checkpoint load
+    assert task.cached_candidates(model, 'k', compute) is not first and len(calls) == 5
+    task.clear_cache()
+    task.cached_candidates(model, 'k', compute)
+    assert len(calls) == 6

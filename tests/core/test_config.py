@@ -2,7 +2,6 @@ import pytest
 from mmengine.config import Config
 
 from tests.conftest import ROOT
-
 from up2core.config import (
     ConfigError,
     apply_cfg_options,

@@ -40,9 +40,8 @@ def test_an_alias_calls_the_new_name_and_warns_once_with_the_removal_version():
 def test_the_generalist_keeps_image_segment_as_an_alias():
     import torch
 
-    from up2core import deprecation
-
     from tests.plugins.conftest import tiny_model
+    from up2core import deprecation
 
     model = tiny_model({'classification': dict(type='classification', class_names=['a'])})
     deprecation._warned.discard('model.image_segment')

@@ -53,7 +53,7 @@ def test_predict_is_the_argmax_of_the_likelihood():
 
 def _reference_logits(lik, x, y, valid, group):
     """The same numbers, one query and one candidate at a time."""
-    scale = float(lik.scale(group))
+    scale = float(lik.scale(group).detach())
     out = torch.empty(x.shape[0], x.shape[1], y.shape[1])
     for b in range(x.shape[0]):
         for q in range(x.shape[1]):

@@ -9,10 +9,12 @@ it: one shared parameter vector, K tasks whose gradients are a fixed direction o
 (norms spread over two orders of magnitude) plus noise, the same sampled task sequence for every
 optimiser, and the gradient independent of the parameters (so only the optimisers differ).  It
 prints the root-mean-square step divided by the learning rate over the last third of the run, for
-AdamW, AdamW on normalised gradients, and MT-AdamW, and the ratio MT-AdamW / AdamW.
+AdamW, AdamW on normalised gradients, MT-AdamW and MT-AdamW with ``normalize_coefficients=True``,
+and the ratios of both MT-AdamWs to AdamW.  Tasks are sampled equally (``s_k = 1/K``) and, as a
+second case, skewed (``s_k`` proportional to ``1/k``: the first task drawn most).
 
     python benchmarks/mt_adamw_step_size.py [--tasks 1 2 3 4 5 6] [--steps 3000]
-        [--out benchmarks/results/mt_adamw_step_size.json]
+        [--sampling equal skewed] [--out benchmarks/results/mt_adamw_step_size.json]
 
 A measurement, not a test: nothing is asserted.
 """
@@ -27,14 +29,18 @@ import torch
 
 from up2core.optim import MTAdamW
 
+MT = ('MT-AdamW', 'MT-AdamW, normalised coefficients')
+
 
 def rms_step(optimizer_name: str, task_sequence: list[int], directions: torch.Tensor,
-             scales: torch.Tensor, noise: float, lr: float, seed: int) -> float:
+             scales: torch.Tensor, noise: float, lr: float, seed: int,
+             ratios: list[float]) -> float:
     """The RMS of ``(theta_t - theta_{t-1}) / lr`` over the last third of the steps."""
     num_tasks, size = directions.shape
     theta = torch.nn.Parameter(torch.zeros(size, dtype=torch.float64))
-    if optimizer_name == 'MT-AdamW':
-        optimizer = MTAdamW([theta], lr=lr, weight_decay=0.0)
+    if optimizer_name in MT:
+        optimizer = MTAdamW([theta], lr=lr, weight_decay=0.0,
+                            normalize_coefficients=optimizer_name != 'MT-AdamW')
     else:
         optimizer = torch.optim.AdamW([theta], lr=lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
@@ -46,8 +52,8 @@ def rms_step(optimizer_name: str, task_sequence: list[int], directions: torch.Te
         if optimizer_name == 'AdamW, normalised gradients':
             grad = grad / grad.norm()
         theta.grad = grad
-        if optimizer_name == 'MT-AdamW':
-            optimizer.set_task(str(task), sampling_ratio=1.0 / num_tasks)
+        if optimizer_name in MT:
+            optimizer.set_task(str(task), sampling_ratio=ratios[task], num_tasks=num_tasks)
         before = theta.detach().clone()
         optimizer.step()
         if step >= 2 * len(task_sequence) // 3:
@@ -64,34 +70,48 @@ def main() -> None:
     parser.add_argument('--noise', type=float, default=1.0,
                         help='noise norm relative to each task direction')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--sampling', nargs='+', default=['equal', 'skewed'],
+                        choices=['equal', 'skewed'])
     parser.add_argument('--out', default='benchmarks/results/mt_adamw_step_size.json')
     args = parser.parse_args()
     torch.set_num_threads(1)
-    optimizers = ('AdamW', 'AdamW, normalised gradients', 'MT-AdamW')
+    optimizers = ('AdamW', 'AdamW, normalised gradients') + MT
     rows = []
-    for num_tasks in args.tasks:
-        per_seed = {name: [] for name in optimizers}
-        for seed in args.seeds:
-            generator = torch.Generator().manual_seed(seed)
-            directions = torch.randn(num_tasks, args.size, generator=generator,
-                                     dtype=torch.float64) / args.size ** 0.5
-            scales = 10 ** (2 * torch.rand(num_tasks, generator=generator,
-                                           dtype=torch.float64) - 1)
-            sequence = torch.randint(num_tasks, (args.steps,), generator=generator).tolist()
-            for name in optimizers:
-                per_seed[name].append(rms_step(name, sequence, directions, scales, args.noise,
-                                               lr=1e-3, seed=seed))
-        row = {'tasks': num_tasks,
-               'rms_step_over_lr': {name: per_seed[name] for name in optimizers},
-               'ratio_mt_vs_adamw': [mt / ad for mt, ad in zip(per_seed['MT-AdamW'],
-                                                                 per_seed['AdamW'])],
-               'sqrt_tasks': num_tasks ** 0.5}
-        rows.append(row)
-        ratios = row['ratio_mt_vs_adamw']
-        print(f"K={num_tasks}: " + ', '.join(
-            f'{name} {sum(v) / len(v):.3f}' for name, v in row['rms_step_over_lr'].items())
-            + f'; MT-AdamW / AdamW {min(ratios):.2f}-{max(ratios):.2f} '
-            f'(sqrt(K) = {num_tasks ** 0.5:.2f})', flush=True)
+    for sampling in args.sampling:
+        for num_tasks in args.tasks:
+            weights = [1.0] * num_tasks if sampling == 'equal' else \
+                [1.0 / (k + 1) for k in range(num_tasks)]
+            ratios = [w / sum(weights) for w in weights]
+            per_seed = {name: [] for name in optimizers}
+            for seed in args.seeds:
+                generator = torch.Generator().manual_seed(seed)
+                directions = torch.randn(num_tasks, args.size, generator=generator,
+                                         dtype=torch.float64) / args.size ** 0.5
+                scales = 10 ** (2 * torch.rand(num_tasks, generator=generator,
+                                               dtype=torch.float64) - 1)
+                sequence = torch.multinomial(torch.tensor(ratios), args.steps, replacement=True,
+                                             generator=generator).tolist()
+                for name in optimizers:
+                    per_seed[name].append(rms_step(name, sequence, directions, scales,
+                                                   args.noise, lr=1e-3, seed=seed, ratios=ratios))
+            row = {'sampling': sampling, 'tasks': num_tasks, 'ratios': ratios,
+                   'rms_step_over_lr': {name: per_seed[name] for name in optimizers},
+                   'ratio_mt_vs_adamw': [mt / ad for mt, ad in zip(per_seed['MT-AdamW'],
+                                                                     per_seed['AdamW'])],
+                   'ratio_mt_normalised_vs_adamw': [
+                       mt / ad for mt, ad in zip(per_seed[MT[1]], per_seed['AdamW'])],
+                   'sqrt_tasks': num_tasks ** 0.5}
+            rows.append(row)
+
+            def spread(values):
+                mean = sum(values) / len(values)
+                std = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+                return f'{mean:.2f} +- {std:.2f}'
+
+            print(f"{sampling:6s} K={num_tasks}: MT-AdamW / AdamW "
+                  f"{spread(row['ratio_mt_vs_adamw'])} (sqrt(K) = {num_tasks ** 0.5:.2f}); "
+                  f"normalised coefficients / AdamW "
+                  f"{spread(row['ratio_mt_normalised_vs_adamw'])}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({'steps': args.steps, 'size': args.size, 'noise': args.noise,

@@ -53,6 +53,7 @@ class UnifiedLikelihood(nn.Module):
         self.max_scale = max_scale
         self.log_scale = nn.ParameterDict({
             g: nn.Parameter(torch.tensor(math.log(1 / init_temperature))) for g in groups})
+        self._observations: list[dict] = []
 
     def scale(self, group: str) -> Tensor:
         """``1/tau`` of ``group``, clamped."""
@@ -115,6 +116,13 @@ class UnifiedLikelihood(nn.Module):
         """
         logits = self.logits(x, y, group, valid)
         flat = logits.reshape(-1, logits.shape[-1])
+        loss = self._loss(flat, logits, targets, valid, label_smoothing, multi_positive)
+        if self.training:
+            self._observe(group, loss, y, valid, targets)
+        return weight * loss
+
+    def _loss(self, flat: Tensor, logits: Tensor, targets: Tensor, valid: Tensor | None,
+              label_smoothing: float, multi_positive: str) -> Tensor:
         if targets.dtype == torch.bool:
             if targets.shape != logits.shape:
                 raise ValueError(f'a mask of positives must have the logits\' shape '
@@ -135,12 +143,41 @@ class UnifiedLikelihood(nn.Module):
                 per_query = -(log_probs * positives).sum(-1) / positives.sum(-1)
             else:
                 raise ValueError(f"multi_positive must be 'any' or 'all', got {multi_positive!r}")
-            return weight * per_query.mean()
+            return per_query.mean()
         targets = targets.reshape(-1).long()
         if not (targets != -100).any():
             return flat.mul(0.0).sum()
-        return weight * F.cross_entropy(flat, targets, label_smoothing=label_smoothing,
-                                        ignore_index=-100)
+        return F.cross_entropy(flat, targets, label_smoothing=label_smoothing, ignore_index=-100)
+
+    @torch.no_grad()
+    def _observe(self, group: str, loss: Tensor, y: Tensor, valid: Tensor | None,
+                 targets: Tensor) -> None:
+        """Record the step's unweighted loss, its chance level and the candidates' mean
+        pairwise cosine (for :class:`~up2core.engine.learning.LearningWatch`)."""
+        y = F.normalize(y.detach().float(), dim=-1)
+        if y.dim() == 2:
+            y = y[None]
+        mask = torch.ones(y.shape[:2], dtype=torch.bool, device=y.device) if valid is None \
+            else valid.bool()
+        count = mask.sum(-1).float()                                   # M per sample
+        summed = (y * mask[..., None]).sum(1)                          # sum of unit vectors
+        pairs = count * (count - 1)
+        cosine = ((summed.pow(2).sum(-1) - count) / pairs.clamp(min=1))[pairs > 0]
+        chance = count.clamp(min=1).log().mean()
+        if targets.dtype == torch.bool:  # any of P positives: chance is ln(M / P)
+            positives = targets.float().sum(-1)
+            used = positives > 0
+            if used.any():
+                chance = (count.mean() / positives[used]).log().mean()
+        self._observations.append(dict(
+            group=group, loss=float(loss.detach()), chance=float(chance),
+            cosine=float(cosine.mean()) if len(cosine) else None))
+        del self._observations[:-1024]  # nobody takes them (a loop of one's own): stay small
+
+    def take_observations(self) -> list[dict]:
+        """What :meth:`loss` observed in training since the last call (and forget it)."""
+        taken, self._observations = self._observations, []
+        return taken
 
     @torch.no_grad()
     def predict(self, x: Tensor, y: Tensor, group: str = 'default', topk: int = 1,

@@ -12,6 +12,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 
 from up2core.engine.checkpoint import non_finite_tensors
+from up2core.engine.learning import WARNINGS_KEY
 from up2core.errors import CheckpointError
 from up2core.registry import HOOKS
 
@@ -38,6 +39,8 @@ class MetricsFileHook(Hook):
             return
         flat = {key: _plain(value) for key, value in metrics.items()}
         flat['iter'] = runner.iter
+        # what LearningWatch found (learning/<group>/collapsed_at: iteration), if anything
+        flat.update(runner.message_hub.get_info(WARNINGS_KEY) or {})
         path = Path(runner.work_dir) / self.filename
         path.write_text(json.dumps(flat, indent=2, sort_keys=True) + '\n')
 

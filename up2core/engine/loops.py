@@ -13,6 +13,7 @@ generator is re-seeded per iteration too, so dropout and router noise match as w
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Iterator
 
@@ -23,6 +24,7 @@ from mmengine.runner import BaseLoop
 from torch.utils.data import DataLoader
 
 from up2core.data.bad_samples import set_skipped_samples_dir
+from up2core.engine.learning import LearningWatch
 from up2core.engine.nonfinite import NonFiniteGuard
 from up2core.errors import UserError
 from up2core.registry import LOOPS
@@ -97,12 +99,16 @@ class UnmixedTrainLoop(BaseLoop):
         max_nonfinite_steps: steps with a non-finite loss or gradient are skipped (the weights
             stay finite) and logged with their task; one more than this stops the run with
             :class:`~up2core.errors.NonFiniteTrainingError` (see :mod:`up2core.engine.nonfinite`).
+        learning_watch: ``dict(window=, collapse_cosine=, chance_margin=, start=)`` of
+            :class:`~up2core.engine.learning.LearningWatch` (a likelihood group whose candidates
+            collapse or whose loss stays at chance is logged once and recorded in
+            ``metrics.json``); ``False`` turns it off.
     """
 
     def __init__(self, runner, dataloader: dict, max_iters: int,
                  sampling_weights: dict[str, float] | None = None, val_begin: int = 1,
                  val_interval: int = 1000, mode: str = 'unmixed',
-                 max_nonfinite_steps: int = 10) -> None:
+                 max_nonfinite_steps: int = 10, learning_watch: dict | bool = True) -> None:
         if mode not in ('unmixed', 'mixed', 'shared'):
             raise ValueError(f"mode must be 'unmixed', 'mixed' or 'shared', got {mode!r}")
         self.mode = mode
@@ -131,6 +137,8 @@ class UnmixedTrainLoop(BaseLoop):
         self.current_task = mode if mode != 'unmixed' else ''
         self.nonfinite_guard = NonFiniteGuard(max_nonfinite_steps,
                                               where=lambda: (self._iter, self.current_task))
+        self.learning_watch = None if not learning_watch else LearningWatch(
+            **(learning_watch if isinstance(learning_watch, dict) else {}))
 
     @property
     def max_epochs(self) -> int:
@@ -209,7 +217,10 @@ class UnmixedTrainLoop(BaseLoop):
         model = getattr(self.runner.model, 'module', self.runner.model)
         weight = getattr(model.tasks[task], 'loss_weight', 1.0) if hasattr(model, 'tasks') \
             else 1.0
-        target.set_task(task, self.sampling_ratios[task], weight)
+        extra = {}
+        if 'num_tasks' in inspect.signature(target.set_task).parameters:  # (older optimizers
+            extra['num_tasks'] = len(self.sampling_ratios)                # do not take it)
+        target.set_task(task, self.sampling_ratios[task], weight, **extra)
 
     def _tasks_at(self, iteration: int) -> list[str]:
         return list(self.tasks) if self.mode != 'unmixed' else [self.task_at(iteration)]
@@ -273,6 +284,12 @@ class UnmixedTrainLoop(BaseLoop):
         else:
             outputs = self.runner.model.train_step(data_batch,
                                                    optim_wrapper=self.runner.optim_wrapper)
+        model = getattr(self.runner.model, 'module', self.runner.model)
+        likelihood = getattr(model, 'likelihood', None)
+        if likelihood is not None and hasattr(likelihood, 'take_observations'):
+            observations = likelihood.take_observations()
+            if self.learning_watch is not None:
+                self.learning_watch.observe(self._iter, observations)
         self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
                               outputs=outputs)
         self._iter += 1

@@ -33,8 +33,12 @@ it is AdamW on normalised gradients.
 **Learning rate.**  With K tasks the expected new-gradient weight per step is ``K (1 - beta)``
 (AdamW's: ``1 - beta``), so both moments are about K times an average and a step is about
 ``sqrt(K)`` times AdamW's at the same learning rate: measured 1.4x for 2 tasks, 2.0x for 4 and
-2.2-2.4x for 5 (``benchmarks/mt_adamw_step_size.py``).  To take AdamW-sized steps with K tasks,
-divide an AdamW learning rate by about ``sqrt(K)``.
+2.2-2.4x for 5 (``benchmarks/mt_adamw_step_size.py``).  ``normalize_coefficients=True`` removes
+that dependence: the coefficients become ``(1 - beta) / (K s_k)``, whose expectation under the
+sampling distribution is AdamW's ``1 - beta`` for any K and any ratios, while their proportion
+between tasks (``1 / s_k``: a rarely drawn task pushes as hard as a frequent one in expectation)
+is the paper's.  With equal ratios it is AdamW on normalised, loss-weighted gradients.  The
+loop passes K (``set_task(..., num_tasks=K)``).
 """
 
 from __future__ import annotations
@@ -59,11 +63,14 @@ class MTAdamW(Optimizer):
         grad_norm: 'global' or 'per_tensor'.
         max_coefficient: upper clip of ``(1 - beta) / s_k``.
         bias_correction: apply Adam's bias correction.
+        normalize_coefficients: divide the coefficients by the number of tasks, so the step
+            size does not grow with it (module documentation).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.01, grad_norm: str = 'global',
-                 max_coefficient: float = 1.0, bias_correction: bool = True) -> None:
+                 max_coefficient: float = 1.0, bias_correction: bool = True,
+                 normalize_coefficients: bool = False) -> None:
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f'betas must be in [0, 1), got {betas}')
         if grad_norm not in ('global', 'per_tensor'):
@@ -72,19 +79,27 @@ class MTAdamW(Optimizer):
         super().__init__(params, defaults)
         self.grad_norm, self.max_coefficient = grad_norm, max_coefficient
         self.bias_correction = bias_correction
+        self.normalize_coefficients = normalize_coefficients
         self.task: str | None = None
-        self.sampling_ratio, self.loss_weight = 1.0, 1.0
+        self.sampling_ratio, self.loss_weight, self.num_tasks = 1.0, 1.0, 1
 
-    def set_task(self, task: str, sampling_ratio: float = 1.0, loss_weight: float = 1.0) -> None:
-        """Declare the task of the next :meth:`step`: its ``s_k`` and ``w_k``."""
+    def set_task(self, task: str, sampling_ratio: float = 1.0, loss_weight: float = 1.0,
+                 num_tasks: int = 1) -> None:
+        """Declare the task of the next :meth:`step`: its ``s_k`` and ``w_k``, and the number
+        of tasks sampled (``K``, used by ``normalize_coefficients``)."""
         if not 0.0 < sampling_ratio <= 1.0:
             raise ValueError(f'sampling_ratio of {task!r} must be in (0, 1], got '
                              f'{sampling_ratio}')
+        if num_tasks < 1:
+            raise ValueError(f'num_tasks must be at least 1, got {num_tasks}')
         self.task, self.sampling_ratio, self.loss_weight = task, sampling_ratio, loss_weight
+        self.num_tasks = num_tasks
 
     def coefficient(self, beta: float) -> float:
-        """The new-gradient coefficient ``min((1 - beta) / s_k, max_coefficient)``."""
-        return min((1.0 - beta) / self.sampling_ratio, self.max_coefficient)
+        """The new-gradient coefficient ``min((1 - beta) / s_k, max_coefficient)``, divided by
+        ``K`` inside the ``min`` with ``normalize_coefficients``."""
+        share = self.sampling_ratio * (self.num_tasks if self.normalize_coefficients else 1)
+        return min((1.0 - beta) / share, self.max_coefficient)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -132,7 +147,7 @@ class MTAdamW(Optimizer):
     def state_dict(self) -> dict:
         state = super().state_dict()
         state['mt'] = dict(task=self.task, sampling_ratio=self.sampling_ratio,
-                           loss_weight=self.loss_weight)
+                           loss_weight=self.loss_weight, num_tasks=self.num_tasks)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -142,6 +157,7 @@ class MTAdamW(Optimizer):
         if mt is not None:
             self.task, self.sampling_ratio = mt['task'], mt['sampling_ratio']
             self.loss_weight = mt['loss_weight']
+            self.num_tasks = mt.get('num_tasks', 1)
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -153,7 +169,8 @@ class MultiTaskOptimWrapper(OptimWrapper):
     with any optimizer.  Clipping, accumulation and the rest are MMEngine's.
     """
 
-    def set_task(self, task: str, sampling_ratio: float, loss_weight: float) -> None:
+    def set_task(self, task: str, sampling_ratio: float, loss_weight: float,
+                 num_tasks: int = 1) -> None:
         if hasattr(self.optimizer, 'set_task'):
-            self.optimizer.set_task(task, sampling_ratio, loss_weight)
+            self.optimizer.set_task(task, sampling_ratio, loss_weight, num_tasks=num_tasks)
         MessageHub.get_current_instance().update_info('task', task)

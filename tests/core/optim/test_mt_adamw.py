@@ -110,3 +110,40 @@ def test_state_dict_round_trip_is_exact():
         opt.step()
     for p, q in zip(model.parameters(), clone_model.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize('ratios', [(0.5, 0.5), (0.6, 0.3, 0.1), (0.2,) * 5, (0.4, 0.3, 0.1, 0.1,
+                                                                             0.05, 0.05)])
+def test_normalised_coefficients_average_to_adamws_and_keep_every_task_pushing_equally(ratios):
+    p = torch.zeros(3, requires_grad=True)
+    for normalize in (False, True):
+        optimizer = MTAdamW([p], betas=(0.9, 0.999), normalize_coefficients=normalize)
+        pushes, expected = [], 0.0
+        for k, ratio in enumerate(ratios):
+            optimizer.set_task(str(k), ratio, num_tasks=len(ratios))
+            coefficient = optimizer.coefficient(0.999)
+            pushes.append(ratio * coefficient)  # how hard task k pushes per step, on average
+            expected += ratio * coefficient
+        # no hidden starvation: a rarely drawn task pushes as hard as a frequent one
+        assert max(pushes) == pytest.approx(min(pushes))
+        target = 0.001 if normalize else 0.001 * len(ratios)
+        assert expected == pytest.approx(target)  # AdamW's (1 - beta), or K times it
+
+
+def test_normalised_coefficients_match_the_reference_with_k_in_the_denominator():
+    torch.manual_seed(0)
+    params = [torch.randn(4, dtype=torch.float64, requires_grad=True)]
+    ref = [params[0].detach().clone()]
+    optimizer = MTAdamW(params, lr=1e-2, betas=(0.9, 0.99), weight_decay=0.0,
+                        normalize_coefficients=True)
+    tasks = {'a': 0.5, 'b': 0.3, 'c': 0.2}
+    state: dict = {}
+    for step in range(30):
+        name = 'abc'[step % 3]
+        grad = torch.randn(4, dtype=torch.float64)
+        params[0].grad = grad.clone()
+        optimizer.set_task(name, tasks[name], 1.0, num_tasks=3)
+        optimizer.step()
+        reference_step(ref, [grad], state, tasks[name] * 3, 1.0, lr=1e-2, paper_b1=0.1,
+                       paper_b2=0.01, eps=1e-8, weight_decay=0.0)
+    torch.testing.assert_close(params[0].detach(), ref[0], rtol=1e-10, atol=1e-12)

@@ -17,13 +17,18 @@ class ClassificationTask(Task):
         prompt: template that a class name is written into (``{}`` marks the name).
         topk: how many ranked classes a prediction keeps.
         label_smoothing: of the cross-entropy.
+        image_tokens: ``'all'`` (global and region tokens, when the model has proposals) or
+            ``'global'`` (the global tokens only: the paper's global-only ablation).
         loss_weight, likelihood_group: see :class:`~up2core.task.Task`.
     """
 
     def __init__(self, class_names, prompt: str = 'a photo of a {}.', topk: int = 5,
                  label_smoothing: float = 0.0, loss_weight: float = 1.0,
-                 likelihood_group: str | None = None) -> None:
+                 likelihood_group: str | None = None, image_tokens: str = 'all') -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
+        if image_tokens not in ('all', 'global'):
+            raise ValueError(f"image_tokens must be 'all' or 'global', got {image_tokens!r}")
+        self.image_tokens = image_tokens
         self.class_names = read_class_names(class_names)
         if '{}' not in prompt:
             raise ValueError(f"prompt {prompt!r} has no '{{}}' for the class name")
@@ -38,7 +43,10 @@ class ClassificationTask(Task):
             [model.text_segment(self.prompts, target=True)]).spe)
 
     def image_features(self, model, inputs: Tensor) -> Tensor:
-        return model.decode(model.image_segments(model.encode_image(inputs))).spe
+        segments = model.image_segments(model.encode_image(inputs))
+        if self.image_tokens == 'global':
+            segments = segments[:1]  # the paper's "global only" row: no proposal tokens
+        return model.decode(segments).spe
 
     def loss(self, model, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
         labels = torch.as_tensor([int(s.gt_label) for s in data_samples], device=inputs.device)

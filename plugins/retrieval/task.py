@@ -28,18 +28,26 @@ class RetrievalTask(Task):
     Args:
         gather: in distributed training, score every rank's items as candidates (the paper's
             cross-GPU gather), with gradients through the gather.
+        image_tokens: ``'all'`` (global and region tokens, when the model has proposals) or
+            ``'global'`` (the global tokens only: the paper's global-only ablation).
         loss_weight, likelihood_group: see :class:`~up2core.task.Task`.
     """
 
     infer_requires = ('texts',)
 
     def __init__(self, gather: bool = True, loss_weight: float = 1.0,
-                 likelihood_group: str | None = None) -> None:
+                 likelihood_group: str | None = None, image_tokens: str = 'all') -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
+        if image_tokens not in ('all', 'global'):
+            raise ValueError(f"image_tokens must be 'all' or 'global', got {image_tokens!r}")
+        self.image_tokens = image_tokens
         self.gather = gather
 
     def image_features(self, model, inputs: Tensor) -> Tensor:
-        return model.decode(model.image_segments(model.encode_image(inputs))).spe
+        segments = model.image_segments(model.encode_image(inputs))
+        if self.image_tokens == 'global':
+            segments = segments[:1]  # the paper's "global only" row: no proposal tokens
+        return model.decode(segments).spe
 
     def text_features(self, model, texts: list[str]) -> Tensor:
         return model.decode([model.text_segment(texts, target=True)]).spe

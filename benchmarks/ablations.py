@@ -1,0 +1,221 @@
+"""The paper's ablations on the tiny Shapes generalist, over seeds, with the spread shown.
+
+    python benchmarks/ablations.py --runs generalist alone_classification ... --seeds 0 1 2
+        [--reuse] [--out benchmarks/results/ablations.json] [--work-root work_dirs/ablations]
+    python benchmarks/ablations.py --table            # print the tables from the JSON only
+
+Every run trains the main job's config (``up2_tiny_shapes_generalist``: its data, model and
+step budget) with one change, once per seed (``randomness.seed``), then evaluates its checkpoint
+twice: on the usual Shapes val, and on a val set generated with another seed
+(``--other-seed``, ``up2 data shapes --seed``) through one ``shapes_data_root`` override: the
+generalisation column.  Each finished (run, seed) is written to the JSON at once, so the work
+can be split over several sittings; ``--reuse`` skips the pairs the file already holds.  The
+tables give mean +- standard deviation (n-1) over seeds; a difference smaller than the spread
+is a tie.  A measurement: nothing is asserted.
+
+Runs (``--list`` prints them):
+
+* ``generalist``: the main job (five tasks, every task on the same images each step);
+* ``alone_<task>``: the same budget with one task (``--tasks <task>``): does joint training help
+  each task?  (the paper's Table 3 direction);
+* ``mtadamw_lr<lr>`` / ``adamw_lr<lr>``: the optimisers, each over a small learning-rate sweep,
+  compared at their own best learning rate, with unmixed sampling (MT-AdamW's re-weighting acts
+  on one-task steps; the shared main job's steps hold every task);
+* ``mtadamw_norm_lr<lr>``: MT-AdamW with ``normalize_coefficients`` (steps independent of K);
+* ``unmixed`` / ``mixed``: sampling (one task per step / every task's own images each step) at
+  about the same training time as the shared main job;
+* ``dense``: a dense decoder of the Conditional-MoE decoder's active size (FFN 2 x 1024);
+* ``global_only``: classification and retrieval read the global tokens only (no regions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIG = 'up2_tiny_shapes_generalist'
+TASKS = ('classification', 'retrieval', 'detection', 'segmentation', 'captioning')
+LRS = ('2e-4', '4e-4', '8e-4')
+#: the unmixed schedule (one task per step) at about the main job's training time
+UNMIXED = ['train_cfg.mode=unmixed', 'max_iters=400']
+
+RUNS: dict[str, list[str]] = {'generalist': []}
+RUNS.update({f'alone_{task}': ['--tasks', task] for task in TASKS})
+# MT-AdamW's task re-weighting acts only when steps have one task each: the optimisers are
+# compared with unmixed sampling (in the shared main job every step has every task, K = 1)
+for lr in LRS:
+    RUNS[f'mtadamw_lr{lr}'] = ['--cfg-options', *UNMIXED, f'optim_wrapper.optimizer.lr={lr}']
+    RUNS[f'mtadamw_norm_lr{lr}'] = ['--cfg-options', *UNMIXED, f'optim_wrapper.optimizer.lr={lr}',
+                                    '+optim_wrapper.optimizer.normalize_coefficients=True']
+    RUNS[f'adamw_lr{lr}'] = ['--cfg-options', *UNMIXED, f'optim_wrapper.optimizer.lr={lr}',
+                             'optim_wrapper.type=OptimWrapper',
+                             'optim_wrapper.optimizer.type=AdamW']
+RUNS.update({
+    # one task per step, each image encoded for that task only: more steps in about the time
+    'unmixed': ['--cfg-options', *UNMIXED, 'optim_wrapper.optimizer.lr=2e-4'],
+    'mixed': ['--cfg-options', 'train_cfg.mode=mixed', 'max_iters=130'],
+    'dense': ['--cfg-options', 'model.decoder.moe=None', 'model.decoder.ffn_dims=2048'],
+    'global_only': ['--cfg-options', "+model.tasks.classification.image_tokens='global'",
+                    "+model.tasks.retrieval.image_tokens='global'"],
+})
+#: the metric of each task a table shows (all metrics are kept in the JSON)
+HEADLINE = {'classification': 'classification/top1', 'retrieval': 'retrieval/rsum',
+            'detection': 'detection/bbox_mAP', 'segmentation': 'segmentation/segm_mAP',
+            'captioning': 'captioning/CIDEr'}
+TABLES = {
+    'Joint training vs each task alone': ['generalist'] + [f'alone_{t}' for t in TASKS],
+    'Optimiser (learning-rate sweep)': [f'{o}_lr{lr}' for o in ('mtadamw', 'mtadamw_norm',
+                                                                  'adamw') for lr in LRS],
+    'Sampling': ['generalist', 'unmixed', 'mixed'],
+    'Decoder: Conditional MoE vs dense of equal active size': ['generalist', 'dense'],
+    'Image tokens of classification and retrieval': ['generalist', 'global_only'],
+}
+
+
+def _up2() -> str:
+    return str(Path(sys.executable).with_name('up2'))
+
+
+def other_seed_data(root: Path, seed: int) -> Path:
+    """A Shapes folder generated with another seed (val as the config's, a small train split:
+    only the captioning vocabulary file is read from it)."""
+    folder = root / f'shapes_seed{seed}'
+    if not (folder / 'meta.json').is_file():
+        subprocess.run([_up2(), 'data', 'shapes', '--out', str(folder), '--num-train', '200',
+                        '--num-val', '300', '--seed', str(seed)], check=True)
+    return folder
+
+
+def _run(command: list[str], log: Path) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (log: {log}):\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def _with_options(args: list[str], extra: list[str]) -> list[str]:
+    """Append ``extra`` cfg-options to a run's arguments (one ``--cfg-options`` list)."""
+    if not extra:
+        return list(args)
+    if '--cfg-options' in args:
+        i = args.index('--cfg-options')
+        end = next((j for j in range(i + 1, len(args)) if args[j].startswith('--')), len(args))
+        return args[:end] + extra + args[end:]
+    return list(args) + ['--cfg-options', *extra]
+
+
+def run_one(name: str, seed: int, work_root: Path, other: Path, config: str = CONFIG) -> dict:
+    """Train ``name`` with ``seed``, evaluate on val and on the other seed's val."""
+    work = work_root / f'{name}_seed{seed}'
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    args = _with_options(RUNS[name], [f'randomness.seed={seed}'])
+    train_s = _run([_up2(), 'train', config, '--work-dir', str(work), *args], work / 'train.log')
+    metrics = json.loads((work / 'metrics.json').read_text())
+    checkpoint = str(work / f"iter_{metrics['iter']}.pth")
+    tasks = RUNS[name][RUNS[name].index('--tasks'):][:2] if '--tasks' in RUNS[name] else []
+    options = [a for a in args if a != '--cfg-options' and '=' in a and
+               not a.startswith('randomness.')]
+    command = [_up2(), 'test', config, checkpoint, '--work-dir', str(work / 'other_seed'),
+               '--out-metrics', str(work / 'other_seed.json'), *tasks,
+               '--cfg-options', f'shapes_data_root={other}', *options]
+    _run(command, work / 'other_seed.log')
+    other_metrics = json.loads((work / 'other_seed.json').read_text())
+    return {'run': name, 'seed': seed, 'args': args, 'wall_train_s': round(train_s, 1),
+            'metrics': metrics, 'other_seed_metrics': other_metrics}
+
+
+def _stats(values: list[float]) -> tuple[float, float, int]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float('nan'), float('nan'), 0
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) \
+        if len(values) > 1 else float('nan')
+    return mean, std, len(values)
+
+
+def _value(metrics: dict, key: str) -> float | None:
+    if key == 'retrieval/rsum':
+        parts = [metrics.get(f'retrieval/{d}_R@{k}') for d in ('i2t', 't2i') for k in (1, 5, 10)]
+        return None if any(p is None for p in parts) else sum(parts)
+    return metrics.get(key)
+
+
+def tables(results: list[dict]) -> str:
+    """Markdown tables: mean +- std (n) per run and headline metric, val and other-seed val."""
+    by_run: dict[str, list[dict]] = {}
+    for row in results:
+        by_run.setdefault(row['run'], []).append(row)
+    out = []
+    for title, names in TABLES.items():
+        names = [n for n in names if n in by_run]
+        if not names:
+            continue
+        out += [f'### {title}', '', '| run | seeds | ' + ' | '.join(
+            f'{k.split("/")[1]} (val / other seed)' for k in HEADLINE.values()) + ' |',
+            '| --- | --- |' + ' --- |' * len(HEADLINE)]
+        for name in names:
+            rows = by_run[name]
+            cells = []
+            for key in HEADLINE.values():
+                val = _stats([_value(r['metrics'], key) for r in rows])
+                oth = _stats([_value(r['other_seed_metrics'], key) for r in rows])
+                cells.append('-' if val[2] == 0 else
+                             f'{val[0]:.3g} ± {val[1]:.2g} / {oth[0]:.3g} ± {oth[1]:.2g}')
+            out.append(f"| {name} | {len(rows)} | " + ' | '.join(cells) + ' |')
+        out.append('')
+    return '\n'.join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--runs', nargs='+', choices=list(RUNS), default=[])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--other-seed', type=int, default=101,
+                        help='seed of the second Shapes val set (generalisation column)')
+    parser.add_argument('--out', default='benchmarks/results/ablations.json')
+    parser.add_argument('--work-root', default='work_dirs/ablations')
+    parser.add_argument('--reuse', action='store_true',
+                        help='skip the (run, seed) pairs the results file already holds')
+    parser.add_argument('--table', action='store_true', help='only print the tables')
+    parser.add_argument('--list', action='store_true', help='list the runs and their arguments')
+    parser.add_argument('--config', default=CONFIG,
+                        help='the config every run changes (another one only to try the script '
+                             'quickly, e.g. tests/fixtures/configs/tiny_generalist_e2e.py)')
+    args = parser.parse_args()
+    if args.list:
+        for name, run_args in RUNS.items():
+            print(f'{name:24s} {" ".join(run_args)}')
+        return
+    out = Path(args.out)
+    results = json.loads(out.read_text())['results'] if out.is_file() else []
+    if not args.table:
+        other = other_seed_data(Path(args.work_root), args.other_seed)
+        for name in args.runs:
+            for seed in args.seeds:
+                done = [r for r in results if (r['run'], r['seed']) == (name, seed)]
+                if done and args.reuse:
+                    continue
+                row = run_one(name, seed, Path(args.work_root), other, args.config)
+                results = [r for r in results if (r['run'], r['seed']) != (name, seed)] + [row]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps({'config': args.config, 'other_seed': args.other_seed,
+                                           'results': results}, indent=2) + '\n')
+                print(f"{name} seed {seed}: {row['wall_train_s']} s, "
+                      + ', '.join(f'{k} {_value(row["metrics"], k):.3g}'
+                                  for k in HEADLINE.values()
+                                  if _value(row['metrics'], k) is not None), flush=True)
+    print(tables(results))
+
+
+if __name__ == '__main__':
+    main()

@@ -143,6 +143,13 @@ def _stats(values: list[float]) -> tuple[float, float, int]:
     return mean, std, len(values)
 
 
+def _cell(stats: tuple[float, float, int]) -> str:
+    mean, std, n = stats
+    if n == 0:
+        return '-'
+    return f'{mean:.3g}' if n == 1 else f'{mean:.3g} ± {std:.2g}'
+
+
 def _value(metrics: dict, key: str) -> float | None:
     if key == 'retrieval/rsum':
         parts = [metrics.get(f'retrieval/{d}_R@{k}') for d in ('i2t', 't2i') for k in (1, 5, 10)]
@@ -169,8 +176,7 @@ def tables(results: list[dict]) -> str:
             for key in HEADLINE.values():
                 val = _stats([_value(r['metrics'], key) for r in rows])
                 oth = _stats([_value(r['other_seed_metrics'], key) for r in rows])
-                cells.append('-' if val[2] == 0 else
-                             f'{val[0]:.3g} ± {val[1]:.2g} / {oth[0]:.3g} ± {oth[1]:.2g}')
+                cells.append('-' if val[2] == 0 else f'{_cell(val)} / {_cell(oth)}')
             out.append(f"| {name} | {len(rows)} | " + ' | '.join(cells) + ' |')
         out.append('')
     return '\n'.join(out)

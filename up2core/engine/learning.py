@@ -58,11 +58,25 @@ class LearningWatch:
             messages += self._judge(iteration, obs['group'], seen)
         return messages
 
+    @staticmethod
+    def _halves(values: list[float]) -> tuple[float, float, float]:
+        """Mean of all values, of the first half and of the second half."""
+        half = max(len(values) // 2, 1)
+        early, late = values[:half], values[half:] or values[-1:]
+        return (sum(values) / len(values), sum(early) / len(early), sum(late) / len(late))
+
     def _judge(self, iteration: int, group: str, seen: deque) -> list[str]:
+        """A group is flagged when its window is bad AND not getting better: the second half
+        of the window is no better than the first (a run that starts at chance and learns, as
+        every run does, is never flagged on its way down)."""
         out = []
         cosines = [o['cosine'] for o in seen if o['cosine'] is not None]
-        cosine = sum(cosines) / len(cosines) if cosines else None
         key = f'learning/{group}/collapsed_at'
+        cosine = None
+        if cosines:
+            cosine, early, late = self._halves(cosines)
+            if late < early - 0.005:  # the candidates are moving apart: not collapsed
+                cosine = None
         if cosine is not None and cosine > self.collapse_cosine and key not in self.findings:
             self.findings[key] = iteration + 1
             out.append(
@@ -72,10 +86,12 @@ class LearningWatch:
                 f"to nearly the same vector, so nothing can be told apart. Lower the learning "
                 f"rate (optim_wrapper.optimizer.lr), lengthen the warm-up, or freeze more of "
                 f"the text encoder.")
-        loss = sum(o['loss'] for o in seen) / len(seen)
+        loss, early, late = self._halves([o['loss'] for o in seen])
         chance = sum(o['chance'] for o in seen) / len(seen)
         key = f'learning/{group}/at_chance_since'
-        if chance > 0 and loss >= chance * (1 - self.chance_margin) and key not in self.findings:
+        improving = late < early * (1 - self.chance_margin)
+        if chance > 0 and loss >= chance * (1 - self.chance_margin) and not improving \
+                and key not in self.findings:
             self.findings[key] = iteration + 1 - len(seen)
             out.append(
                 f"likelihood group '{group}': its loss has stayed at chance level for its last "

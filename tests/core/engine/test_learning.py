@@ -47,3 +47,12 @@ def test_the_likelihood_observes_training_losses_with_chance_and_cosine():
     lik.eval()
     lik.loss(torch.randn(4, 8), same, torch.tensor([0, 1, 2, 3]), 'g')
     assert lik.take_observations() == []  # evaluation is not watched
+
+
+def test_a_run_still_at_chance_but_improving_within_the_window_is_not_flagged():
+    # the healthy main job: region naming at ln 52 for ~20 steps, then learning
+    watch = LearningWatch(window=50)
+    chance = math.log(52)
+    for step in range(50):
+        loss = chance * 1.05 if step < 25 else chance * 0.93  # window mean 0.99 x chance
+        assert watch.observe(step, [_obs('detection', loss, chance, 0.97 - step * 0.002)]) == []

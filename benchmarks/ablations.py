@@ -22,10 +22,19 @@ Runs (``--list`` prints them):
   compared at their own best learning rate, with unmixed sampling (MT-AdamW's re-weighting acts
   on one-task steps; the shared main job's steps hold every task);
 * ``mtadamw_norm_lr<lr>``: MT-AdamW with ``normalize_coefficients`` (steps independent of K);
-* ``unmixed`` / ``mixed``: sampling (one task per step / every task's own images each step) at
-  about the same training time as the shared main job;
+* ``mixed``: sampling with every task's own images each step, against the main job (every
+  task on the same images) and unmixed sampling (one task per step: ``mtadamw_lr2e-4``, the
+  five-task config's learning rate), at about the same training time;
 * ``dense``: a dense decoder of the Conditional-MoE decoder's active size (FFN 2 x 1024);
-* ``global_only``: classification and retrieval read the global tokens only (no regions).
+* ``global_only``: classification and retrieval read the global tokens only (no regions);
+* ``regions_lr<lr>_<steps>``: the detection + segmentation config (``up2_tiny_shapes_regions``)
+  at a learning rate and a step budget: does its packaged learning rate hold for a shortened
+  run as well as for the full one?
+
+``--jobs 2`` trains two runs at a time, each with ``cores / 2`` threads: on 2 cores a step of
+the main job takes 3.3 s alone with 2 threads and 4.4 s beside another 1-thread run, 1.5x the
+throughput.  Each row records ``jobs`` and ``threads``: its ``wall_train_s`` is a time under
+that load, not an idle-machine time (``benchmarks/train_profile.py`` measures those).
 """
 
 from __future__ import annotations
@@ -33,10 +42,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 CONFIG = 'up2_tiny_shapes_generalist'
@@ -57,13 +69,20 @@ for lr in LRS:
                              'optim_wrapper.type=OptimWrapper',
                              'optim_wrapper.optimizer.type=AdamW']
 RUNS.update({
-    # one task per step, each image encoded for that task only: more steps in about the time
-    'unmixed': ['--cfg-options', *UNMIXED, 'optim_wrapper.optimizer.lr=2e-4'],
+    # every task's own images each step: half the main job's steps in about its time
     'mixed': ['--cfg-options', 'train_cfg.mode=mixed', 'max_iters=130'],
     'dense': ['--cfg-options', 'model.decoder.moe=None', 'model.decoder.ffn_dims=2048'],
     'global_only': ['--cfg-options', "+model.tasks.classification.image_tokens='global'",
                     "+model.tasks.retrieval.image_tokens='global'"],
 })
+REGIONS_CONFIG = 'up2_tiny_shapes_regions'
+#: runs of another config than the main job's: name -> (config, its data-root key)
+OTHER_CONFIG = {}
+for lr in ('1e-3', '3e-4'):
+    for steps in (250, 450):
+        name = f'regions_lr{lr}_{steps}'
+        RUNS[name] = ['--cfg-options', f'max_iters={steps}', f'optim_wrapper.optimizer.lr={lr}']
+        OTHER_CONFIG[name] = (REGIONS_CONFIG, 'regions_data_root')
 #: the metric of each task a table shows (all metrics are kept in the JSON)
 HEADLINE = {'classification': 'classification/top1', 'retrieval': 'retrieval/rsum',
             'detection': 'detection/bbox_mAP', 'segmentation': 'segmentation/segm_mAP',
@@ -72,9 +91,11 @@ TABLES = {
     'Joint training vs each task alone': ['generalist'] + [f'alone_{t}' for t in TASKS],
     'Optimiser (learning-rate sweep)': [f'{o}_lr{lr}' for o in ('mtadamw', 'mtadamw_norm',
                                                                   'adamw') for lr in LRS],
-    'Sampling': ['generalist', 'unmixed', 'mixed'],
+    'Sampling': ['generalist', ('unmixed (mtadamw_lr2e-4)', 'mtadamw_lr2e-4'), 'mixed'],
     'Decoder: Conditional MoE vs dense of equal active size': ['generalist', 'dense'],
     'Image tokens of classification and retrieval': ['generalist', 'global_only'],
+    'Detection + segmentation config: learning rate x step budget':
+        [f'regions_lr{lr}_{steps}' for lr in ('1e-3', '3e-4') for steps in (250, 450)],
 }
 
 
@@ -92,9 +113,12 @@ def other_seed_data(root: Path, seed: int) -> Path:
     return folder
 
 
-def _run(command: list[str], log: Path) -> float:
+def _run(command: list[str], log: Path, threads: int | None = None) -> float:
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed (log: {log}):\n{result.stderr[-3000:]}")
@@ -112,13 +136,16 @@ def _with_options(args: list[str], extra: list[str]) -> list[str]:
     return list(args) + ['--cfg-options', *extra]
 
 
-def run_one(name: str, seed: int, work_root: Path, other: Path, config: str = CONFIG) -> dict:
+def run_one(name: str, seed: int, work_root: Path, other: Path, config: str = CONFIG,
+            threads: int | None = None, jobs: int = 1) -> dict:
     """Train ``name`` with ``seed``, evaluate on val and on the other seed's val."""
+    config, data_root_key = OTHER_CONFIG.get(name, (config, 'shapes_data_root'))
     work = work_root / f'{name}_seed{seed}'
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     args = _with_options(RUNS[name], [f'randomness.seed={seed}'])
-    train_s = _run([_up2(), 'train', config, '--work-dir', str(work), *args], work / 'train.log')
+    train_s = _run([_up2(), 'train', config, '--work-dir', str(work), *args], work / 'train.log',
+                   threads)
     metrics = json.loads((work / 'metrics.json').read_text())
     checkpoint = str(work / f"iter_{metrics['iter']}.pth")
     tasks = RUNS[name][RUNS[name].index('--tasks'):][:2] if '--tasks' in RUNS[name] else []
@@ -126,10 +153,11 @@ def run_one(name: str, seed: int, work_root: Path, other: Path, config: str = CO
                not a.startswith('randomness.')]
     command = [_up2(), 'test', config, checkpoint, '--work-dir', str(work / 'other_seed'),
                '--out-metrics', str(work / 'other_seed.json'), *tasks,
-               '--cfg-options', f'shapes_data_root={other}', *options]
-    _run(command, work / 'other_seed.log')
+               '--cfg-options', f'{data_root_key}={other}', *options]
+    _run(command, work / 'other_seed.log', threads)
     other_metrics = json.loads((work / 'other_seed.json').read_text())
-    return {'run': name, 'seed': seed, 'args': args, 'wall_train_s': round(train_s, 1),
+    return {'run': name, 'seed': seed, 'config': config, 'args': args,
+            'wall_train_s': round(train_s, 1), 'jobs': jobs, 'threads': threads,
             'metrics': metrics, 'other_seed_metrics': other_metrics}
 
 
@@ -164,20 +192,21 @@ def tables(results: list[dict]) -> str:
         by_run.setdefault(row['run'], []).append(row)
     out = []
     for title, names in TABLES.items():
-        names = [n for n in names if n in by_run]
+        names = [(n, n) if isinstance(n, str) else n for n in names]
+        names = [(label, n) for label, n in names if n in by_run]
         if not names:
             continue
         out += [f'### {title}', '', '| run | seeds | ' + ' | '.join(
             f'{k.split("/")[1]} (val / other seed)' for k in HEADLINE.values()) + ' |',
             '| --- | --- |' + ' --- |' * len(HEADLINE)]
-        for name in names:
+        for label, name in names:
             rows = by_run[name]
             cells = []
             for key in HEADLINE.values():
                 val = _stats([_value(r['metrics'], key) for r in rows])
                 oth = _stats([_value(r['other_seed_metrics'], key) for r in rows])
                 cells.append('-' if val[2] == 0 else f'{_cell(val)} / {_cell(oth)}')
-            out.append(f"| {name} | {len(rows)} | " + ' | '.join(cells) + ' |')
+            out.append(f"| {label} | {len(rows)} | " + ' | '.join(cells) + ' |')
         out.append('')
     return '\n'.join(out)
 
@@ -192,6 +221,8 @@ def main() -> None:
     parser.add_argument('--work-root', default='work_dirs/ablations')
     parser.add_argument('--reuse', action='store_true',
                         help='skip the (run, seed) pairs the results file already holds')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs trained at a time, each with cores / jobs threads')
     parser.add_argument('--table', action='store_true', help='only print the tables')
     parser.add_argument('--list', action='store_true', help='list the runs and their arguments')
     parser.add_argument('--config', default=CONFIG,
@@ -206,20 +237,37 @@ def main() -> None:
     results = json.loads(out.read_text())['results'] if out.is_file() else []
     if not args.table:
         other = other_seed_data(Path(args.work_root), args.other_seed)
-        for name in args.runs:
-            for seed in args.seeds:
-                done = [r for r in results if (r['run'], r['seed']) == (name, seed)]
-                if done and args.reuse:
-                    continue
-                row = run_one(name, seed, Path(args.work_root), other, args.config)
-                results = [r for r in results if (r['run'], r['seed']) != (name, seed)] + [row]
+        todo = [(name, seed) for name in args.runs for seed in args.seeds
+                if not (args.reuse and any((r['run'], r['seed']) == (name, seed)
+                                           for r in results))]
+        threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+        lock = threading.Lock()
+
+        def record(row: dict) -> None:
+            nonlocal results
+            with lock:
+                key = (row['run'], row['seed'])
+                results = [r for r in results if (r['run'], r['seed']) != key] + [row]
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps({'config': args.config, 'other_seed': args.other_seed,
                                            'results': results}, indent=2) + '\n')
-                print(f"{name} seed {seed}: {row['wall_train_s']} s, "
+                print(f"{row['run']} seed {row['seed']}: {row['wall_train_s']} s, "
                       + ', '.join(f'{k} {_value(row["metrics"], k):.3g}'
                                   for k in HEADLINE.values()
                                   if _value(row['metrics'], k) is not None), flush=True)
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {pool.submit(run_one, name, seed, Path(args.work_root), other, args.config,
+                                   threads, args.jobs): (name, seed) for name, seed in todo}
+            failed = []
+            for future in as_completed(futures):
+                try:
+                    record(future.result())
+                except RuntimeError as error:  # one failed run does not lose the others
+                    failed.append(futures[future])
+                    print(f'{futures[future]}: {error}', file=sys.stderr, flush=True)
+        if failed:
+            print(f'failed: {failed}', file=sys.stderr)
     print(tables(results))
 
 

@@ -34,12 +34,16 @@ Runs (``--list`` prints them):
 ``--jobs 2`` trains two runs at a time, each with ``cores / 2`` threads: on 2 cores a step of
 the main job takes 3.3 s alone with 2 threads and 4.4 s beside another 1-thread run, 1.5x the
 throughput.  Each row records ``jobs`` and ``threads``: its ``wall_train_s`` is a time under
-that load, not an idle-machine time (``benchmarks/train_profile.py`` measures those).
+that load, not an idle-machine time (``benchmarks/train_profile.py`` measures those).  Several
+invocations may write the same results file at once (each row is merged in under a file lock):
+e.g. two lanes of ``--threads 1`` runs, one per core.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -161,6 +165,18 @@ def run_one(name: str, seed: int, work_root: Path, other: Path, config: str = CO
             'metrics': metrics, 'other_seed_metrics': other_metrics}
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock beside ``path`` (``fcntl``), held while a row is merged in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix('.lock'), 'w') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _stats(values: list[float]) -> tuple[float, float, int]:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
@@ -223,6 +239,9 @@ def main() -> None:
                         help='skip the (run, seed) pairs the results file already holds')
     parser.add_argument('--jobs', type=int, default=1,
                         help='runs trained at a time, each with cores / jobs threads')
+    parser.add_argument('--threads', type=int,
+                        help='threads per run (default: cores / jobs); 1 when another '
+                             'invocation trains beside this one')
     parser.add_argument('--table', action='store_true', help='only print the tables')
     parser.add_argument('--list', action='store_true', help='list the runs and their arguments')
     parser.add_argument('--config', default=CONFIG,
@@ -240,21 +259,22 @@ def main() -> None:
         todo = [(name, seed) for name in args.runs for seed in args.seeds
                 if not (args.reuse and any((r['run'], r['seed']) == (name, seed)
                                            for r in results))]
-        threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+        threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs)
+                                   if args.jobs > 1 else None)
         lock = threading.Lock()
 
         def record(row: dict) -> None:
             nonlocal results
-            with lock:
+            with lock, _locked(out):  # other processes may be writing rows to the same file
+                results = json.loads(out.read_text())['results'] if out.is_file() else []
                 key = (row['run'], row['seed'])
                 results = [r for r in results if (r['run'], r['seed']) != key] + [row]
-                out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps({'config': args.config, 'other_seed': args.other_seed,
                                            'results': results}, indent=2) + '\n')
-                print(f"{row['run']} seed {row['seed']}: {row['wall_train_s']} s, "
-                      + ', '.join(f'{k} {_value(row["metrics"], k):.3g}'
-                                  for k in HEADLINE.values()
-                                  if _value(row['metrics'], k) is not None), flush=True)
+            print(f"{row['run']} seed {row['seed']}: {row['wall_train_s']} s, "
+                  + ', '.join(f'{k} {_value(row["metrics"], k):.3g}'
+                              for k in HEADLINE.values()
+                              if _value(row['metrics'], k) is not None), flush=True)
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = {pool.submit(run_one, name, seed, Path(args.work_root), other, args.config,

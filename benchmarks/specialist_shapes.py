@@ -1,0 +1,352 @@
+"""Generalist against specialist on Shapes detection: UP2's regions config vs mmdet's DINO.
+
+    python benchmarks/specialist_shapes.py --seeds 0 1 2 [--jobs 2] [--reuse]
+    python benchmarks/specialist_shapes.py --latency [--up2-checkpoint CKPT] [--dino-checkpoint CKPT]
+    python benchmarks/specialist_shapes.py --table
+
+**The specialist** is mmdet's own DINO, built from mmdet's ``dino-4scale_r50_8xb2-12e_coco.py``
+with only what makes it comparable changed: UP2's backbone (EfficientNet-Lite0, ImageNet
+weights, the same frozen stages), and a transformer the size of UP2's proposal network (3
+levels at strides 8/16/32, 2 encoder and 3 decoder layers, FFN 512, 30 queries).  DINO's own
+parts stay: denoising queries (100, dynamic groups), focal classification over the names,
+Hungarian matching, look-forward-twice box refinement.  It is closed-set: one logit per name
+of the 52 seen in training (:class:`SeenNamesDINO` maps them to the 56 of the val annotations;
+the 4 held-out names it cannot name at all).  Same images, pipeline and steps as
+``up2_tiny_shapes_regions`` (450 steps of 8 images); optimisation as the DESIGN notes measured
+for DETR-family networks from scratch on 2 cores (AdamW lr 1e-3, grad-clip 1.0, backbone
+lr x 0.1, warm-up 50 steps then cosine).
+
+**The generalist** is UP2's ``up2_tiny_shapes_regions`` (its 450-step rows of
+``benchmarks/results/ablations.json``, trained by ``benchmarks/ablations.py --runs
+regions_lr<lr>_450``: the same seeds, recorded once).  It names proposals by likelihood over
+the names' text embeddings, so it scores the held-out names too.
+
+Both are scored by the same evaluator: ``GroupedCocoMetric`` (one ``COCOeval``) on the val
+annotations, AP over all 56 names, the 52 seen and the 4 held out.  ``--latency`` times one
+val image at a time through each model's predict path (after the data preprocessor, same
+128 px tensors), medians over ``--images`` images, alternating the two models: run it on an
+idle machine.  Results go to ``benchmarks/results/specialist_shapes.json``; a measurement,
+never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / 'benchmarks' / 'results' / 'specialist_shapes.json'
+ABLATIONS = ROOT / 'benchmarks' / 'results' / 'ablations.json'
+KEYS = ('bbox_mAP', 'bbox_mAP_seen', 'bbox_mAP_novel', 'bbox_mAP_50_seen', 'bbox_mAP_75')
+
+
+def _regions_base():
+    """The regions config's data settings (names, loaders, evaluator), as UP2 trains them."""
+    from up2core.config import load_config
+
+    return load_config('up2_tiny_shapes_regions')
+
+
+def dino_config(seed: int, steps: int, work_dir: str, lr: float = 1e-3,
+                data_root: str | None = None):
+    """mmdet's DINO config, changed only where the comparison needs it (see the module doc)."""
+    import mmdet
+    from mmengine.config import Config
+
+    up2 = _regions_base()
+    if data_root:
+        from up2core.config import move_data_root
+
+        move_data_root(up2, up2.regions_data_root, data_root)
+    path = Path(mmdet.__file__).parent / '.mim' / 'configs' / 'dino' / \
+        'dino-4scale_r50_8xb2-12e_coco.py'
+    cfg = Config.fromfile(str(path))
+    seen, names = list(up2.shapes_seen_names), list(up2.shapes_all_names)
+    model = cfg.model
+    model.type = 'SeenNamesDINO'
+    model.label_map = [names.index(n) for n in seen]
+    model.num_queries = 30
+    model.num_feature_levels = 3
+    model.data_preprocessor.update(mean=[127.5] * 3, std=[127.5] * 3, bgr_to_rgb=True)
+    model.backbone = dict(type='up2core.EfficientNetLite0', pretrained='pkg',
+                          out_strides=(8, 16, 32), frozen_stages=2)
+    model.neck.update(in_channels=[40, 112, 320], num_outs=3)
+    model.encoder.num_layers = 2
+    model.encoder.layer_cfg.self_attn_cfg.num_levels = 3
+    model.encoder.layer_cfg.ffn_cfg.feedforward_channels = 512
+    model.decoder.num_layers = 3
+    model.decoder.layer_cfg.cross_attn_cfg.num_levels = 3
+    model.decoder.layer_cfg.ffn_cfg.feedforward_channels = 512
+    model.bbox_head.num_classes = len(seen)
+    model.test_cfg.max_per_img = 100
+
+    def loader(split: str, source) -> dict:
+        train = split == 'train'
+        dataset = dict(source.dataset)
+        # UP2's pipeline minus its own packing step: DINO takes mmdet's DetDataSamples
+        dataset['pipeline'] = [dict(t, type=t['type'].removeprefix('mmdet.'))
+                               for t in dataset['pipeline'] if t['type'] != 'PackUP2Inputs']
+        dataset['type'] = 'up2core.CocoInstances'
+        return dict(batch_size=8 if train else 50, num_workers=1, persistent_workers=False,
+                    sampler=dict(type='DefaultSampler', shuffle=train),
+                    collate_fn=dict(type='pseudo_collate'), dataset=dataset)
+
+    warmup = min(50, steps // 4)  # as the regions config; shorter for a quick try
+    evaluator = dict(up2.val_evaluator.detection)
+    evaluator.update(type='up2core.GroupedCocoMetric', prefix='detection')
+    return Config(dict(
+        default_scope='mmdet', model=model, work_dir=work_dir,
+        train_dataloader=loader('train', up2.train_dataloader.detection),
+        val_dataloader=loader('val', up2.val_dataloader.detection), val_evaluator=evaluator,
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=steps, val_interval=steps),
+        val_cfg=dict(type='ValLoop'),
+        optim_wrapper=dict(type='OptimWrapper', clip_grad=dict(max_norm=1.0, norm_type=2),
+                           optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-4),
+                           paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)})),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup),
+            dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup, end=steps,
+                 eta_min_ratio=0.05)],
+        default_hooks=dict(timer=dict(type='IterTimerHook'),
+                           logger=dict(type='LoggerHook', interval=50),
+                           param_scheduler=dict(type='ParamSchedulerHook'),
+                           checkpoint=dict(type='CheckpointHook', by_epoch=False,
+                                           interval=steps),
+                           sampler_seed=dict(type='DistSamplerSeedHook')),
+        custom_hooks=[dict(type='up2core.MetricsFileHook')],
+        log_processor=dict(by_epoch=False),
+        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'),
+                     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0)),
+        randomness=dict(seed=seed), launcher='none'))
+
+
+def register_dino() -> None:
+    """Register :class:`SeenNamesDINO` (mmdet's DINO, labels mapped to the val names)."""
+    from mmdet.models.detectors import DINO
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    import up2core  # noqa: F401  (UP2's registries: backbone, dataset, metric, hooks)
+    from up2core.plugin import load_plugins
+
+    load_plugins()
+
+    register_all_modules(init_default_scope=False)
+    if 'SeenNamesDINO' in MODELS:
+        return
+
+    @MODELS.register_module()
+    class SeenNamesDINO(DINO):
+        """DINO whose label ``i`` (the i-th seen name) is reported as ``label_map[i]``."""
+
+        def __init__(self, *args, label_map: list[int], **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.label_map = list(label_map)
+
+        def predict(self, batch_inputs, batch_data_samples, rescale: bool = True):
+            samples = super().predict(batch_inputs, batch_data_samples, rescale=rescale)
+            for sample in samples:
+                labels = sample.pred_instances.labels
+                lookup = labels.new_tensor(self.label_map)
+                sample.pred_instances.labels = lookup[labels]
+            return samples
+
+
+def train_dino(seed: int, steps: int, work_dir: Path, lr: float) -> dict:
+    """Train and evaluate one DINO in this process; the val metrics."""
+    from mmengine.runner import Runner
+
+    register_dino()
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    runner = Runner.from_cfg(dino_config(seed, steps, str(work_dir), lr))
+    start = time.perf_counter()
+    runner.train()
+    wall = time.perf_counter() - start
+    metrics = json.loads((work_dir / 'metrics.json').read_text())
+    return {'model': 'dino', 'seed': seed, 'steps': steps, 'lr': lr,
+            'wall_train_s': round(wall, 1), 'checkpoint': str(work_dir / f'iter_{steps}.pth'),
+            'metrics': {k: v for k, v in metrics.items() if k.startswith('detection/')
+                        or k.startswith('bbox') or k == 'iter'}}
+
+
+def up2_rows(lr: str) -> list[dict]:
+    """UP2's regions rows at ``lr`` and 450 steps from the ablations file."""
+    if not ABLATIONS.is_file():
+        return []
+    rows = json.loads(ABLATIONS.read_text())['results']
+    return [dict(model='up2', seed=r['seed'], steps=450, lr=lr, wall_train_s=r['wall_train_s'],
+                 metrics=r['metrics'], run=r['run'])
+            for r in rows if r['run'] == f'regions_lr{lr}_450']
+
+
+def _metric(metrics: dict, key: str) -> float | None:
+    for name in (f'detection/{key}', key):
+        if name in metrics:
+            return metrics[name]
+    return None
+
+
+def table(rows: list[dict]) -> str:
+    out = ['| model | seeds | ' + ' | '.join(KEYS) + ' |', '| --- | --- |' + ' --- |' * len(KEYS)]
+    for model in ('up2', 'dino'):
+        group = [r for r in rows if r['model'] == model]
+        if not group:
+            continue
+        cells = []
+        for key in KEYS:
+            values = [v for v in (_metric(r['metrics'], key) for r in group)
+                      if v is not None and not math.isnan(v) and v >= 0]
+            if not values:
+                cells.append('-')
+            elif len(values) == 1:
+                cells.append(f'{values[0]:.3f}')
+            else:
+                cells.append(f'{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}')
+        out.append(f'| {model} | {len(group)} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(out)
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {'dino': [], 'latency': None}
+
+
+def _save(record: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + '\n')
+
+
+def latency(up2_checkpoint: str, dino_checkpoint: str, images: int, lr: float) -> dict:
+    """Median seconds per image of each model's predict path, alternating the two."""
+    import torch
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+
+    from up2core.apis import init_model
+
+    register_dino()
+    up2 = init_model('up2_tiny_shapes_regions', up2_checkpoint)
+    cfg = dino_config(0, 450, '/tmp/up2-specialist-latency', lr)
+    init_default_scope('mmdet')
+    dino = MMDET_MODELS.build(cfg.model)
+    load_checkpoint(dino, dino_checkpoint, map_location='cpu')
+    dino.eval()
+    init_default_scope('up2core')
+    data = _regions_base().val_dataloader.detection.dataset
+    pipeline = Compose([t for t in data.pipeline])
+    folder = Path(data.data_root) / data.data_prefix['img']
+    paths = sorted(folder.glob('*.png'))[:images]
+    times: dict[str, list[float]] = {'up2': [], 'dino': []}
+    with torch.no_grad():
+        for i, path in enumerate(paths):
+            packed = pipeline(dict(img_path=str(path), img_id=i))
+            sample = packed['data_samples']
+            sample.set_metainfo(dict(task='detection'))
+            batch = {'inputs': [packed['inputs']], 'data_samples': [sample]}
+            for name in (('up2', 'dino') if i % 2 == 0 else ('dino', 'up2')):
+                model = up2 if name == 'up2' else dino
+                start = time.perf_counter()
+                data_batch = model.data_preprocessor(batch, False)
+                if name == 'up2':
+                    model.tasks['detection'].infer(model, data_batch['inputs'],
+                                                   data_batch['data_samples'])
+                else:
+                    model(data_batch['inputs'], data_batch['data_samples'], mode='predict')
+                if i > 0:  # the first image warms both up
+                    times[name].append(time.perf_counter() - start)
+    up2_ms = statistics.median(times['up2']) * 1000
+    dino_ms = statistics.median(times['dino']) * 1000
+    return {'up2_ms_per_image': round(up2_ms, 1), 'dino_ms_per_image': round(dino_ms, 1),
+            'up2_over_dino': round(up2_ms / dino_ms, 3), 'images': len(paths) - 1,
+            'torch_threads': torch.get_num_threads(), 'cpus': os.cpu_count(),
+            'up2_checkpoint': up2_checkpoint, 'dino_checkpoint': dino_checkpoint}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--steps', type=int, default=450)
+    parser.add_argument('--lr', type=float, default=1e-3, help="DINO's learning rate")
+    parser.add_argument('--up2-lr', default='1e-3',
+                        help="the regions config's lr whose ablation rows are UP2's side")
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='DINO trainings at a time, each with cores / jobs threads')
+    parser.add_argument('--reuse', action='store_true', help='skip seeds the results hold')
+    parser.add_argument('--work-root', default='work_dirs/specialist')
+    parser.add_argument('--out', default=str(RESULTS))
+    parser.add_argument('--table', action='store_true', help='only print the table')
+    parser.add_argument('--latency', action='store_true', help='time both models (idle machine)')
+    parser.add_argument('--up2-checkpoint')
+    parser.add_argument('--dino-checkpoint')
+    parser.add_argument('--images', type=int, default=51)
+    parser.add_argument('--train-one', type=int, help=argparse.SUPPRESS)  # a worker: one seed
+    parser.add_argument('--row-out', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.train_one is not None:
+        row = train_dino(args.train_one, args.steps, Path(args.work_root) / f'dino_seed'
+                         f'{args.train_one}', args.lr)
+        Path(args.row_out).write_text(json.dumps(row))
+        return 0
+    record = _load(Path(args.out))
+    if args.latency:
+        up2_ckpt = args.up2_checkpoint or next(
+            (f"work_dirs/ablations/{r['run']}_seed{r['seed']}/iter_450.pth"
+             for r in up2_rows(args.up2_lr)), None)
+        dino_ckpt = args.dino_checkpoint or next(
+            (r['checkpoint'] for r in record['dino']), None)
+        if not (up2_ckpt and dino_ckpt):
+            parser.error('--latency needs both checkpoints (train first, or pass them)')
+        record['latency'] = latency(up2_ckpt, dino_ckpt, args.images, args.lr)
+        print(json.dumps(record['latency'], indent=2))
+        _save(record, Path(args.out))
+        return 0
+    if not args.table:
+        todo = [s for s in args.seeds
+                if not (args.reuse and any(r['seed'] == s for r in record['dino']))]
+        threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+
+        def one(seed: int) -> dict:
+            out = Path(args.work_root) / f'dino_seed{seed}.json'
+            out.parent.mkdir(parents=True, exist_ok=True)
+            env = dict(os.environ)
+            if threads:
+                env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+            log = Path(args.work_root) / f'dino_seed{seed}.log'
+            with log.open('w') as handle:
+                subprocess.run([sys.executable, __file__, '--train-one', str(seed), '--steps',
+                                str(args.steps), '--lr', str(args.lr), '--work-root',
+                                args.work_root, '--row-out', str(out)], check=True, env=env,
+                               stdout=handle, stderr=subprocess.STDOUT)
+            row = json.loads(out.read_text())
+            row.update(jobs=args.jobs, threads=threads)
+            return row
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in as_completed([pool.submit(one, s) for s in todo]):
+                row = future.result()
+                record['dino'] = [r for r in record['dino'] if r['seed'] != row['seed']] + [row]
+                _save(record, Path(args.out))
+                print(f"dino seed {row['seed']}: {row['wall_train_s']} s, "
+                      f"AP {_metric(row['metrics'], 'bbox_mAP')}", flush=True)
+    print(table(up2_rows(args.up2_lr) + record['dino']))
+    if record.get('latency'):
+        lat = record['latency']
+        print(f"latency: UP2 {lat['up2_ms_per_image']} ms, DINO {lat['dino_ms_per_image']} ms "
+              f"per image ({lat['up2_over_dino']}x)")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -2,7 +2,8 @@
 
     python benchmarks/ablations.py --runs generalist alone_classification ... --seeds 0 1 2
         [--reuse] [--out benchmarks/results/ablations.json] [--work-root work_dirs/ablations]
-    python benchmarks/ablations.py --table            # print the tables from the JSON only
+    python benchmarks/ablations.py --table [--readme] # print the tables from the JSON only
+                                                      # (--readme: into README.md too)
 
 Every run trains the main job's config (``up2_tiny_shapes_generalist``: its data, model and
 step budget) with one change, once per seed (``randomness.seed``), then evaluates its checkpoint
@@ -227,6 +228,23 @@ def tables(results: list[dict]) -> str:
     return '\n'.join(out)
 
 
+README_MARKERS = ('<!-- ablations tables: benchmarks/ablations.py --readme -->',
+                  '<!-- end of ablations tables -->')
+
+
+README = Path(__file__).resolve().parents[1] / 'README.md'
+
+
+def write_readme(text: str, readme: Path = README) -> None:
+    """Replace the README's ablation tables (between :data:`README_MARKERS`) with ``text``."""
+    start, end = README_MARKERS
+    content = readme.read_text()
+    if start not in content or end not in content:
+        raise SystemExit(f'{readme} has no ablation-table markers: add the lines\n{start}\n{end}')
+    head, rest = content.split(start, 1)
+    readme.write_text(head + start + '\n' + text.rstrip() + '\n' + end + rest.split(end, 1)[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--runs', nargs='+', choices=list(RUNS), default=[])
@@ -243,6 +261,8 @@ def main() -> None:
                         help='threads per run (default: cores / jobs); 1 when another '
                              'invocation trains beside this one')
     parser.add_argument('--table', action='store_true', help='only print the tables')
+    parser.add_argument('--readme', action='store_true',
+                        help="also write the tables into the README (between its markers)")
     parser.add_argument('--list', action='store_true', help='list the runs and their arguments')
     parser.add_argument('--config', default=CONFIG,
                         help='the config every run changes (another one only to try the script '
@@ -288,7 +308,11 @@ def main() -> None:
                     print(f'{futures[future]}: {error}', file=sys.stderr, flush=True)
         if failed:
             print(f'failed: {failed}', file=sys.stderr)
-    print(tables(results))
+    results = json.loads(out.read_text())['results'] if out.is_file() else results
+    text = tables(results)
+    print(text)
+    if args.readme:
+        write_readme(text)
 
 
 if __name__ == '__main__':

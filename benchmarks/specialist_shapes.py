@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                                 args.work_root, '--row-out', str(out)], check=True, env=env,
                                stdout=handle, stderr=subprocess.STDOUT)
             row = json.loads(out.read_text())
-            row.update(jobs=args.jobs, threads=threads)
+            row.update(jobs=args.jobs, threads=threads or env.get('OMP_NUM_THREADS'))
             return row
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -211,7 +211,7 @@ def tables(results: list[dict]) -> str:
     for title, names in TABLES.items():
         names = [(n, n) if isinstance(n, str) else n for n in names]
         names = [(label, n) for label, n in names if n in by_run]
-        if not names:
+        if not [n for _, n in names if n != 'generalist']:  # nothing to compare with yet
             continue
         out += [f'### {title}', '', '| run | seeds | ' + ' | '.join(
             f'{k.split("/")[1]} (val / other seed)' for k in HEADLINE.values()) + ' |',

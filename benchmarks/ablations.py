@@ -30,7 +30,8 @@ Runs (``--list`` prints them):
 * ``global_only``: classification and retrieval read the global tokens only (no regions);
 * ``regions_lr<lr>_<steps>``: the detection + segmentation config (``up2_tiny_shapes_regions``)
   at a learning rate and a step budget: does its packaged learning rate hold for a shortened
-  run as well as for the full one?
+  run as well as for the full one?  ``regions_dn_...``: the same with DINO's denoising queries
+  in the proposal network (``denoising=dict(num_dn_queries=100)``).
 
 ``--jobs 2`` trains two runs at a time, each with ``cores / 2`` threads: on 2 cores a step of
 the main job takes 3.3 s alone with 2 threads and 4.4 s beside another 1-thread run, 1.5x the
@@ -83,11 +84,15 @@ RUNS.update({
 REGIONS_CONFIG = 'up2_tiny_shapes_regions'
 #: runs of another config than the main job's: name -> (config, its data-root key)
 OTHER_CONFIG = {}
-for lr in ('1e-3', '3e-4'):
-    for steps in (250, 450):
-        name = f'regions_lr{lr}_{steps}'
-        RUNS[name] = ['--cfg-options', f'max_iters={steps}', f'optim_wrapper.optimizer.lr={lr}']
-        OTHER_CONFIG[name] = (REGIONS_CONFIG, 'regions_data_root')
+#: DINO's contrastive denoising queries in the proposal network (off in the packaged configs)
+DENOISING = '+model.image_encoder.proposal_generator.denoising=dict(num_dn_queries=100)'
+for dn in ('', 'dn_'):
+    for lr in ('1e-3', '3e-4'):
+        for steps in (250, 450):
+            name = f'regions_{dn}lr{lr}_{steps}'
+            RUNS[name] = ['--cfg-options', f'max_iters={steps}', f'optim_wrapper.optimizer.lr={lr}',
+                          *([DENOISING] if dn else [])]
+            OTHER_CONFIG[name] = (REGIONS_CONFIG, 'regions_data_root')
 #: the metric of each task a table shows (all metrics are kept in the JSON)
 HEADLINE = {'classification': 'classification/top1', 'retrieval': 'retrieval/rsum',
             'detection': 'detection/bbox_mAP', 'segmentation': 'segmentation/segm_mAP',
@@ -99,8 +104,9 @@ TABLES = {
     'Sampling': ['generalist', ('unmixed (mtadamw_lr2e-4)', 'mtadamw_lr2e-4'), 'mixed'],
     'Decoder: Conditional MoE vs dense of equal active size': ['generalist', 'dense'],
     'Image tokens of classification and retrieval': ['generalist', 'global_only'],
-    'Detection + segmentation config: learning rate x step budget':
-        [f'regions_lr{lr}_{steps}' for lr in ('1e-3', '3e-4') for steps in (250, 450)],
+    'Detection + segmentation config: learning rate x step budget (x denoising queries)':
+        [f'regions_{dn}lr{lr}_{steps}' for dn in ('', 'dn_') for lr in ('1e-3', '3e-4')
+         for steps in (250, 450)],
 }
 
 

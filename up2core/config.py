@@ -179,7 +179,7 @@ def parse_cfg_options(options: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"Malformed --cfg-options item '{option}': expected KEY=VALUE, "
                               f"e.g. train_cfg.max_iters=100 or model.decoder.depth=2.")
         try:
-            parsed[key.strip()] = _parse_call(value) if value.strip().startswith('dict(') \
+            parsed[key.strip()] = _parse_call(value) if value.strip().startswith(('dict(', '{')) \
                 else DictAction._parse_iterable(value)
         except (AssertionError, ValueError, SyntaxError, RecursionError) as exc:
             raise ConfigError(f"Malformed value in --cfg-options item '{option}': {exc or ''}"

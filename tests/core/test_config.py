@@ -106,6 +106,9 @@ def test_dict_calls_in_cfg_options_are_parsed_as_configs_write_them():
         type='classification', topk=(1, 5), names=['a', 'b'], sub=dict(x=None, y=-1.5))}
     with pytest.raises(ConfigError, match='is not a literal'):
         parse_cfg_options(['a=dict(type=os.system(1))'])
+    # a dict literal too (it was kept as a string before)
+    assert parse_cfg_options(["a={'num_dn_queries': 20, 'b': [1, 2]}"]) == \
+        {'a': {'num_dn_queries': 20, 'b': [1, 2]}}
 
 
 @pytest.mark.parametrize('option,fragments', [

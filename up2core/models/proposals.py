@@ -26,9 +26,16 @@ Box and mask enter the token detached: the geometry is trained by the proposal l
 Training (:meth:`RegionProposalNetwork.loss`): Hungarian matching (mmdet's ``HungarianAssigner``)
 on objectness focal + L1 + GIoU (+ mask BCE + Dice when masks are given) costs, the same terms as
 losses (mmdet's ``FocalLoss``, ``L1Loss``, ``GIoULoss``, ``CrossEntropyLoss``, ``DiceLoss``), on
-every decoder layer (auxiliary losses) and on the encoder's selected proposals.  Denoising queries
-are not built (the issue allows them out); ``num_queries``, the layer counts and the number of
-proposal tokens are options.
+every decoder layer (auxiliary losses) and on the encoder's selected proposals.  ``num_queries``,
+the layer counts and the number of proposal tokens are options.
+
+Denoising (``denoising=dict(...)``, DINO's contrastive denoising, off by default): in training,
+noised copies of the ground-truth boxes are decoded as extra queries and must give back their
+box (positives, noise within half the box size) or be rejected as background (negatives, more
+noise).  The queries come from mmdet's ``CdnQueryGenerator`` with one class ("an object"), so
+no label noise; they go through the decoder in a pass of their own at loss time, groups masked from
+each other, so the matching queries, the proposal tokens and inference are unchanged.  Boxes
+only: MaskDINO's mask denoising is not built.
 
 Coordinates: boxes are ``(cx, cy, w, h)`` normalised by the padded batch canvas (the network sees
 no padding mask; with one image size per batch, as in Shapes, there is no padding).
@@ -56,13 +63,15 @@ def _mmdet():
     """mmdet's DINO building blocks (imported lazily: the core imports without mmdet's models)."""
     from mmdet.models.detectors.deformable_detr import DeformableDETR
     from mmdet.models.layers import (
+        CdnQueryGenerator,
         DeformableDetrTransformerEncoder,
         DinoTransformerDecoder,
         SinePositionalEncoding,
     )
     from mmdet.models.layers.transformer.utils import MLP, coordinate_to_encoding, inverse_sigmoid
     return (DeformableDETR, DeformableDetrTransformerEncoder, DinoTransformerDecoder,
-            SinePositionalEncoding, MLP, coordinate_to_encoding, inverse_sigmoid)
+            SinePositionalEncoding, MLP, coordinate_to_encoding, inverse_sigmoid,
+            CdnQueryGenerator)
 
 
 def _box_branch(embed_dims: int) -> nn.Sequential:
@@ -108,6 +117,11 @@ class RegionProposalNetwork(BaseModule):
         match_costs: weights of the Hungarian costs (objectness, L1, GIoU, mask BCE, Dice).
         loss_weights: weights of the same terms as losses.
         aux_loss: add the losses of every decoder layer and of the encoder's proposals.
+        denoising: DINO's contrastive denoising in training (see the module doc), e.g.
+            ``dict(num_dn_queries=100, box_noise_scale=1.0)``: at most ``num_dn_queries``
+            denoising queries per image (groups of noised copies of every ground truth, as
+            many groups as fit), their losses weighted as the matching queries' box terms;
+            ``None`` (default) trains without.
     """
 
     def __init__(self, embed_dims: int = 256, num_queries: int = 100,
@@ -116,10 +130,10 @@ class RegionProposalNetwork(BaseModule):
                  num_encoder_layers: int = 6, num_decoder_layers: int = 6, num_heads: int = 8,
                  num_points: int = 4, ffn_dims: int = 1024, mask_pool: int = 28,
                  match_costs: dict | None = None, loss_weights: dict | None = None,
-                 aux_loss: bool = True, init_cfg=None) -> None:
+                 aux_loss: bool = True, denoising: dict | None = None, init_cfg=None) -> None:
         super().__init__(init_cfg)
         (DeformableDETR, Encoder, Decoder, SinePositionalEncoding, MLP, coordinate_to_encoding,
-         inverse_sigmoid) = _mmdet()
+         inverse_sigmoid, CdnQueryGenerator) = _mmdet()
         self._gen_proposals = DeformableDETR.gen_encoder_output_proposals
         self._coordinate_to_encoding = coordinate_to_encoding
         self._inverse_sigmoid = inverse_sigmoid
@@ -175,6 +189,24 @@ class RegionProposalNetwork(BaseModule):
         self.box_proj = nn.Linear(2 * embed_dims, embed_dims)
         self.mask_proj = nn.Linear(mask_pool * mask_pool, embed_dims)
         self._build_criterion(match_costs or {}, loss_weights or {})
+        self.denoising = None
+        if denoising is not None:
+            from up2core.config import ConfigError
+
+            if not isinstance(denoising, dict):
+                raise ConfigError(f'denoising must be a dict, e.g. dict(num_dn_queries=100, '
+                                  f'box_noise_scale=1.0), got {denoising!r}')
+            unknown = set(denoising) - {'num_dn_queries', 'box_noise_scale'}
+            if unknown:
+                raise ConfigError(f'unknown denoising option(s) {sorted(unknown)}: the options '
+                                  f'are num_dn_queries, box_noise_scale')
+            # one class: the generator's label noise (which it requires) redraws labels among
+            # the classes, so with one class it changes nothing
+            self.denoising = CdnQueryGenerator(
+                num_classes=1, embed_dims=embed_dims, num_matching_queries=num_queries,
+                label_noise_scale=0.5, box_noise_scale=denoising.get('box_noise_scale', 1.0),
+                group_cfg=dict(dynamic=True, num_groups=None,
+                               num_dn_queries=denoising.get('num_dn_queries', 100)))
 
     # ------------------------------------------------------------------ losses (mmdet's)
 
@@ -300,6 +332,11 @@ class RegionProposalNetwork(BaseModule):
         proposals = dict(boxes=boxes, objectness=_gather(final['objectness'], order), masks=masks,
                          indices=order, layers=layers,
                          encoder=dict(objectness=enc_scores[..., 0], boxes=enc_boxes))
+        if self.training and self.denoising is not None:
+            # what the denoising pass decodes from, at loss time (when the boxes are known)
+            proposals['denoising'] = dict(value=memory, key_padding_mask=None,
+                                          spatial_shapes=shapes, level_start_index=starts,
+                                          valid_ratios=ratios)
         return tokens, proposals
 
     # ------------------------------------------------------------------ training
@@ -348,7 +385,66 @@ class RegionProposalNetwork(BaseModule):
         if self.aux_loss:
             terms, _ = self._layer_loss(proposals['encoder'], targets, scale, False)
             losses.update({f'enc.{k}': v for k, v in terms.items()})
+        if 'denoising' in proposals:
+            losses.update(self._denoising_loss(proposals['denoising'], targets, canvas))
         return {f'loss_rpn_{k}': v for k, v in losses.items()}, matches
+
+    def _denoising_loss(self, inputs: dict, targets: list[InstanceData],
+                        canvas: tuple[int, int]) -> dict[str, Tensor]:
+        """Decode noised ground-truth boxes; positives must give back their box, negatives
+        are background (objectness focal loss on both, L1 + GIoU on positives)."""
+        from mmdet.structures import DetDataSample
+
+        value = inputs['value']
+        if sum(len(t) for t in targets) == 0:  # nothing to denoise: zero, still in the graph
+            zero = value.sum() * 0.0
+            return {'dn.objectness': zero, 'dn.l1': zero, 'dn.giou': zero}
+        samples = [DetDataSample(metainfo=dict(img_shape=canvas),
+                                 gt_instances=InstanceData(bboxes=t.bboxes, labels=t.labels))
+                   for t in targets]
+        query, boxes_unact, attn_mask, meta = self.denoising(samples)
+        num = meta['num_denoising_queries']
+        hidden, references = self.decoder(
+            query=query, reference_points=boxes_unact.sigmoid(), self_attn_mask=attn_mask[:num, :num],
+            reg_branches=self.reg_branches, **inputs)
+        # the generator's layout: per group, M positive slots then M negative ones (M = the most
+        # ground truths of an image); image b's ground truth j sits at slot j of each half
+        groups, most = meta['num_denoising_groups'], num // (2 * meta['num_denoising_groups'])
+        height, width = canvas
+        scale = value.new_tensor([width, height, width, height])
+        labels, weights, positives, gt_boxes = [], [], [], []
+        for b, target in enumerate(targets):
+            n = len(target)
+            slot = torch.arange(n, device=value.device)
+            pos = torch.cat([g * 2 * most + slot for g in range(groups)])
+            label = torch.ones(num, dtype=torch.long, device=value.device)  # 1 = background
+            label[pos] = 0
+            weight = torch.zeros(num, device=value.device)
+            weight[pos] = weight[pos + most] = 1.0  # padding slots are not supervised
+            labels.append(label)
+            weights.append(weight)
+            positives.append(pos + b * num)
+            gt_boxes.append((target.bboxes / scale).repeat(groups, 1))
+        label_t, weight_t = torch.cat(labels), torch.cat(weights)
+        pos_t, gt_t = torch.cat(positives), torch.cat(gt_boxes)
+        num_pos = max(len(pos_t), 1)
+        losses = {}
+        num_layers = len(hidden)
+        for index in range(num_layers):
+            last = index == num_layers - 1
+            if not (last or self.aux_loss):
+                continue
+            coord = (self.reg_branches[index](hidden[index])
+                     + self._inverse_sigmoid(references[index], eps=1e-3)).sigmoid()
+            objectness = self.cls_branches[index](hidden[index]).reshape(-1, 1)
+            pred = coord.reshape(-1, 4)[pos_t]
+            name = 'dn.' if last else f'dn_d{index}.'
+            losses[f'{name}objectness'] = self.loss_objectness(
+                objectness, label_t, weight_t, avg_factor=num_pos)
+            losses[f'{name}l1'] = self.loss_l1(pred, xyxy_to_cxcywh(gt_t), avg_factor=num_pos)
+            losses[f'{name}giou'] = self.loss_giou(cxcywh_to_xyxy(pred), gt_t,
+                                                   avg_factor=num_pos)
+        return losses
 
     def _layer_loss(self, layer: dict, targets: list[InstanceData], scale: Tensor,
                     with_masks: bool) -> tuple[dict[str, Tensor], list[Tensor]]:

@@ -109,3 +109,85 @@ def test_box_format_helpers_round_trip():
 def test_only_width_256_is_accepted():
     with pytest.raises(ValueError, match='embed_dims=256'):
         RegionProposalNetwork(embed_dims=128)
+
+
+# ---------------------------------------------------------------- denoising (DINO's CDN)
+
+def _denoising_rpn(box_noise_scale=1.0, aux_loss=True):
+    torch.manual_seed(0)
+    rpn = RegionProposalNetwork(num_queries=6, num_proposal_tokens=4, num_encoder_layers=1,
+                                num_decoder_layers=2, ffn_dims=64, aux_loss=aux_loss,
+                                denoising=dict(num_dn_queries=8,
+                                               box_noise_scale=box_noise_scale))
+    rpn.init_weights()
+    return rpn
+
+
+def _features():
+    torch.manual_seed(2)
+    return [torch.randn(2, 256, s, s) for s in (16, 8, 4, 2)]
+
+
+def _targets():
+    gt = _ground_truth()
+    one = InstanceData(bboxes=gt.bboxes[:1], masks=gt.masks[:1])
+    return [gt, one]  # 2 and 1 objects: the second image's slots are partly padding
+
+
+def test_denoising_adds_box_losses_that_train_the_branches():
+    rpn = _denoising_rpn()
+    rpn.train()
+    _, proposals = rpn(_features())
+    losses, _ = rpn.loss(proposals, _targets(), (64, 64), with_masks=True)
+    dn = {k for k in losses if '_dn' in k}
+    assert dn == {f'loss_rpn_{p}{t}' for p in ('dn.', 'dn_d0.')
+                  for t in ('objectness', 'l1', 'giou')}
+    assert all(torch.isfinite(losses[k]) and losses[k] > 0 for k in dn)
+    sum(losses[k] for k in dn).backward()
+    # the denoising queries' content embedding and the shared box branches learn from them
+    assert rpn.denoising.label_embedding.weight.grad.abs().sum() > 0
+    assert rpn.cls_branches[1].weight.grad.abs().sum() > 0
+
+
+def test_noiseless_denoising_queries_give_back_their_own_boxes():
+    # box branches start at zero, so with no noise each positive query's box is its reference:
+    # exactly the ground truth it was made from, if the loss pairs queries and objects right
+    rpn = _denoising_rpn(box_noise_scale=1e-6)  # mmdet needs > 0: as good as none here
+    rpn.train()
+    _, proposals = rpn(_features())
+    losses, _ = rpn.loss(proposals, _targets(), (64, 64), with_masks=False)
+    for name in ('loss_rpn_dn.l1', 'loss_rpn_dn.giou', 'loss_rpn_dn_d0.l1'):
+        assert float(losses[name]) < 1e-4, (name, float(losses[name]))
+    # a wrong slot (another image's, a padding slot: a zero box at the centre) would cost
+    assert float(losses['loss_rpn_dn.objectness']) > 0  # untrained objectness still pays
+
+
+def test_denoising_changes_nothing_outside_training():
+    rpn = _denoising_rpn()
+    rpn.eval()
+    with torch.no_grad():
+        tokens, proposals = rpn(_features())
+        rpn_plain = rpn.denoising
+        rpn.denoising = None
+        tokens_plain, _ = rpn(_features())
+        rpn.denoising = rpn_plain
+    assert 'denoising' not in proposals
+    assert torch.equal(tokens, tokens_plain)
+
+
+def test_denoising_without_objects_is_zero_and_in_the_graph():
+    rpn = _denoising_rpn()
+    rpn.train()
+    _, proposals = rpn(_features())
+    empty = InstanceData(bboxes=torch.zeros(0, 4), masks=torch.zeros(0, 64, 64, dtype=torch.bool))
+    losses, _ = rpn.loss(proposals, [empty, empty], (64, 64), with_masks=True)
+    assert float(losses['loss_rpn_dn.l1']) == 0.0 and losses['loss_rpn_dn.l1'].requires_grad
+
+
+def test_an_unknown_denoising_option_is_named():
+    from up2core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown denoising option.*'groups'"):
+        RegionProposalNetwork(num_queries=6, denoising=dict(groups=3))
+    with pytest.raises(ConfigError, match='denoising must be a dict'):
+        RegionProposalNetwork(num_queries=6, denoising='yes')

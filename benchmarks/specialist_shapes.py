@@ -17,8 +17,9 @@ for DETR-family networks from scratch on 2 cores (AdamW lr 1e-3, grad-clip 1.0, 
 lr x 0.1, warm-up 50 steps then cosine).
 
 **The generalist** is UP2's ``up2_tiny_shapes_regions`` (its 450-step rows of
-``benchmarks/results/ablations.json``, trained by ``benchmarks/ablations.py --runs
-regions_lr<lr>_450``: the same seeds, recorded once).  It names proposals by likelihood over
+``benchmarks/results/ablations.json``, ``--up2-runs``, trained by ``benchmarks/ablations.py --runs
+regions_lr<lr>_450`` or ``regions_dn_lr<lr>_450`` (with DINO's denoising queries): the same
+seeds, recorded once).  It names proposals by likelihood over
 the names' text embeddings, so it scores the held-out names too.
 
 Both are scored by the same evaluator: ``GroupedCocoMetric`` (one ``COCOeval``) on the val
@@ -179,14 +180,14 @@ def train_dino(seed: int, steps: int, work_dir: Path, lr: float) -> dict:
                         or k.startswith('bbox') or k == 'iter'}}
 
 
-def up2_rows(lr: str) -> list[dict]:
-    """UP2's regions rows at ``lr`` and 450 steps from the ablations file."""
+def up2_rows(runs: list[str]) -> list[dict]:
+    """UP2's rows of the ablation ``runs`` (e.g. ``regions_lr1e-3_450``) from their file."""
     if not ABLATIONS.is_file():
         return []
     rows = json.loads(ABLATIONS.read_text())['results']
-    return [dict(model='up2', seed=r['seed'], steps=450, lr=lr, wall_train_s=r['wall_train_s'],
+    return [dict(model=f"up2 {r['run']}", seed=r['seed'], wall_train_s=r['wall_train_s'],
                  metrics=r['metrics'], run=r['run'])
-            for r in rows if r['run'] == f'regions_lr{lr}_450']
+            for run in runs for r in rows if r['run'] == run]
 
 
 def _metric(metrics: dict, key: str) -> float | None:
@@ -198,7 +199,7 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 def table(rows: list[dict]) -> str:
     out = ['| model | seeds | ' + ' | '.join(KEYS) + ' |', '| --- | --- |' + ' --- |' * len(KEYS)]
-    for model in ('up2', 'dino'):
+    for model in dict.fromkeys(r['model'] for r in rows):
         group = [r for r in rows if r['model'] == model]
         if not group:
             continue
@@ -278,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--steps', type=int, default=450)
     parser.add_argument('--lr', type=float, default=1e-3, help="DINO's learning rate")
-    parser.add_argument('--up2-lr', default='1e-3',
-                        help="the regions config's lr whose ablation rows are UP2's side")
+    parser.add_argument('--up2-runs', nargs='+', default=['regions_lr1e-3_450'],
+                        help="UP2's side: rows of benchmarks/ablations.py runs of the regions "
+                             "config (450 steps: the same as DINO's)")
     parser.add_argument('--jobs', type=int, default=1,
                         help='DINO trainings at a time, each with cores / jobs threads')
     parser.add_argument('--reuse', action='store_true', help='skip seeds the results hold')
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency:
         up2_ckpt = args.up2_checkpoint or next(
             (f"work_dirs/ablations/{r['run']}_seed{r['seed']}/iter_450.pth"
-             for r in up2_rows(args.up2_lr)), None)
+             for r in up2_rows(args.up2_runs[:1])), None)
         dino_ckpt = args.dino_checkpoint or next(
             (r['checkpoint'] for r in record['dino']), None)
         if not (up2_ckpt and dino_ckpt):
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                 _save(record, Path(args.out))
                 print(f"dino seed {row['seed']}: {row['wall_train_s']} s, "
                       f"AP {_metric(row['metrics'], 'bbox_mAP')}", flush=True)
-    print(table(up2_rows(args.up2_lr) + record['dino']))
+    print(table(up2_rows(args.up2_runs) + record['dino']))
     if record.get('latency'):
         lat = record['latency']
         print(f"latency: UP2 {lat['up2_ms_per_image']} ms, DINO {lat['dino_ms_per_image']} ms "

@@ -14,7 +14,8 @@ of the 52 seen in training (:class:`SeenNamesDINO` maps them to the 56 of the va
 the 4 held-out names it cannot name at all).  Same images, pipeline and steps as
 ``up2_tiny_shapes_regions`` (450 steps of 8 images); optimisation as the DESIGN notes measured
 for DETR-family networks from scratch on 2 cores (AdamW lr 1e-3, grad-clip 1.0, backbone
-lr x 0.1, warm-up 50 steps then cosine).
+lr x 0.1, warm-up 50 steps then cosine); ``--lr`` trains it at another learning rate (rows are
+kept per seed and learning rate, so each model is compared at its best).
 
 **The generalist** is UP2's ``up2_tiny_shapes_regions`` (its 450-step rows of
 ``benchmarks/results/ablations.json``, ``--up2-runs``, trained by ``benchmarks/ablations.py --runs
@@ -174,7 +175,7 @@ def train_dino(seed: int, steps: int, work_dir: Path, lr: float) -> dict:
     runner.train()
     wall = time.perf_counter() - start
     metrics = json.loads((work_dir / 'metrics.json').read_text())
-    return {'model': 'dino', 'seed': seed, 'steps': steps, 'lr': lr,
+    return {'model': f'dino lr {lr:g}', 'seed': seed, 'steps': steps, 'lr': lr,
             'wall_train_s': round(wall, 1), 'checkpoint': str(work_dir / f'iter_{steps}.pth'),
             'metrics': {k: v for k, v in metrics.items() if k.startswith('detection/')
                         or k.startswith('bbox') or k == 'iter'}}
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--steps', type=int, default=450)
     parser.add_argument('--lr', type=float, default=1e-3, help="DINO's learning rate")
-    parser.add_argument('--up2-runs', nargs='+', default=['regions_lr1e-3_450'],
+    parser.add_argument('--up2-runs', nargs='+', default=['regions_lr3e-4_450'],
                         help="UP2's side: rows of benchmarks/ablations.py runs of the regions "
                              "config (450 steps: the same as DINO's)")
     parser.add_argument('--jobs', type=int, default=1,
@@ -315,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         _save(record, Path(args.out))
         return 0
     if not args.table:
-        todo = [s for s in args.seeds
-                if not (args.reuse and any(r['seed'] == s for r in record['dino']))]
+        todo = [s for s in args.seeds if not (args.reuse and any(
+            (r['seed'], r['lr']) == (s, args.lr) for r in record['dino']))]
         threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
 
         def one(seed: int) -> dict:
@@ -338,10 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             for future in as_completed([pool.submit(one, s) for s in todo]):
                 row = future.result()
-                record['dino'] = [r for r in record['dino'] if r['seed'] != row['seed']] + [row]
+                record['dino'] = [r for r in record['dino']
+                                  if (r['seed'], r['lr']) != (row['seed'], row['lr'])] + [row]
                 _save(record, Path(args.out))
                 print(f"dino seed {row['seed']}: {row['wall_train_s']} s, "
                       f"AP {_metric(row['metrics'], 'bbox_mAP')}", flush=True)
+    for row in record['dino']:  # rows written before the learning rate was part of the name
+        row['model'] = f"dino lr {row['lr']:g}"
     print(table(up2_rows(args.up2_runs) + record['dino']))
     if record.get('latency'):
         lat = record['latency']

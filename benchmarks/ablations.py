@@ -23,6 +23,9 @@ Runs (``--list`` prints them):
   compared at their own best learning rate, with unmixed sampling (MT-AdamW's re-weighting acts
   on one-task steps; the shared main job's steps hold every task);
 * ``mtadamw_norm_lr<lr>``: MT-AdamW with ``normalize_coefficients`` (steps independent of K);
+* ``two_tasks_lr5e-4`` / ``two_tasks_norm_lr<lr>``: the two-task config (``up2_tiny_shapes``,
+  K = 2) at its packaged learning rate, and normalised at the five-task sweep's learning rates:
+  can two and five tasks share one learning rate?
 * ``mixed``: sampling with every task's own images each step, against the main job (every
   task on the same images) and unmixed sampling (one task per step: ``mtadamw_lr2e-4``, the
   five-task config's learning rate), at about the same training time;
@@ -60,6 +63,8 @@ from pathlib import Path
 CONFIG = 'up2_tiny_shapes_generalist'
 TASKS = ('classification', 'retrieval', 'detection', 'segmentation', 'captioning')
 LRS = ('2e-4', '4e-4', '8e-4')
+#: normalised MT-AdamW is also run at the main job's (shared-mode) learning rate
+NORM_LRS = ('2e-4', '4e-4', '5e-4', '8e-4')
 #: the unmixed schedule (one task per step) at about the main job's training time
 UNMIXED = ['train_cfg.mode=unmixed', 'max_iters=400']
 
@@ -69,11 +74,21 @@ RUNS.update({f'alone_{task}': ['--tasks', task] for task in TASKS})
 # compared with unmixed sampling (in the shared main job every step has every task, K = 1)
 for lr in LRS:
     RUNS[f'mtadamw_lr{lr}'] = ['--cfg-options', *UNMIXED, f'optim_wrapper.optimizer.lr={lr}']
-    RUNS[f'mtadamw_norm_lr{lr}'] = ['--cfg-options', *UNMIXED, f'optim_wrapper.optimizer.lr={lr}',
-                                    '+optim_wrapper.optimizer.normalize_coefficients=True']
     RUNS[f'adamw_lr{lr}'] = ['--cfg-options', *UNMIXED, f'optim_wrapper.optimizer.lr={lr}',
                              'optim_wrapper.type=OptimWrapper',
                              'optim_wrapper.optimizer.type=AdamW']
+# one learning rate for every MT-AdamW config?  The two-task config (``up2_tiny_shapes``: 600
+# unmixed steps, K = 2) at its packaged lr, and with normalised coefficients over the sweep's
+# learning rates: against the five-task ``mtadamw_norm_lr*`` rows above
+TWO_TASK_CONFIG = 'up2_tiny_shapes'
+OTHER_CONFIG = {'two_tasks_lr5e-4': (TWO_TASK_CONFIG, 'shapes_data_root')}
+RUNS['two_tasks_lr5e-4'] = []
+for lr in NORM_LRS:
+    RUNS[f'mtadamw_norm_lr{lr}'] = ['--cfg-options', *UNMIXED, f'optim_wrapper.optimizer.lr={lr}',
+                                    '+optim_wrapper.optimizer.normalize_coefficients=True']
+    RUNS[f'two_tasks_norm_lr{lr}'] = ['--cfg-options', f'optim_wrapper.optimizer.lr={lr}',
+                                      '+optim_wrapper.optimizer.normalize_coefficients=True']
+    OTHER_CONFIG[f'two_tasks_norm_lr{lr}'] = (TWO_TASK_CONFIG, 'shapes_data_root')
 RUNS.update({
     # every task's own images each step: half the main job's steps in about its time
     'mixed': ['--cfg-options', 'train_cfg.mode=mixed', 'max_iters=130'],
@@ -82,8 +97,6 @@ RUNS.update({
                     "+model.tasks.retrieval.image_tokens='global'"],
 })
 REGIONS_CONFIG = 'up2_tiny_shapes_regions'
-#: runs of another config than the main job's: name -> (config, its data-root key)
-OTHER_CONFIG = {}
 #: DINO's contrastive denoising queries in the proposal network (off in the packaged configs)
 DENOISING = '+model.image_encoder.proposal_generator.denoising=dict(num_dn_queries=100)'
 for dn in ('', 'dn_'):
@@ -100,7 +113,11 @@ HEADLINE = {'classification': 'classification/top1', 'retrieval': 'retrieval/rsu
 TABLES = {
     'Joint training vs each task alone': ['generalist'] + [f'alone_{t}' for t in TASKS],
     'Optimiser (learning-rate sweep)': [f'{o}_lr{lr}' for o in ('mtadamw', 'mtadamw_norm',
-                                                                  'adamw') for lr in LRS],
+                                                                  'adamw') for lr in NORM_LRS
+                                        if f'{o}_lr{lr}' in RUNS],
+    'One learning rate for two and five tasks (normalised MT-AdamW)':
+        ['two_tasks_lr5e-4'] + [f'two_tasks_norm_lr{lr}' for lr in NORM_LRS] +
+        [f'mtadamw_norm_lr{lr}' for lr in NORM_LRS],
     'Sampling': ['generalist', ('unmixed (mtadamw_lr2e-4)', 'mtadamw_lr2e-4'), 'mixed'],
     'Decoder: Conditional MoE vs dense of equal active size': ['generalist', 'dense'],
     'Image tokens of classification and retrieval': ['generalist', 'global_only'],

@@ -92,6 +92,10 @@ class MoELinear(nn.Module):
             num_experts
         self.weight = nn.Parameter(torch.empty(num_experts, out_features, in_features))
         self.bias = nn.Parameter(torch.empty(num_experts, out_features)) if bias else None
+        # merged weights kept between no-grad calls: {gate values: (weight, bias)}, valid for
+        # the weights identified by ``_inference_state`` (see :meth:`_merged_for_inference`)
+        self._inference_merged: dict[tuple[float, ...], tuple[Tensor, Tensor | None]] = {}
+        self._inference_state: tuple | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -108,6 +112,29 @@ class MoELinear(nn.Module):
         bias = gate @ self.bias if self.bias is not None else None
         return weight, bias
 
+    def _weights_state(self) -> tuple:
+        """What identifies the current expert weights: storage, device, dtype and the in-place
+        version counter (optimiser steps and ``load_state_dict`` bump it; ``.to()`` gives new
+        storage)."""
+        params = [self.weight] + ([self.bias] if self.bias is not None else [])
+        return tuple((p.data_ptr(), p.device, p.dtype, p._version) for p in params)
+
+    def _merged_for_inference(self, gate: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`merged` for a call without autograd, kept until the weights change.
+
+        Merging reads every expert's weights (``num_experts`` times a dense layer's memory
+        traffic); at inference the routes and weights are fixed, so each image would repeat
+        the same merge.  The cache is keyed by the gate values and dropped as soon as the
+        weights are updated, moved or reloaded."""
+        state = self._weights_state()
+        if state != self._inference_state or len(self._inference_merged) >= 64:
+            # (gates only vary without a weight update under a noisy router in training mode)
+            self._inference_merged, self._inference_state = {}, state
+        key = tuple(gate.tolist())
+        if key not in self._inference_merged:
+            self._inference_merged[key] = self.merged(gate)
+        return self._inference_merged[key]
+
     def forward(self, x: Tensor, gates: Tensor | None = None,
                 attribute_index: Tensor | None = None, merged_cache: dict | None = None,
                 attribute_keys: list | None = None) -> Tensor:
@@ -123,7 +150,8 @@ class MoELinear(nn.Module):
         out = x.new_empty(*x.shape[:-1], self.out_features) if len(used) > 1 else None
         for a in used:
             if merged_cache is None:
-                weight, bias = self.merged(gates[a])
+                weight, bias = self.merged(gates[a]) if torch.is_grad_enabled() \
+                    else self._merged_for_inference(gates[a])
             else:
                 key = (id(self), attribute_keys[a])
                 if key not in merged_cache:

@@ -65,3 +65,39 @@ def test_one_expert_is_a_plain_linear_layer():
     layer = MoELinear(5, 3, num_experts=1)
     x = torch.randn(2, 4, 5)
     torch.testing.assert_close(layer(x), x @ layer.weight[0].t() + layer.bias[0])
+
+
+def test_inference_reuses_merged_weights_until_the_weights_change():
+    torch.manual_seed(0)
+    layer = MoELinear(6, 4, num_experts=4)
+    router = AttributeRouter(num_experts=4, top_k=2).eval()
+    gates = router(torch.tensor([attribute('image'), attribute('region')]))
+    index = torch.tensor([0, 1, 1])
+    x = torch.randn(2, 3, 6)
+
+    def fresh() -> torch.Tensor:  # the mixture computed from scratch, as training does
+        with torch.enable_grad():
+            return layer(x, gates, index).detach()
+
+    with torch.no_grad():
+        first = layer(x, gates, index)
+        assert len(layer._inference_merged) == 2  # one merge per attribute, kept
+        torch.testing.assert_close(layer(x, gates, index), first)
+        torch.testing.assert_close(first, fresh())
+        # an optimiser step changes the weights in place: the kept merges must not be used
+        optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    layer(x, gates, index).sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        stepped = layer(x, gates, index)
+    assert not torch.allclose(stepped, first)
+    torch.testing.assert_close(stepped, fresh())
+    # so must reloading a checkpoint
+    state = {k: torch.randn_like(v) for k, v in layer.state_dict().items()}
+    layer.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, gates, index), fresh())
+    # and other gates (another attribute route) get their own merge
+    with torch.no_grad():
+        other = layer(x, gates.flip(0), index)
+    assert not torch.allclose(other, layer(x, gates, index).detach())

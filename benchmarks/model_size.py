@@ -4,7 +4,8 @@ Counts every parameter, and the *deployed* count in which each Conditional-MoE l
 counts one expert: because routing depends only on token attributes, the experts chosen for an
 attribute merge into one dense weight, so that is what inference actually multiplies.
 
-    python benchmarks/model_size.py [--configs up2_tiny_shapes up2_base_swinb_in1k_coco]
+    python benchmarks/model_size.py [--configs up2_tiny_shapes up2_r50_in1k_coco
+        up2_base_swinb_in1k_coco up2_large_swinl_in1k_coco] [--image-size 128 384]
         [--out benchmarks/results/model_size.json]
 
 The paper-scale config is built with random weights and a randomly initialised BERT-base text
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-PAPER = {'up2_base_swinb_in1k_coco': 308e6}
+#: the paper's deployed sizes (UP-v2 Base and Large); it reports none for its ResNet-50 ablation model
+PAPER = {'up2_base_swinb_in1k_coco': 308e6, 'up2_large_swinl_in1k_coco': 446e6}
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072)
 
@@ -72,6 +74,10 @@ def count(model) -> dict[str, float]:
                             for m in linears for p in m.parameters())
     parts = {name: sum(p.numel() for p in getattr(model, name).parameters())
              for name in ('image_encoder', 'text_encoder', 'decoder')}
+    encoder = model.image_encoder
+    parts['backbone'] = sum(p.numel() for p in encoder.backbone.parameters())
+    generator = getattr(encoder, 'proposal_generator', None)
+    parts['proposals'] = sum(p.numel() for p in generator.parameters()) if generator else 0
     return {'total': total, 'deployed': total - moe_extra,
             'active_top_k': total - moe_extra + unmerged, **parts}
 
@@ -89,7 +95,7 @@ def forward_seconds(model, image_size: int) -> float:
         return time.perf_counter() - start
 
 
-def measure(name: str, image_size: int) -> dict:
+def measure(name: str, image_size: int, forward: bool = True) -> dict:
     from mmengine.registry import init_default_scope
 
     from up2core.registry import MODELS
@@ -97,7 +103,7 @@ def measure(name: str, image_size: int) -> dict:
     init_default_scope('up2core')
     model = MODELS.build(offline_config(name).model)
     row = {'config': name, **count(model), 'image_size': image_size,
-           'forward_s': forward_seconds(model, image_size)}
+           'forward_s': forward_seconds(model, image_size) if forward else None}
     if name in PAPER:
         row['paper'] = PAPER[name]
     return row
@@ -106,19 +112,24 @@ def measure(name: str, image_size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--configs', nargs='+',
-                        default=['up2_tiny_shapes', 'up2_base_swinb_in1k_coco'])
+                        default=['up2_tiny_shapes', 'up2_r50_in1k_coco',
+                                 'up2_base_swinb_in1k_coco', 'up2_large_swinl_in1k_coco'])
     parser.add_argument('--image-size', type=int, nargs='+', default=[128, 384])
     parser.add_argument('--out', default='benchmarks/results/model_size.json')
+    parser.add_argument('--no-forward', action='store_true',
+                        help='count parameters only (a forward time needs an idle machine)')
     args = parser.parse_args()
     sizes = args.image_size + [args.image_size[-1]] * (len(args.configs) - len(args.image_size))
-    rows = [measure(name, size) for name, size in zip(args.configs, sizes)]
+    rows = [measure(name, size, not args.no_forward) for name, size in zip(args.configs, sizes)]
     for row in rows:
         paper = f"  paper {row['paper'] / 1e6:.0f}M" if 'paper' in row else ''
         print(f"{row['config']}: total {row['total'] / 1e6:.1f}M, deployed (one expert per MoE "
               f"layer) {row['deployed'] / 1e6:.1f}M, top-k experts unmerged "
               f"{row['active_top_k'] / 1e6:.1f}M{paper}; image {row['image_encoder'] / 1e6:.1f}M"
-              f", text {row['text_encoder'] / 1e6:.1f}M, decoder {row['decoder'] / 1e6:.1f}M; "
-              f"forward {row['forward_s']:.2f} s at {row['image_size']} px (CPU)")
+              f" (backbone {row['backbone'] / 1e6:.1f}M, proposals {row['proposals'] / 1e6:.1f}M)"
+              f", text {row['text_encoder'] / 1e6:.1f}M, decoder {row['decoder'] / 1e6:.1f}M"
+              + (f"; forward {row['forward_s']:.2f} s at {row['image_size']} px (CPU)"
+                 if row['forward_s'] is not None else ''))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + '\n')

@@ -6,3 +6,4 @@
 shapes_data_root = 'data/shapes'
 coco_data_root = 'data/coco'
 imagenet_data_root = 'data/imagenet'
+flickr30k_data_root = 'data/flickr30k'

@@ -20,7 +20,10 @@ def _coco_pipeline(task, train, with_mask):
     if train:
         steps += [dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=with_mask),
                   dict(type='mmdet.RandomFlip', prob=0.5),
-                  dict(type='mmdet.RandomChoiceResize', keep_ratio=True,
+                  # mmdet's Resize (boxes and masks too): a bare 'Resize' would resolve to
+                  # mmcv's, which cannot scale mmdet's box structures
+                  dict(type='mmdet.RandomChoiceResize', resize_type='mmdet.Resize',
+                       keep_ratio=True,
                        scales=[(1333, s) for s in range(480, 801, 32)])]
     else:
         steps += [dict(type='mmdet.Resize', scale=(1333, 800), keep_ratio=True)]

@@ -4,7 +4,7 @@ DINO-R50 detection only, at the same input size, in the same run.
     python benchmarks/inference_latency.py [--size 512] [--repeats 3] [--tiny-checkpoint CKPT]
 
 * **Paper scale, equal backbone**: UP2 with a ResNet-50 (``up2_base_swinb_in1k_coco``'s five
-  tasks, its backbone swapped for mmdet's ResNet-50 as in ``up2_r50_coco_instances``: 300
+  tasks, its backbone swapped for mmdet's ResNet-50 as in ``up2_r50_in1k_coco``: 300
   queries, 200 region tokens, 6-layer 768-wide MoE decoder) against mmdet's
   ``dino-4scale_r50_8xb2-12e_coco`` built from mmdet's own config.  Random weights for both
   (latency does not depend on them, except UP2's caption length, which is fixed here by
@@ -118,16 +118,14 @@ def dino_latency(size: int, repeats: int) -> dict:
 
 
 def paper_scale_up2():
-    """UP2's five tasks with mmdet's ResNet-50 backbone (random weights)."""
+    """UP2's five tasks with mmdet's ResNet-50 backbone (``up2_r50_in1k_coco``, random
+    weights); the evaluation-only Flickr30k retrieval task is left out."""
     from model_size import offline_config
 
     from up2core.registry import MODELS
 
-    cfg = offline_config('up2_base_swinb_in1k_coco')
-    cfg.model.image_encoder.backbone = dict(
-        type='mmdet.ResNet', depth=50, num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=1,
-        norm_eval=True, style='pytorch', norm_cfg=dict(type='BN', requires_grad=False))
-    cfg.model.image_encoder.neck.in_channels = [256, 512, 1024, 2048]
+    cfg = offline_config('up2_r50_in1k_coco')
+    cfg.model.tasks.pop('flickr30k_retrieval', None)
     model = MODELS.build(cfg.model).eval()
     return model
 

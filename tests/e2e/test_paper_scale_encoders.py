@@ -5,45 +5,15 @@ import sys
 
 import pytest
 import torch
-from mmengine.structures import BaseDataElement, InstanceData
 
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 import model_size  # noqa: E402
+from gpu_step import TRAINED, synthetic_samples  # noqa: E402
 
 CONFIGS = ['up2_r50_in1k_coco', 'up2_base_swinb_in1k_coco', 'up2_large_swinl_in1k_coco']
-TRAINED = ('classification', 'detection', 'segmentation', 'retrieval', 'captioning')
 SIZE = 128
-
-
-def _samples(task: str) -> list:
-    """Two samples of ``task`` as its pipeline would pack them."""
-    if task == 'classification':
-        return [BaseDataElement(metainfo=dict(task=task), gt_label=i) for i in (3, 7)]
-    if task in ('retrieval', 'captioning'):
-        return [BaseDataElement(metainfo=dict(task=task), texts=[t])
-                for t in ('a man riding a wave', 'two dogs play in the grass')]
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.bbox import HorizontalBoxes
-    from mmdet.structures.mask import BitmapMasks
-
-    # several objects per image: with random weights a matched query may rank outside the 200
-    # region tokens, and an image whose every match does has no region-classification loss
-    boxes = torch.tensor([[10., 12., 70., 100.], [40., 30., 120., 90.], [5., 60., 50., 120.],
-                          [64., 64., 100., 110.]])
-    samples = []
-    for shift in (0, 4):
-        bboxes = boxes + shift
-        gt = InstanceData(bboxes=HorizontalBoxes(bboxes), labels=torch.tensor([17, 2, 40, 0]))
-        if task == 'segmentation':
-            masks = torch.zeros(len(bboxes), SIZE, SIZE, dtype=torch.uint8)
-            for i, (x0, y0, x1, y1) in enumerate(bboxes.int().tolist()):
-                masks[i, y0:y1, x0:x1] = 1
-            gt.masks = BitmapMasks(masks.numpy(), SIZE, SIZE)
-        samples.append(DetDataSample(gt_instances=gt, metainfo=dict(
-            task=task, img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE), scale_factor=(1., 1.))))
-    return samples
 
 
 @pytest.mark.slow
@@ -68,7 +38,7 @@ def test_every_task_of_the_paper_scale_config_trains_one_step(name):
     images = torch.randn(2, 3, SIZE, SIZE)
     for task in TRAINED:
         model.zero_grad(set_to_none=True)
-        losses = model(images, _samples(task), mode='loss')
+        losses = model(images, synthetic_samples(task, SIZE), mode='loss')
         total = sum(v for k, v in losses.items() if k.startswith('loss'))
         assert torch.isfinite(total), (task, losses)
         total.backward()

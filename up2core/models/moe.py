@@ -147,7 +147,7 @@ class MoELinear(nn.Module):
         if attribute_index is None:
             raise ValueError('MoELinear with several experts needs attribute_index')
         used = attribute_index.unique().tolist()
-        out = x.new_empty(*x.shape[:-1], self.out_features) if len(used) > 1 else None
+        out = None
         for a in used:
             if merged_cache is None:
                 weight, bias = self.merged(gates[a]) if torch.is_grad_enabled() \
@@ -157,10 +157,13 @@ class MoELinear(nn.Module):
                 if key not in merged_cache:
                     merged_cache[key] = self.merged(gates[a])
                 weight, bias = merged_cache[key]
-            if out is None:  # one attribute: every position
+            if len(used) == 1:  # one attribute: every position
                 return F.linear(x, weight, bias)
             positions = (attribute_index == a).nonzero(as_tuple=True)[0]
-            out[..., positions, :] = F.linear(x[..., positions, :], weight, bias)
+            part = F.linear(x[..., positions, :], weight, bias)
+            if out is None:  # the products' dtype: under autocast (bf16, fp16) not x's
+                out = part.new_empty(*x.shape[:-1], self.out_features)
+            out[..., positions, :] = part
         return out
 
     def extra_repr(self) -> str:

@@ -101,3 +101,18 @@ def test_inference_reuses_merged_weights_until_the_weights_change():
     with torch.no_grad():
         other = layer(x, gates.flip(0), index)
     assert not torch.allclose(other, layer(x, gates, index).detach())
+
+
+def test_several_attributes_under_autocast_give_the_autocast_dtype():
+    """Mixed precision (``--amp``, bf16 autocast): the per-attribute products come out in
+    the autocast dtype, and the layer's output takes it rather than failing to mix dtypes."""
+    torch.manual_seed(0)
+    layer = MoELinear(8, 6, num_experts=4)
+    router = AttributeRouter(num_experts=4, top_k=2).eval()
+    gates = router(torch.tensor([attribute('image'), attribute('text', target=True)]))
+    index = torch.tensor([0, 1, 1, 0])
+    x = torch.randn(2, 4, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low = layer(x, gates, index)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), layer(x, gates, index), atol=5e-2, rtol=5e-2)

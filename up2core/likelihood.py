@@ -51,9 +51,17 @@ class UnifiedLikelihood(nn.Module):
                  init_temperature: float = 0.07, max_scale: float = 100.0) -> None:
         super().__init__()
         self.max_scale = max_scale
+        # one-element vectors rather than 0-d scalars: FSDP2 shards no 0-d parameter
         self.log_scale = nn.ParameterDict({
-            g: nn.Parameter(torch.tensor(math.log(1 / init_temperature))) for g in groups})
+            g: nn.Parameter(torch.tensor([math.log(1 / init_temperature)])) for g in groups})
         self._observations: list[dict] = []
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # checkpoints written before the scales were 1-element vectors hold 0-d tensors
+        for key in [k for k in state_dict if k.startswith(prefix + 'log_scale.')]:
+            if state_dict[key].dim() == 0:
+                state_dict[key] = state_dict[key].reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def scale(self, group: str) -> Tensor:
         """``1/tau`` of ``group``, clamped."""

@@ -3,10 +3,11 @@
 from up2core.engine.checkpoint import allow_mmengine_checkpoints
 from up2core.engine.hooks import AtomicCheckpointHook, MetricsFileHook
 from up2core.engine.loops import MultiTaskTestLoop, MultiTaskValLoop, UnmixedTrainLoop
+from up2core.engine.sharding import FullyShardStrategy
 
 # MMEngine 0.10 checkpoints must load under torch >= 2.6's weights_only default wherever UP2's
 # registries are in use (this package is imported when they are first searched).
 allow_mmengine_checkpoints()
 
-__all__ = ['AtomicCheckpointHook', 'MetricsFileHook', 'MultiTaskTestLoop', 'MultiTaskValLoop', 'UnmixedTrainLoop',
-           'allow_mmengine_checkpoints']
+__all__ = ['AtomicCheckpointHook', 'FullyShardStrategy', 'MetricsFileHook', 'MultiTaskTestLoop',
+           'MultiTaskValLoop', 'UnmixedTrainLoop', 'allow_mmengine_checkpoints']

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import deque
 from pathlib import Path
 
@@ -99,6 +100,9 @@ class AtomicCheckpointHook(CheckpointHook):
                                                        self.filename_tmpl.format(old_step)))
                 if old.is_file() and old != final:
                     old.unlink()
+                    shards = old.with_name(f'{old.name}.dcp')  # a sharded checkpoint's
+                    if shards.is_dir():
+                        shutil.rmtree(shards)
             self.keep_ckpt_ids = deque(kept, maxlen=self.max_keep_ckpts)
             runner.message_hub.update_info('keep_ckpt_ids', kept)
         pointer = Path(runner.work_dir) / 'last_checkpoint'

@@ -142,3 +142,13 @@ def test_shapes_that_do_not_fit_say_so():
         lik.logits(x[:2], y, 'g')
     with pytest.raises(ValueError, match="logits' shape"):
         lik.loss(x, y, torch.zeros(3, 4, 5, dtype=torch.bool), 'g')
+
+
+def test_checkpoints_with_0d_scales_still_load():
+    """The scales were 0-d tensors before FSDP2 support made them 1-element vectors."""
+    lik = UnifiedLikelihood(groups=('a', 'b'))
+    old = {'log_scale.a': torch.tensor(1.5), 'log_scale.b': torch.tensor(-0.5)}
+    lik.load_state_dict(old)
+    assert lik.log_scale['a'].shape == (1,)
+    assert float(lik.scale('a')) == pytest.approx(math.exp(1.5))
+    assert float(lik.scale('b')) == pytest.approx(math.exp(-0.5))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, plugin_set
+from tests.conftest import ROOT, plugin_set, run_up2
 
 CONFIG = ROOT / 'tests' / 'fixtures' / 'configs' / 'tiny_mt.py'
 TORCHRUN = str(Path(sys.executable).with_name('torchrun'))
@@ -85,3 +85,8 @@ def test_checkpoints_resume_to_the_straight_run(straight, tmp_path, kind):
     assert 'resumed epoch: 0, iter: 3' in log
     a, b = _params(work), _params(fsdp)
     assert all(torch.equal(a[k], b[k]) for k in a), kind  # bit-identical on the CPU
+    if kind == 'consolidated':  # evaluated by a plain (unsharded) up2 test
+        tested = run_up2('test', str(CONFIG), str(work / 'iter_6.pth'), '--work-dir',
+                         str(tmp_path / 'test'), sets=('toy',), cwd=tmp_path)
+        assert tested.returncode == 0, tested.stderr[-3000:]
+        assert 'retrieval/i2t_R@1' in tested.stdout

@@ -40,8 +40,9 @@ from mmengine.registry import STRATEGIES
 from torch import nn
 
 #: modules sharded one by one (each gathers its parameters only while it runs), by class name
-DEFAULT_SHARD_MODULES = ('DecoderLayer', 'BertLayer', 'SwinBlockSequence', 'ResLayer',
-                         'DeformableDetrTransformerEncoderLayer', 'DinoTransformerDecoderLayer')
+DEFAULT_SHARD_MODULES = ('DecoderLayer', 'BertLayer', 'RobertaLayer', 'SwinBlockSequence',
+                         'ResLayer', 'DeformableDetrTransformerEncoderLayer',
+                         'DeformableDetrTransformerDecoderLayer')
 
 
 def _patch_flexible_runner_batch_size() -> None:

@@ -90,3 +90,17 @@ def test_checkpoints_resume_to_the_straight_run(straight, tmp_path, kind):
                          str(tmp_path / 'test'), sets=('toy',), cwd=tmp_path)
         assert tested.returncode == 0, tested.stderr[-3000:]
         assert 'retrieval/i2t_R@1' in tested.stdout
+
+
+@pytest.mark.parametrize('strategy, message', [
+    ("dict(type='FullyShardStrategy', checkpoint='zip')", "checkpoint must be 'consolidated'"),
+    ("dict(type='FullyShardStrategy')", 'distributed launch: torchrun'),
+])
+def test_a_sharding_mistake_is_one_line(tmp_path, strategy, message):
+    result = run_up2('train', str(CONFIG), '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                     '+runner_type=FlexibleRunner', f'+strategy={strategy}', sets=('toy',),
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith('up2: error:')]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr

@@ -82,8 +82,10 @@ class FullyShardStrategy(DDPStrategy):
                  reshard_after_forward: bool = True, checkpoint: str = 'consolidated',
                  **kwargs) -> None:
         if checkpoint not in ('consolidated', 'sharded'):
-            raise ValueError(f"checkpoint must be 'consolidated' or 'sharded', got "
-                             f"{checkpoint!r}")
+            from up2core.config import ConfigError
+
+            raise ConfigError(f"FullyShardStrategy(checkpoint={checkpoint!r}): checkpoint must be "
+                              f"'consolidated' or 'sharded'")
         super().__init__(**kwargs)
         self.shard_modules = tuple(shard_modules)
         self.reshard_after_forward = reshard_after_forward
@@ -104,6 +106,12 @@ class FullyShardStrategy(DDPStrategy):
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         from torch.distributed.fsdp import fully_shard
 
+        if not dist.is_initialized():
+            from up2core.config import ConfigError
+
+            raise ConfigError('FullyShardStrategy shards over the processes of a distributed '
+                              'launch: torchrun --nproc_per_node N -m up2core.cli train ... '
+                              '--launcher pytorch')
         if torch.cuda.is_available():
             model = model.to(f"cuda:{os.environ.get('LOCAL_RANK', 0)}")
         for param in model.parameters():  # e.g. convolution weights loaded channels-last

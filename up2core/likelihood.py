@@ -68,7 +68,8 @@ class UnifiedLikelihood(nn.Module):
         if group not in self.log_scale:
             raise KeyError(f"unknown likelihood group '{group}'; groups are "
                            f"{list(self.log_scale)} (set `groups` in the likelihood config)")
-        return self.log_scale[group].exp().clamp(max=self.max_scale)
+        # a 0-d tensor, as before the stored scales became 1-element vectors (plugins use it)
+        return self.log_scale[group].exp().clamp(max=self.max_scale).squeeze(0)
 
     def logits(self, x: Tensor, y: Tensor, group: str = 'default',
                valid: Tensor | None = None) -> Tensor:

@@ -149,6 +149,6 @@ def test_checkpoints_with_0d_scales_still_load():
     lik = UnifiedLikelihood(groups=('a', 'b'))
     old = {'log_scale.a': torch.tensor(1.5), 'log_scale.b': torch.tensor(-0.5)}
     lik.load_state_dict(old)
-    assert lik.log_scale['a'].shape == (1,)
+    assert lik.log_scale['a'].shape == (1,) and lik.scale('a').shape == ()
     assert float(lik.scale('a')) == pytest.approx(math.exp(1.5))
     assert float(lik.scale('b')) == pytest.approx(math.exp(-0.5))

@@ -96,10 +96,8 @@ class FullyShardStrategy(DDPStrategy):
                            **kwargs) -> None:
         if dist.is_initialized():
             return
-        if not torch.cuda.is_available():  # MMEngine's init_dist would call cuda.set_device
-            if backend != 'gloo':
-                backend = 'gloo'
-            dist.init_process_group(backend=backend)
+        if not torch.cuda.is_available():  # MMEngine's init_dist would call cuda.set_device;
+            dist.init_process_group(backend='gloo')  # and NCCL needs GPUs: gloo on CPUs
             return
         super()._setup_distributed(launcher, backend, **kwargs)
 

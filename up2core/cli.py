@@ -332,6 +332,71 @@ def _print_record(model, record: dict, args: argparse.Namespace, stream) -> None
     stream.flush()
 
 
+# --------------------------------------------------------------------------- deployment
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from up2core.apis.inference import init_model
+    from up2core.export import FORMATS, export_task
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserError(f'{out} exists: add --overwrite to replace it')
+    options: dict = {}
+    if args.classes is not None:
+        options['classes'] = [c.strip() for c in args.classes.split(',') if c.strip()]
+        if not options['classes']:
+            raise UserError(f'--classes {args.classes!r} names no category; give '
+                            f'comma-separated names, e.g. --classes "red star,blue circle"')
+    if args.texts:
+        options['texts'] = args.texts
+    if args.format not in FORMATS:
+        raise UserError(f"--format {args.format}: use one of {', '.join(FORMATS)}")
+    with contextlib.redirect_stdout(sys.stderr):
+        model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    if args.task not in model.tasks:
+        raise UserError(f"--task {args.task}: the model has no such task; it has "
+                        f"{', '.join(model.tasks)}")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            info = export_task(model, args.task, out, format=args.format,
+                               image_size=tuple(args.image_size), max_batch=args.max_batch,
+                               **options)
+    except NotImplementedError as exc:
+        raise UserError(f'--task {args.task}: {exc}') from None
+    size = out.stat().st_size / 2**20
+    print(f"{out}  ({info['format']}, {size:.1f} MiB, {info['export_seconds']} s)")
+    print(f"  input   images float32 [batch<={args.max_batch}, 3, {args.image_size[0]}, "
+          f"{args.image_size[1]}] RGB 0-255")
+    print(f"  outputs {', '.join(info['outputs'])}")
+    print(f'  described in {out}.json')
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart: FastAPI's form parser)
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"up2 demo needs the demo extra ({exc.name} is missing): "
+                        f"pip install 'up2[demo]'") from None
+    from up2core.demo.app import serve
+    from up2core.demo.service import DemoService
+
+    if not 0 < args.port < 65536:
+        raise UserError(f'--port {args.port}: give a port from 1 to 65535')
+    with contextlib.redirect_stdout(sys.stderr):
+        service = DemoService(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    if args.host not in ('127.0.0.1', 'localhost', '::1'):
+        print(f'up2: warning: --host {args.host} makes the demo reachable from other machines; '
+              f'it has no authentication', file=sys.stderr)
+    print(f'UP2 demo of {args.config} ({", ".join(service.model.tasks)}) on '
+          f'http://{args.host}:{args.port}/  (Ctrl+C stops it)', flush=True)
+    serve(service, host=args.host, port=args.port)
+    return 0
+
+
 # --------------------------------------------------------------------------- discovery
 
 
@@ -497,6 +562,35 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     if with_plugin_options:
         _add_plugin_infer_options(p)
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser('export', help="export one task's inference graph (ONNX or a "
+                       'torch.export program)')
+    p.add_argument('config', help='config file, or the name of a packaged config')
+    p.add_argument('checkpoint', help='checkpoint file (.pth)')
+    p.add_argument('--task', required=True, help='the task whose graph to export')
+    p.add_argument('--format', default='onnx', help='onnx (default; run it with onnxruntime) '
+                   'or exported-program (torch.export.save, a .pt2)')
+    p.add_argument('--out', required=True, help='the file to write (and OUT.json describing '
+                   'its input and outputs)')
+    p.add_argument('--classes', help='comma-separated names baked into the graph '
+                   "(classification, detection, segmentation; default: the config's)")
+    p.add_argument('--texts', nargs='+', help='candidate texts baked into the graph (retrieval)')
+    p.add_argument('--image-size', nargs=2, type=int, default=[128, 128], metavar=('H', 'W'),
+                   help='input height and width, fixed in the graph (default: 128 128)')
+    p.add_argument('--max-batch', type=int, default=64, help='largest batch the graph takes')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing OUT')
+    p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser('demo', help='a local web page running every task on your images '
+                       "(pip install 'up2[demo]')")
+    p.add_argument('config', help='config file, or the name of a packaged config')
+    p.add_argument('checkpoint', help='checkpoint file (.pth)')
+    p.add_argument('--port', type=int, default=7860)
+    p.add_argument('--host', default='127.0.0.1', help='address to bind (default: this machine '
+                   'only)')
+    p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser('plugins', help='list task plugins, their hooks and registered names')
     p.add_argument('--json', action='store_true')

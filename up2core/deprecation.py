@@ -12,7 +12,7 @@ sample fields :class:`~up2core.data.transforms.PackUP2Inputs` writes.  Its versi
 * a new MAJOR removes what earlier minors deprecated.
 
 A plugin declares the version it was written for with a module attribute next to its hooks
-(``UP2_PLUGIN_API = '1.2'``); ``up2 plugins`` shows it and warns when it does not match
+(``UP2_PLUGIN_API = '1.3'``); ``up2 plugins`` shows it and warns when it does not match
 (:func:`api_compatibility`).
 
 Examples:
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: The task-plugin API this ``up2core`` implements.
-PLUGIN_API_VERSION = '1.2'
+PLUGIN_API_VERSION = '1.3'
 
 #: What each version of the API added, renamed or removed (newest last).
 API_HISTORY = {
@@ -41,6 +41,7 @@ API_HISTORY = {
     '1.2': 'region_features, region_boxes, RegionTaskBase, boxes_to_original; per-image '
            'candidates and positive masks in the likelihood; Task.cached_candidates; '
            'UserError; hook up2_infer_arguments; UP2_PLUGIN_API declarations',
+    '1.3': 'Task.export_head; ExportHead, CandidateScoresHead, RegionsHead (up2 export)',
 }
 
 

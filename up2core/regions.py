@@ -370,6 +370,17 @@ class RegionTask(RegionTaskBase):
             sample.class_names = names
         return data_samples
 
+    def export_head(self, model, classes: Sequence[str] | None = None, **options):
+        """Boxes, scores, labels (and mask logits for mask tasks) of the best
+        ``max_per_image`` (proposal, name) pairs: :class:`~up2core.export.head.RegionsHead`
+        over the config's test names, or ``classes``."""
+        from up2core.export.head import RegionsHead
+
+        names = list(classes) if classes else self.test_class_names
+        return RegionsHead(self.name_features(model, names), self.likelihood_group,
+                           self.score_rule, self.max_per_image, self.with_masks,
+                           metadata={'classes': names})
+
     def infer(self, model, inputs: Tensor, data_samples: list,
               classes: Sequence[str] | None = None, **kwargs) -> list:
         """:meth:`predict` with an optional list of category names to look for."""

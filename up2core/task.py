@@ -150,6 +150,15 @@ class Task(BaseModule):
         ``out_file``; tasks with something to draw override it."""
         raise NotImplementedError(f"task '{self.name}' has no visualisation")
 
+    def export_head(self, model: TaskModel, **options: Any) -> Any:
+        """The task's part of an exported graph (``up2 export``): an
+        :class:`~up2core.export.head.ExportHead` mapping the normalised images to named
+        tensors, with the candidates the task needs baked in (``options``: ``classes``,
+        ``texts``...).  Called once, under ``torch.no_grad``, on the loaded model; tasks that
+        can be exported override it (API 1.3)."""
+        raise NotImplementedError(f"task '{self.name}' ({type(self).__name__}) cannot be "
+                                  f"exported: it defines no export_head")
+
     def cached_candidates(self, model: TaskModel, key: Hashable, compute: Callable[[], Any]
                           ) -> Any:
         """Candidate features: ``compute()`` at every training step (they depend on the

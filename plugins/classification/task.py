@@ -32,6 +32,7 @@ class ClassificationTask(Task):
         self.class_names = read_class_names(class_names)
         if '{}' not in prompt:
             raise ValueError(f"prompt {prompt!r} has no '{{}}' for the class name")
+        self.prompt = prompt
         self.prompts = [prompt.format(n.replace('_', ' ')) for n in self.class_names]
         self.topk = topk
         self.label_smoothing = label_smoothing
@@ -70,6 +71,18 @@ class ClassificationTask(Task):
             sample.pred_class = self.class_names[int(lab[0])]
             sample.pred_topk_classes = [self.class_names[int(i)] for i in lab]
         return data_samples
+
+    def export_head(self, model, classes: list[str] | None = None, **options):
+        """``scores`` ``[N, M]``: the probability of each class name (the config's, or
+        ``classes``), as :meth:`predict` ranks them."""
+        from up2core.export.head import CandidateScoresHead
+
+        names = list(classes) if classes else self.class_names
+        features = self.class_features(model) if not classes else model.decode(
+            [model.text_segment([self.prompt.format(n.replace('_', ' ')) for n in names],
+                                target=True)]).spe
+        return CandidateScoresHead(self.image_features, features, self.likelihood_group,
+                                   metadata={'classes': names})
 
     def to_result(self, sample) -> dict:
         """``classes``, ``labels`` and ``scores`` of the top-k, best first."""

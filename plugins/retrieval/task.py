@@ -92,6 +92,17 @@ class RetrievalTask(Task):
             sample.texts = list(texts)
         return data_samples
 
+    def export_head(self, model, texts: list[str] | None = None, **options):
+        """``scores`` ``[N, T]``: the probability of each of the given ``texts`` for each
+        image (the texts are baked into the graph)."""
+        from up2core.errors import UserError
+        from up2core.export.head import CandidateScoresHead
+
+        if not texts:
+            raise UserError('exporting retrieval needs the candidate texts to rank: --texts ...')
+        return CandidateScoresHead(self.image_features, self.text_features(model, list(texts)),
+                                   self.likelihood_group, metadata={'texts': list(texts)})
+
     def to_result(self, sample) -> dict:
         """The candidate ``texts`` ranked best first, with their ``scores``."""
         order = sample.pred_text_ranking.tolist()

@@ -17,7 +17,7 @@ from up2core.deprecation import (
     (PLUGIN_API_VERSION, 'current'), ('1.0', 'older'), ('1.9', 'newer'), ('2.0', 'incompatible'),
     ('0.3', 'incompatible'), (None, 'undeclared'), ('one', 'invalid')])
 def test_api_compatibility(declared, status):
-    assert api_compatibility(declared, '1.2')[0] == status
+    assert api_compatibility(declared, PLUGIN_API_VERSION)[0] == status
 
 
 def test_an_alias_calls_the_new_name_and_warns_once_with_the_removal_version():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -170,9 +171,13 @@ def _prepare(model, tasks: Sequence[str], name: str, array: np.ndarray) -> dict[
 
 @torch.no_grad()
 def _predict(model, tasks: Sequence[str], samples: list[dict[str, dict]],
-             infer_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+             infer_kwargs: dict[str, Any], timings: dict[str, float] | None = None
+             ) -> list[dict[str, Any]]:
     """Every task's predicted sample for a batch of prepared images (same input size), under
-    one shared encoding: tasks with equal input tensors pass the very same tensor."""
+    one shared encoding: tasks with equal input tensors pass the very same tensor.
+
+    ``timings``, when given, receives the seconds of the image encoding (``'encoding'``:
+    backbone and proposals, shared by the tasks) and of each task after it."""
     out: list[dict[str, Any]] = [{} for _ in samples]
     with model.shared_encoding():
         seen: list[torch.Tensor] = []
@@ -185,19 +190,29 @@ def _predict(model, tasks: Sequence[str], samples: list[dict[str, dict]],
                     break
             else:
                 seen.append(inputs)
+                if timings is not None:
+                    start = time.perf_counter()
+                    model.encode_image(inputs)  # kept by shared_encoding for the tasks
+                    timings['encoding'] = timings.get('encoding', 0.0) + \
+                        time.perf_counter() - start
+            start = time.perf_counter()
             predicted = model.tasks[task].infer(model, inputs, batch['data_samples'],
                                                 **infer_kwargs)
+            if timings is not None:
+                timings[task] = timings.get(task, 0.0) + time.perf_counter() - start
             for row, sample in zip(out, predicted):
                 row[task] = sample
     return out
 
 
 def iter_inference(model, images: Iterable[str | np.ndarray], tasks: Sequence[str],
-                   batch_size: int = 8, **infer_kwargs: Any
+                   batch_size: int = 8, timings: dict[str, float] | None = None,
+                   **infer_kwargs: Any
                    ) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any] | str]]:
     """Predict ``tasks`` for each image, in batches; yields ``(name, image, samples)`` in input
     order, ``samples`` a dict task -> predicted data sample, or ``(name, None, message)`` for an
-    image that could not be read or prepared (the others go on).
+    image that could not be read or prepared (the others go on).  ``timings`` (a dict) adds up
+    the seconds of the shared image encoding and of each task (see :func:`_predict`).
 
     Images of one batch with different input sizes are run in groups of equal size, so a
     result never depends on the other images of its batch (no padding to a common size).
@@ -213,7 +228,8 @@ def iter_inference(model, images: Iterable[str | np.ndarray], tasks: Sequence[st
             groups.setdefault(key, []).append(index)
         results: dict[int, dict[str, Any]] = {}
         for rows in groups.values():
-            predicted = _predict(model, tasks, [pending[i][2] for i in rows], infer_kwargs)
+            predicted = _predict(model, tasks, [pending[i][2] for i in rows], infer_kwargs,
+                                 timings)
             results.update(zip(rows, predicted))
         for index, (name, array, _) in enumerate(pending):
             yield name, array, results[index]

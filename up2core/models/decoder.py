@@ -150,10 +150,14 @@ class DecoderLayer(nn.Module):
         self.ffn_router = AttributeRouter(num_experts, top_k, router_dims) \
             if num_experts > 1 else None
 
-    def forward(self, x: Tensor, mask: Tensor, attributes: Tensor, attribute_index: Tensor,
-                past: tuple[Tensor, Tensor] | None = None, merged: dict | None = None,
-                attribute_keys: list | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, mask: Tensor, attributes: Tensor,
+                attribute_positions: list[list[int]], past: tuple[Tensor, Tensor] | None = None,
+                merged: dict | None = None, attribute_keys: list | None = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """``x`` [B, L, C] -> (output [B, L, C], this call's keys and values).
+
+        ``attributes`` [A, ATTRIBUTE_DIM]: the distinct attributes; ``attribute_positions``:
+        the positions of ``x`` that use each of them.
 
         ``past``: keys and values of earlier positions that ``x``'s queries also attend to
         (then ``mask`` is [B, L, N_past + L]); ``merged``/``attribute_keys``: see
@@ -167,7 +171,7 @@ class DecoderLayer(nn.Module):
             ffn_gates = self.ffn_router(attributes) if self.ffn_router is not None else None
             if merged is not None:
                 merged[gates_key] = (attn_gates, ffn_gates)
-        route = dict(attribute_index=attribute_index, merged_cache=merged,
+        route = dict(attribute_positions=attribute_positions, merged_cache=merged,
                      attribute_keys=attribute_keys)
         b, n, c = x.shape
         qkv = self.qkv(x, attn_gates, **route).view(b, n, 3, self.num_heads, -1)
@@ -246,16 +250,20 @@ class UnifiedDecoder(BaseModule):
 
     @staticmethod
     def _attribute_table(runs: list[tuple[Segment, int]], device
-                         ) -> tuple[Tensor, Tensor, list[tuple[float, ...]]]:
-        """Distinct attributes of ``runs`` (segment, length), which one each position uses, and
-        the attribute tuples (keys of the MoE merged-weight cache)."""
+                         ) -> tuple[Tensor, list[list[int]], list[tuple[float, ...]]]:
+        """Distinct attributes of ``runs`` (segment, length), the positions that use each of
+        them (Python lists: known from the segments, so no MoE layer reads them back from a
+        tensor), and the attribute tuples (keys of the MoE merged-weight cache)."""
         table: list[tuple[float, ...]] = []
-        index = []
+        positions: list[list[int]] = []
+        start = 0
         for seg, length in runs:
             if seg.attribute not in table:
                 table.append(seg.attribute)
-            index += [table.index(seg.attribute)] * length
-        return torch.tensor(table, device=device), torch.tensor(index, device=device), table
+                positions.append([])
+            positions[table.index(seg.attribute)] += range(start, start + length)
+            start += length
+        return torch.tensor(table, device=device), positions, table
 
     def forward(self, segments: list[Segment], extra_mask: Tensor | None = None,
                 return_cache: bool = False) -> DecoderOutput:
@@ -269,14 +277,14 @@ class UnifiedDecoder(BaseModule):
         if extra_mask is not None:
             mask = mask & extra_mask
         # <SPE> takes the first segment's attribute.
-        attributes, attribute_index, keys = self._attribute_table(
+        attributes, attribute_positions, keys = self._attribute_table(
             [(segments[0], 1)] + [(s, s.tokens.shape[1]) for s in segments], device)
         cache = DecoderCache([], [], torch.cat([torch.ones(batch, 1, dtype=torch.bool,
                                                            device=device),
                                                 _valid(segments, batch, device)], dim=1)) \
             if return_cache else None
         for layer in self.layers:
-            x, (k, v) = layer(x, mask, attributes, attribute_index,
+            x, (k, v) = layer(x, mask, attributes, attribute_positions,
                               merged=cache.merged if cache is not None else None,
                               attribute_keys=keys)
             if cache is not None:
@@ -322,12 +330,12 @@ class UnifiedDecoder(BaseModule):
                               torch.ones(new, new, dtype=torch.bool, device=device).tril()
                               .expand(batch, new, new)], dim=2)
         mask = mask & key_valid
-        attributes, attribute_index, keys = self._attribute_table(
+        attributes, attribute_positions, keys = self._attribute_table(
             [(s, s.tokens.shape[1]) for s in segments], device)
         keep = new if keep is None else keep
         out_keys, out_values = [], []
         for i, layer in enumerate(self.layers):
-            x, (k, v) = layer(x, mask, attributes, attribute_index,
+            x, (k, v) = layer(x, mask, attributes, attribute_positions,
                               past=(cache.keys[i], cache.values[i]), merged=cache.merged,
                               attribute_keys=keys)
             out_keys.append(torch.cat([cache.keys[i], k[:, :, :keep]], dim=2))

@@ -137,20 +137,30 @@ class MoELinear(nn.Module):
 
     def forward(self, x: Tensor, gates: Tensor | None = None,
                 attribute_index: Tensor | None = None, merged_cache: dict | None = None,
-                attribute_keys: list | None = None) -> Tensor:
+                attribute_keys: list | None = None,
+                attribute_positions: list[list[int]] | None = None) -> Tensor:
         """``merged_cache`` (with ``attribute_keys``, the attribute tuple of each gate row)
         keeps each attribute's merged weights for reuse by later calls: incremental decoding
         applies the same layer to one new position at a time, and merging would otherwise cost
-        more than the product itself.  Valid only while weights and gates are fixed (eval)."""
+        more than the product itself.  Valid only while weights and gates are fixed (eval).
+
+        ``attribute_positions`` (the positions of each gate row, as Python lists: the decoder
+        knows them from its segments) replaces reading them from ``attribute_index``, whose
+        values a traced graph (``torch.export``) cannot branch on."""
         if gates is None or self.num_experts == 1:
             return F.linear(x, self.weight[0], None if self.bias is None else self.bias[0])
-        if attribute_index is None:
+        if attribute_positions is not None:
+            used = [a for a, where in enumerate(attribute_positions) if where]
+        elif attribute_index is not None:
+            used = attribute_index.unique().tolist()
+        else:
             raise ValueError('MoELinear with several experts needs attribute_index')
-        used = attribute_index.unique().tolist()
         out = None
         for a in used:
             if merged_cache is None:
-                weight, bias = self.merged(gates[a]) if torch.is_grad_enabled() \
+                # (a traced graph merges at each run; ONNX Runtime folds it into a constant)
+                weight, bias = self.merged(gates[a]) \
+                    if torch.is_grad_enabled() or torch.compiler.is_compiling() \
                     else self._merged_for_inference(gates[a])
             else:
                 key = (id(self), attribute_keys[a])
@@ -159,7 +169,9 @@ class MoELinear(nn.Module):
                 weight, bias = merged_cache[key]
             if len(used) == 1:  # one attribute: every position
                 return F.linear(x, weight, bias)
-            positions = (attribute_index == a).nonzero(as_tuple=True)[0]
+            positions = torch.tensor(attribute_positions[a], device=x.device) \
+                if attribute_positions is not None \
+                else (attribute_index == a).nonzero(as_tuple=True)[0]
             part = F.linear(x[..., positions, :], weight, bias)
             if out is None:  # the products' dtype: under autocast (bf16, fp16) not x's
                 out = part.new_empty(*x.shape[:-1], self.out_features)

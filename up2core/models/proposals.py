@@ -189,6 +189,10 @@ class RegionProposalNetwork(BaseModule):
         self.box_proj = nn.Linear(2 * embed_dims, embed_dims)
         self.mask_proj = nn.Linear(mask_pool * mask_pool, embed_dims)
         self._build_criterion(match_costs or {}, loss_weights or {})
+        #: pass the levels' sizes to the deformable layers as a list of Python ints instead of
+        #: a tensor: a traced graph cannot take sizes from a tensor's values.  Only
+        #: :func:`up2core.export.traceable` sets it, with layers that accept such a list.
+        self.static_shapes = False
         self.denoising = None
         if denoising is not None:
             from up2core.config import ConfigError
@@ -270,6 +274,9 @@ class RegionProposalNetwork(BaseModule):
         level_start = torch.cat([spatial_shapes.new_zeros(1),
                                  spatial_shapes.prod(1).cumsum(0)[:-1]])
         valid_ratios = maps[0].new_ones(maps[0].shape[0], len(maps), 2)
+        if self.static_shapes:
+            # the levels' sizes as Python ints (see ``static_shapes``)
+            spatial_shapes = shapes
         return torch.cat(flat, 1), torch.cat(pos, 1), spatial_shapes, level_start, valid_ratios
 
     def _masks(self, queries: Tensor, pixels: Tensor) -> Tensor:
@@ -304,8 +311,9 @@ class RegionProposalNetwork(BaseModule):
             reference_points=enc_coord_unact.detach().sigmoid(), spatial_shapes=shapes,
             level_start_index=starts, valid_ratios=ratios, reg_branches=self.reg_branches)
         # per-pixel embeddings: the high-resolution map + the first encoder level, upsampled
-        first = memory[:, :int(shapes[0].prod())].transpose(1, 2).reshape(
-            b, self.embed_dims, *shapes[0].tolist())
+        height, width = maps[0].shape[-2:]
+        first = memory[:, :height * width].transpose(1, 2).reshape(
+            b, self.embed_dims, height, width)
         if self.mask_level is not None:
             high = features[self.mask_level]
             first = high + F.interpolate(first, size=high.shape[-2:], mode='bilinear',

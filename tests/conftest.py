@@ -52,3 +52,22 @@ def run_up2(*args: str, sets: tuple[str, ...] = (), env: dict | None = None, cwd
     command = (executable or [str(UP2)]) + list(args)
     return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=cwd,
                           timeout=timeout)
+
+
+#: where tests leave files for people to look at (the demo's screenshot); not committed
+ARTIFACTS = Path(os.environ.get('UP2_TEST_ARTIFACTS', ROOT / 'test-output'))
+#: the main job's config on a few small Shapes images (tests/fixtures/configs)
+TINY_GENERALIST = ROOT / 'tests' / 'fixtures' / 'configs' / 'tiny_generalist_e2e.py'
+
+
+@pytest.fixture(scope='session')
+def tiny_generalist(tmp_path_factory):
+    """``(config, checkpoint, val images folder)``: the five-task tiny generalist trained for 4
+    steps on its small Shapes set (a minute or two), shared by the export and demo tests."""
+    tmp = tmp_path_factory.mktemp('tiny_generalist')
+    work = tmp / 'work'
+    result = run_up2('train', str(TINY_GENERALIST), '--work-dir', str(work), cwd=tmp,
+                     timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return TINY_GENERALIST, work / 'iter_4.pth', tmp / 'data' / 'shapes_generalist_e2e' / \
+        'images' / 'val'

@@ -134,6 +134,8 @@ def export_task(model: nn.Module, task: str, out: str | os.PathLike, format: str
     if format not in FORMATS:
         raise UserError(f"--format {format}: use one of {', '.join(FORMATS)}")
     height, width = (int(v) for v in image_size)
+    if height < 1 or width < 1:
+        raise UserError(f'--image-size {height} {width}: give a positive height and width')
     graph = TaskGraph(model, task, **options).eval()
     if height % graph.pad_divisor or width % graph.pad_divisor:
         raise UserError(f'--image-size {height} {width}: the model pads its input to a '

@@ -1,0 +1,194 @@
+"""The demo's model service and HTTP API: every task per image, refusals as messages, one model
+for concurrent requests."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_up2
+from up2core.demo.service import MAX_BYTES, RequestError, decode_image, describe
+
+
+def _png(width=16, height=12, mode='RGB') -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), color=1 if mode == '1' else (200, 30, 30)).save(buffer, 'PNG')
+    return buffer.getvalue()
+
+
+def test_decode_image_reads_any_pil_format_as_bgr():
+    array = decode_image(_png(), 'red.png')
+    assert array.shape == (12, 16, 3) and array.dtype == np.uint8
+    assert tuple(array[0, 0]) == (30, 30, 200)  # BGR, as the inference API reads files
+
+
+@pytest.mark.parametrize('data,status,message', [
+    (b'', 400, "'x.png' is empty: choose an image file"),
+    (b'%PDF-1.4 not an image', 400, "'x.png' is not an image PIL can read"),
+    (b'\x89PNG' + b'0' * (MAX_BYTES + 1), 413, "'x.png' is 10.0 MiB; the demo takes images up "
+                                               "to 10 MiB"),
+    (_png(8000, 6000, mode='1'), 413, "'x.png' is 8000x6000 pixels; the demo takes up to 40 "
+                                      "megapixels"),
+])
+def test_decode_image_refuses_with_a_message(data, status, message):
+    with pytest.raises(RequestError) as caught:
+        decode_image(data, 'x.png')
+    assert caught.value.status == status
+    assert str(caught.value).startswith(message)
+
+
+def test_describe_decides_by_the_result_fields_not_the_task():
+    regions = describe({'boxes': [[1, 2, 5, 6], [0, 0, 3, 3]], 'scores': [0.9, 0.1],
+                        'classes': ['red star', 'blue circle'], 'labels': [0, 1]},
+                       (8, 8), score_threshold=0.3)
+    assert [(r['name'], r['score']) for r in regions['regions']] == [('red star', 0.9)]
+    assert regions['best_score'] == 0.9 and 'mask_overlay' not in regions
+    top = describe({'classes': list('abcdefg'), 'scores': [0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05]},
+                   (8, 8), 0.3)
+    assert [r['name'] for r in top['ranking']] == list('abcde')
+    assert describe({'texts': ['x', 'y'], 'scores': [0.7, 0.3]}, (8, 8), 0.3)['ranking'][0] == \
+        {'name': 'x', 'score': 0.7}
+    assert describe({'caption': 'a red star.'}, (8, 8), 0.3) == {'caption': 'a red star.'}
+    # a plugin's task with fields of its own is shown as JSON
+    assert json.loads(describe({'count': 3}, (8, 8), 0.3)['json']) == {'count': 3}
+
+
+@pytest.fixture(scope='module')
+def service(tiny_generalist):
+    import up2core.apis.inference as inference
+    from up2core.demo.service import DemoService
+
+    config, checkpoint, _ = tiny_generalist
+    calls = []
+    original = inference.init_model
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    inference.init_model = counting
+    try:
+        demo = DemoService(str(config), str(checkpoint))
+    finally:
+        inference.init_model = original
+    demo.init_calls = calls
+    return demo
+
+
+@pytest.mark.slow
+def test_every_task_answers_with_its_time(service, tiny_generalist):
+    image = decode_image((sorted(tiny_generalist[2].glob('*.png'))[0]).read_bytes())
+    answer = service.predict(image, 'val.png', score_threshold=0.0)
+    results = answer['results']
+    assert set(results) == {'classification', 'detection', 'segmentation', 'captioning'}
+    assert answer['skipped'] == {'retrieval': 'needs texts'}
+    assert len(results['classification']['ranking']) == 5
+    assert len(results['detection']['regions']) == 100  # threshold 0: every region
+    assert results['segmentation']['mask_overlay'].startswith('data:image/png;base64,')
+    assert isinstance(results['captioning']['caption'], str)
+    assert all(r['ms'] > 0 for r in results.values()) and answer['timings_ms']['encoding'] > 0
+    assert answer['image']['src'].startswith('data:image/png;base64,')
+    texts = ['a red circle.', 'two blue squares.']
+    ranked = service.predict(image, 'val.png', texts=texts, classes=['red circle'],
+                             score_threshold=0.0)['results']
+    assert sorted(r['name'] for r in ranked['retrieval']['ranking']) == sorted(texts)
+    assert {r['name'] for r in ranked['detection']['regions']} == {'red circle'}
+    assert set(service.examples) and all(e['captions'] for e in service.examples.values())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def server(service):
+    import uvicorn
+
+    from up2core.demo.app import create_app
+
+    port = _free_port()
+    config = uvicorn.Config(create_app(service), host='127.0.0.1', port=port, log_level='error')
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not running.started and time.time() < deadline:
+        time.sleep(0.1)
+    assert running.started
+    yield f'http://127.0.0.1:{port}'
+    running.should_exit = True
+    thread.join(timeout=10)
+
+
+def _post(url: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None,
+          extra_headers: dict | None = None) -> tuple[int, dict]:
+    boundary = uuid.uuid4().hex
+    body = b''
+    for name, value in fields.items():
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                 f'{value}\r\n').encode()
+    for name, (filename, data) in (files or {}).items():
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                 f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                 ).encode() + data + b'\r\n'
+    body += f'--{boundary}--\r\n'.encode()
+    headers = {'Content-Type': f'multipart/form-data; boundary={boundary}',
+               **(extra_headers or {})}
+    request = urllib.request.Request(url + '/api/predict', data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.slow
+def test_concurrent_requests_share_one_model(server, service):
+    names = list(service.examples)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda n: _post(server, {'example': n, 'texts': 'a red circle'}),
+                                names))
+    assert [status for status, _ in answers] == [200] * len(names)
+    assert [a['image']['name'] for _, a in answers] == names
+    assert all('retrieval' in a['results'] for _, a in answers)
+    assert len(service.init_calls) == 1  # loaded once, when the server was made
+    with urllib.request.urlopen(server + '/') as page:
+        assert b'Run every task' in page.read()
+
+
+@pytest.mark.slow
+def test_bad_requests_get_a_message_never_a_trace(server):
+    cases = [
+        ({}, None, 400, 'no image: drop or choose an image file, or pick an example'),
+        ({}, {'image': ('notes.txt', b'hello')}, 400,
+         "'notes.txt' is not an image PIL can read (PNG, JPEG, BMP, WebP, TIFF...)"),
+        ({'example': 'nope.png'}, None, 404, "no example 'nope.png'; the examples are"),
+        ({'example': '000000.png', 'score_threshold': 'high'}, None, 400,
+         "score threshold 'high' is not a number"),
+        ({}, {'image': ('big.png', b'0' * (MAX_BYTES + 2**17))}, 413, 'the upload is 10.1 MiB'),
+    ]
+    for fields, files, status, message in cases:
+        code, answer = _post(server, fields, files)
+        assert code == status, (fields, answer)
+        assert set(answer) == {'error'} and answer['error'].startswith(message), answer
+        assert 'Traceback' not in answer['error']
+
+
+def test_demo_cli_refuses_a_bad_port_in_one_line():
+    result = run_up2('demo', 'up2_tiny_shapes_generalist', 'missing.pth', '--port', '70000')
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        'up2: error: --port 70000: give a port from 1 to 65535']

@@ -270,6 +270,21 @@ class CaptioningTask(Task):
             sample.pred_score = float(score)
         return data_samples
 
+    def export_head(self, model, **options):
+        """``log_probs`` ``[N, L, V]``: every position's next-token log-probabilities for
+        ``tokens`` ``[N, L]`` (:mod:`up2_captioning.export`; the search loop stays outside)."""
+        from up2_captioning.export import CaptionStepsHead
+
+        start, end, _, unknown = self._special_ids(model)
+        ids = self.candidate_ids(model)
+        metadata = {'vocab_ids': ids.tolist(),
+                    'tokens': model.text_encoder.tokenizer.convert_ids_to_tokens(ids.tolist()),
+                    'start_id': start, 'end_id': end, 'unknown_id': unknown,
+                    'max_length': self.max_length, 'min_length': self.min_length,
+                    'length_penalty': self.length_penalty}
+        return CaptionStepsHead(self, self.candidate_features(model), start, self.max_length,
+                                metadata)
+
     def to_result(self, sample) -> dict:
         """``caption`` and its ``score``: the summed log-probability of its tokens (the end
         token included), divided by ``length ** length_penalty``."""

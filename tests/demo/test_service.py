@@ -3,6 +3,7 @@ for concurrent requests."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import socket
@@ -66,8 +67,10 @@ def test_describe_decides_by_the_result_fields_not_the_task():
 
 @pytest.fixture(scope='module')
 def service(tiny_generalist):
-    import up2core.apis.inference as inference
     from up2core.demo.service import DemoService
+
+    # (the module, not the function up2core.apis exports under the same name)
+    inference = importlib.import_module('up2core.apis.inference')
 
     config, checkpoint, _ = tiny_generalist
     calls = []

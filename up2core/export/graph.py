@@ -86,10 +86,14 @@ class TaskGraph(nn.Module):
     def output_names(self) -> tuple[str, ...]:
         return tuple(self.head.output_names)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return ('images',) + tuple(self.head.input_names)
+
+    def forward(self, images: Tensor, *extra: Tensor) -> tuple[Tensor, ...]:
         if self.flip_channels:
             images = images.flip(1)
-        return self.head(self.model, (images - self.mean) / self.std)
+        return self.head(self.model, (images - self.mean) / self.std, *extra)
 
 
 def prepare_image(model, task: str, image: str | np.ndarray, size: tuple[int, int] | None = None
@@ -144,22 +148,32 @@ def export_task(model: nn.Module, task: str, out: str | os.PathLike, format: str
         raise UserError(f'--max-batch {max_batch}: must be at least 1')
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(2 if max_batch > 1 else 1, 3, height, width) * 255
-    dynamic = {'images': {0: torch.export.Dim('batch', min=1, max=max_batch)}} \
-        if max_batch > 1 else None
+    batch = 2 if max_batch > 1 else 1
+    example = (torch.rand(batch, 3, height, width) * 255,) + \
+        tuple(graph.head.example_inputs(batch))
+    if max_batch > 1:
+        dim = torch.export.Dim('batch', min=1, max=max_batch)
+        # one spec per parameter of TaskGraph.forward: images, then the *extra tuple
+        dynamic = ({0: dim}, tuple({0: dim} for _ in example[1:]))
+    else:
+        dynamic = None
     start = time.perf_counter()
     with traceable(graph), torch.no_grad():
-        program = torch.export.export(graph, (example,), dynamic_shapes=dynamic, strict=False)
+        program = torch.export.export(graph, example, dynamic_shapes=dynamic, strict=False)
     if format == 'exported-program':
         torch.export.save(program, str(out))
     else:
-        _save_onnx(program, example, dynamic, graph.output_names, out)
+        _save_onnx(program, example, dynamic, graph.input_names, graph.output_names, out)
+    extra = [{'name': name, 'dtype': str(value.dtype).replace('torch.', ''),
+              'shape': ['batch', *value.shape[1:]]}
+             for name, value in zip(graph.head.input_names, example[1:])]
     info = {
         'format': format,
         'task': task,
         'task_type': type(model.tasks[task]).__name__,
         'input': {'name': 'images', 'dtype': 'float32', 'shape': ['batch', 3, height, width],
                   'layout': 'NCHW', 'channels': 'RGB', 'range': [0, 255], 'max_batch': max_batch},
+        'extra_inputs': extra,
         'outputs': list(graph.output_names),
         'metadata': graph.head.metadata,
         'config': str(getattr(getattr(model, 'cfg', None), 'filename', '') or ''),
@@ -170,7 +184,8 @@ def export_task(model: nn.Module, task: str, out: str | os.PathLike, format: str
     return info
 
 
-def _save_onnx(program, example: Tensor, dynamic, output_names, out: Path) -> None:
+def _save_onnx(program, example: tuple[Tensor, ...], dynamic, input_names, output_names,
+               out: Path) -> None:
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
@@ -183,8 +198,8 @@ def _save_onnx(program, example: Tensor, dynamic, output_names, out: Path) -> No
     quiet.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            onnx_program = torch.onnx.export(program, (example,), dynamo=True,
-                                             input_names=['images'],
+            onnx_program = torch.onnx.export(program, example, dynamo=True,
+                                             input_names=list(input_names),
                                              output_names=list(output_names),
                                              dynamic_shapes=dynamic, verbose=False)
             onnx_program.save(str(out))
@@ -195,7 +210,8 @@ def _save_onnx(program, example: Tensor, dynamic, output_names, out: Path) -> No
 class ExportedGraph:
     """Runs an exported file: ONNX through ONNX Runtime, a ``.pt2`` through ``torch.export``.
 
-    Calling it with ``[N, 3, H, W]`` float32 RGB pixels returns ``{output name: array}``.
+    Calling it with ``[N, 3, H, W]`` float32 RGB pixels (and a graph's extra inputs by name,
+    e.g. ``tokens=``) returns ``{output name: array}``.
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
@@ -223,13 +239,19 @@ class ExportedGraph:
             self._module = torch.export.load(str(self.path)).module()
             self.output_names = list(self.info.get('outputs', []))
 
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, images: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         images = np.ascontiguousarray(images, dtype=np.float32)
+        expected = [i['name'] for i in self.info.get('extra_inputs', [])]
+        if sorted(extra) != sorted(expected):
+            raise TypeError(f'{self.path} takes images and {expected or "nothing else"}, got '
+                            f'{sorted(extra)}')
+        extra = {name: np.ascontiguousarray(extra[name]) for name in expected}
         if self.format == 'onnx':
-            values = self._session.run(None, {'images': images})
+            values = self._session.run(None, {'images': images, **extra})
         else:
             with torch.no_grad():
-                values = [v.numpy() for v in self._module(torch.from_numpy(images))]
+                values = [v.numpy() for v in self._module(
+                    torch.from_numpy(images), *(torch.from_numpy(extra[n]) for n in expected))]
         names = self.output_names or [f'output{i}' for i in range(len(values))]
         return dict(zip(names, values))
 

@@ -32,21 +32,30 @@ from up2core.regions import combine_scores
 
 
 class ExportHead(nn.Module):
-    """Base class: ``forward(model, inputs) -> tuple of tensors`` named by ``output_names``.
+    """Base class: ``forward(model, inputs, *extra) -> tuple of tensors`` named by
+    ``output_names``.
 
     ``inputs`` is the normalised image batch the model's data preprocessor would give
     (``[N, 3, H, W]``); ``metadata`` is plain JSON written beside the exported file (what the
-    outputs index: class names, texts...).
+    outputs index: class names, texts...).  A head that needs more than the image (captioning:
+    the tokens so far) names its extra graph inputs in ``input_names`` and gives example
+    tensors for them (:meth:`example_inputs`); their first dimension is the batch.
     """
 
     #: names of the tensors :meth:`forward` returns, in order (the graph's output names)
     output_names: tuple[str, ...] = ()
+    #: names of the graph's inputs after ``images`` (none for most tasks)
+    input_names: tuple[str, ...] = ()
 
     def __init__(self, metadata: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.metadata = dict(metadata or {})
 
-    def forward(self, model, inputs: Tensor) -> tuple[Tensor, ...]:
+    def example_inputs(self, batch: int) -> tuple[Tensor, ...]:
+        """Example values of the extra inputs for a batch of ``batch`` images (for tracing)."""
+        return ()
+
+    def forward(self, model, inputs: Tensor, *extra: Tensor) -> tuple[Tensor, ...]:
         raise NotImplementedError
 
 

@@ -181,13 +181,26 @@ def test_bad_requests_get_a_message_never_a_trace(server):
         ({'example': 'nope.png'}, None, 404, "no example 'nope.png'; the examples are"),
         ({'example': '000000.png', 'score_threshold': 'high'}, None, 400,
          "score threshold 'high' is not a number"),
-        ({}, {'image': ('big.png', b'0' * (MAX_BYTES + 2**17))}, 413, 'the upload is 10.1 MiB'),
+        ({}, {'image': ('big.png', b'0' * (MAX_BYTES + 2**17))}, 413,
+         "'big.png' is 10.1 MiB; the demo takes images up to 10 MiB"),
     ]
     for fields, files, status, message in cases:
         code, answer = _post(server, fields, files)
         assert code == status, (fields, answer)
         assert set(answer) == {'error'} and answer['error'].startswith(message), answer
         assert 'Traceback' not in answer['error']
+
+
+@pytest.mark.slow
+def test_a_body_announced_far_over_the_limit_is_refused_unread(server):
+    host, port = server.removeprefix('http://').split(':')
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(f'POST /api/predict HTTP/1.1\r\nHost: {host}\r\n'
+                           f'Content-Type: multipart/form-data; boundary=x\r\n'
+                           f'Content-Length: {50 * 2**20}\r\n\r\n'.encode())
+        answer = connection.recv(65536).decode()
+    assert answer.startswith('HTTP/1.1 413')
+    assert '{"error":"the upload is 50.0 MiB; the demo takes images up to 10 MiB"}' in answer
 
 
 def test_demo_cli_refuses_a_bad_port_in_one_line():

@@ -22,6 +22,9 @@ from typing import Annotated, Any
 
 from up2core.demo.service import MAX_BYTES, DemoService, RequestError, decode_image
 
+#: request bodies larger than this are refused unread
+HARD_LIMIT = 4 * MAX_BYTES
+
 
 def create_app(service: DemoService) -> Any:
     """The FastAPI application serving ``service`` (built once: the model is loaded once)."""
@@ -33,10 +36,12 @@ def create_app(service: DemoService) -> Any:
     page = files('up2core.demo').joinpath('page.html').read_text(encoding='utf-8')
 
     @app.middleware('http')
-    async def refuse_large_bodies(request: Request, call_next):
-        # before the body is read: a client that says it sends too much is turned away at once
+    async def refuse_huge_bodies(request: Request, call_next):
+        # Uploads a little over the limit are read and refused by decode_image, so the page
+        # gets the message (a browser still sending its body reads no early answer).  A client
+        # that says it sends far more is turned away before a byte of it is stored.
         length = request.headers.get('content-length')
-        if length is not None and length.isdigit() and int(length) > MAX_BYTES + 2**16:
+        if length is not None and length.isdigit() and int(length) > HARD_LIMIT:
             return JSONResponse({'error': f'the upload is {int(length) / 2**20:.1f} MiB; the '
                                           f'demo takes images up to {MAX_BYTES // 2**20} MiB'},
                                 status_code=413)
@@ -71,8 +76,11 @@ def create_app(service: DemoService) -> Any:
                 texts: Annotated[str, Form()] = '',
                 score_threshold: Annotated[str, Form()] = '0.3') -> dict:
         if image is not None and image.filename:
-            data = image.file.read(MAX_BYTES + 1)
             name = image.filename
+            if image.size is not None and image.size > MAX_BYTES:
+                raise RequestError(f"'{name}' is {image.size / 2**20:.1f} MiB; the demo takes "
+                                   f'images up to {MAX_BYTES // 2**20} MiB', status=413)
+            data = image.file.read(MAX_BYTES + 1)
         elif example:
             data, name = service.example_bytes(example), example
         else:

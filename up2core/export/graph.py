@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -153,17 +154,21 @@ def export_task(model: nn.Module, task: str, out: str | os.PathLike, format: str
         tuple(graph.head.example_inputs(batch))
     if max_batch > 1:
         dim = torch.export.Dim('batch', min=1, max=max_batch)
-        # one spec per parameter of TaskGraph.forward: images, then the *extra tuple
-        dynamic = ({0: dim}, tuple({0: dim} for _ in example[1:]))
+        # one spec per parameter of TaskGraph.forward: images, then the *extra tuple (when
+        # the head has extra inputs)
+        dynamic = ({0: dim},) + ((tuple({0: dim} for _ in example[1:]),)
+                                 if len(example) > 1 else ())
     else:
         dynamic = None
     start = time.perf_counter()
-    with traceable(graph), torch.no_grad():
+    with traceable(graph), torch.no_grad(), warnings.catch_warnings():
+        # the tracer's and exporter's notes on mmdet/mmcv internals are not the user's to fix
+        warnings.simplefilter('ignore')
         program = torch.export.export(graph, example, dynamic_shapes=dynamic, strict=False)
-    if format == 'exported-program':
-        torch.export.save(program, str(out))
-    else:
-        _save_onnx(program, example, dynamic, graph.input_names, graph.output_names, out)
+        if format == 'exported-program':
+            torch.export.save(program, str(out))
+        else:
+            _save_onnx(program, example, dynamic, graph.input_names, graph.output_names, out)
     extra = [{'name': name, 'dtype': str(value.dtype).replace('torch.', ''),
               'shape': ['batch', *value.shape[1:]]}
              for name, value in zip(graph.head.input_names, example[1:])]

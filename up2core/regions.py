@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -378,8 +379,8 @@ class RegionTask(RegionTaskBase):
 
         names = list(classes) if classes else self.test_class_names
         return RegionsHead(self.name_features(model, names), self.likelihood_group,
-                           self.score_rule, self.max_per_image, self.with_masks,
-                           metadata={'classes': names})
+                           partial(combine_scores, rule=self.score_rule), self.max_per_image,
+                           self.with_masks, metadata={'classes': names})
 
     def infer(self, model, inputs: Tensor, data_samples: list,
               classes: Sequence[str] | None = None, **kwargs) -> list:

@@ -28,8 +28,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from up2core.regions import combine_scores
-
 
 class ExportHead(nn.Module):
     """Base class: ``forward(model, inputs, *extra) -> tuple of tensors`` named by
@@ -93,12 +91,22 @@ class RegionsHead(ExportHead):
     network's mask resolution: :func:`up2core.regions.masks_to_original` (upsample, crop,
     sigmoid, threshold) turns them into the masks the eager model gives, outside the graph.
     ``n`` is ``min(max_per_image, proposals x names)``.
+
+    Args:
+        names: ``[M, C]`` the names' embeddings, baked into the graph.
+        group: the likelihood group whose temperature scales the logits.
+        combine: ``(objectness logits [N, K], name probabilities [N, K, M]) -> scores``, the
+            task's score rule (:func:`up2core.regions.combine_scores`).
+        max_per_image: ``n``, the pairs kept per image.
+        with_masks: also output the kept proposals' mask logits.
+        metadata: written beside the exported file.
     """
 
-    def __init__(self, names: Tensor, group: str, score_rule: str, max_per_image: int,
-                 with_masks: bool, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, names: Tensor, group: str, combine: Callable[[Tensor, Tensor], Tensor],
+                 max_per_image: int, with_masks: bool,
+                 metadata: dict[str, Any] | None = None) -> None:
         super().__init__(metadata)
-        self.group, self.score_rule = group, score_rule
+        self.group, self._combine = group, combine
         self.max_per_image, self.with_masks = max_per_image, with_masks
         self.register_buffer('names', names.detach().clone())
         self.output_names = ('boxes', 'scores', 'labels') + (('mask_logits',) if with_masks else ())
@@ -110,7 +118,7 @@ class RegionsHead(ExportHead):
         num_names = self.names.shape[0]
         probs = model.likelihood.logits(regions.features.flatten(0, 1), self.names,
                                         self.group).softmax(-1).view(batch, num_regions, -1)
-        scores = combine_scores(regions.objectness, probs, self.score_rule)
+        scores = self._combine(regions.objectness, probs)
         top = scores.flatten(1).topk(min(self.max_per_image, num_regions * num_names), dim=1)
         which = torch.div(top.indices, num_names, rounding_mode='floor')
         labels = top.indices - which * num_names

@@ -7,6 +7,7 @@ import importlib
 import io
 import json
 import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -208,3 +209,13 @@ def test_demo_cli_refuses_a_bad_port_in_one_line():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         'up2: error: --port 70000: give a port from 1 to 65535']
+
+
+def test_demo_without_its_extra_names_the_extra_in_one_line(monkeypatch, capsys):
+    from up2core import cli
+
+    monkeypatch.setitem(sys.modules, 'fastapi', None)  # as if `up2[demo]` were not installed
+    status = cli.main(['demo', 'up2_tiny_shapes_generalist', 'missing.pth'])
+    assert status == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "up2: error: up2 demo needs the demo extra (fastapi is missing): pip install 'up2[demo]'"]

@@ -121,11 +121,10 @@ def _free_port() -> int:
 def server(service):
     import uvicorn
 
-    from up2core.demo.app import create_app
+    from up2core.demo.app import server_config
 
     port = _free_port()
-    config = uvicorn.Config(create_app(service), host='127.0.0.1', port=port, log_level='error')
-    running = uvicorn.Server(config)
+    running = uvicorn.Server(server_config(service, port=port, log_level='error'))
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -219,3 +218,16 @@ def test_demo_without_its_extra_names_the_extra_in_one_line(monkeypatch, capsys)
     assert status == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "up2: error: up2 demo needs the demo extra (fastapi is missing): pip install 'up2[demo]'"]
+
+
+def test_serving_leaves_the_open_log_files_open(tmp_path, service):
+    import logging
+
+    from up2core.demo.app import server_config
+
+    handler = logging.FileHandler(tmp_path / 'run.log')
+    try:
+        server_config(service, port=_free_port())
+        assert handler.stream is not None and not handler.stream.closed
+    finally:
+        handler.close()

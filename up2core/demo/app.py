@@ -97,11 +97,26 @@ def create_app(service: DemoService) -> Any:
     return app
 
 
+def server_config(service: DemoService, host: str = '127.0.0.1', port: int = 7860,
+                  log_level: str = 'warning'):
+    """The uvicorn configuration that serves ``service``.
+
+    uvicorn's default logging setup goes through ``logging.config.dictConfig``, which closes
+    every handler already open in the process, MMEngine's log file among them (a later
+    ``init_weights`` then fails writing to it). ``log_config=None`` leaves logging as it was;
+    uvicorn's warnings still reach stderr through Python's last-resort handler.
+    """
+    import uvicorn
+
+    return uvicorn.Config(create_app(service), host=host, port=port, log_level=log_level,
+                          log_config=None)
+
+
 def serve(service: DemoService, host: str = '127.0.0.1', port: int = 7860) -> None:
     """Serve the demo until interrupted (uvicorn)."""
     import uvicorn
 
-    uvicorn.run(create_app(service), host=host, port=port, log_level='warning')
+    uvicorn.Server(server_config(service, host, port)).run()
 
 
-__all__ = ['create_app', 'serve']
+__all__ = ['create_app', 'serve', 'server_config']

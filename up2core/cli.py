@@ -373,6 +373,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Raise a UserError when the demo could not listen on ``host:port`` (in use, no such host)."""
+    import socket
+
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UserError(f'cannot serve on {host}:{port}: {reason.lower()}; pick another '
+                            f'--port (or --host)') from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     try:
         import fastapi  # noqa: F401
@@ -386,6 +401,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise UserError(f'--port {args.port}: give a port from 1 to 65535')
+    _check_bindable(args.host, args.port)  # before the model loads, not after
     with contextlib.redirect_stdout(sys.stderr):
         service = DemoService(args.config, args.checkpoint, cfg_options=args.cfg_options)
     if args.host not in ('127.0.0.1', 'localhost', '::1'):

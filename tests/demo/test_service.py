@@ -210,6 +210,18 @@ def test_demo_cli_refuses_a_bad_port_in_one_line():
         'up2: error: --port 70000: give a port from 1 to 65535']
 
 
+def test_demo_cli_refuses_a_port_in_use_in_one_line_before_loading_the_model():
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_up2('demo', 'up2_tiny_shapes_generalist', 'missing.pth', '--port', str(port))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f'up2: error: cannot serve on 127.0.0.1:{port}: address already in use; pick another '
+        f'--port (or --host)']
+
+
 def test_demo_without_its_extra_names_the_extra_in_one_line(monkeypatch, capsys):
     from up2core import cli
 

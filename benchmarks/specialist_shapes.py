@@ -2,6 +2,7 @@
 
     python benchmarks/specialist_shapes.py --seeds 0 1 2 [--jobs 2] [--reuse]
     python benchmarks/specialist_shapes.py --latency [--up2-checkpoint CKPT] [--dino-checkpoint CKPT]
+        [--up2-variant KEY=VALUE ... [--up2-variant-checkpoint CKPT]] [--random-weights]
     python benchmarks/specialist_shapes.py --table
 
 **The specialist** is mmdet's own DINO, built from mmdet's ``dino-4scale_r50_8xb2-12e_coco.py``
@@ -26,8 +27,11 @@ the names' text embeddings, so it scores the held-out names too.
 Both are scored by the same evaluator: ``GroupedCocoMetric`` (one ``COCOeval``) on the val
 annotations, AP over all 56 names, the 52 seen and the 4 held out.  ``--latency`` times one
 val image at a time through each model's predict path (after the data preprocessor, same
-128 px tensors), medians over ``--images`` images, alternating the two models: run it on an
-idle machine.  Results go to ``benchmarks/results/specialist_shapes.json``; a measurement,
+128 px tensors), medians over ``--images`` images, alternating the models: run it on an
+idle machine.  ``--up2-variant`` times a changed UP2 in the same run (a cheaper mask branch,
+say); ``--random-weights`` times untrained models (no checkpoints needed), saved apart: only
+to compare models with each other, since an untrained model's time can differ from the trained
+one's (denormal numbers, say).  Results go to ``benchmarks/results/specialist_shapes.json``; a measurement,
 never asserted in tests.
 """
 
@@ -227,8 +231,14 @@ def _save(record: dict, path: Path) -> None:
     path.write_text(json.dumps(record, indent=2) + '\n')
 
 
-def latency(up2_checkpoint: str, dino_checkpoint: str, images: int, lr: float) -> dict:
-    """Median seconds per image of each model's predict path, alternating the two."""
+def latency(up2_checkpoint: str | None, dino_checkpoint: str | None, images: int, lr: float,
+            variant_options: list[str] | None = None,
+            variant_checkpoint: str | None = None) -> dict:
+    """Median seconds per image of each model's predict path, alternating the models.
+
+    A checkpoint of None times the model with random weights; ``variant_options``
+    (cfg-options) adds a changed UP2 beside the packaged one, from ``variant_checkpoint`` or
+    random weights."""
     import torch
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmengine.dataset import Compose
@@ -238,41 +248,51 @@ def latency(up2_checkpoint: str, dino_checkpoint: str, images: int, lr: float) -
     from up2core.apis import init_model
 
     register_dino()
-    up2 = init_model('up2_tiny_shapes_regions', up2_checkpoint)
+    models = {'up2': init_model('up2_tiny_shapes_regions', up2_checkpoint)}
+    if variant_options:
+        models['up2_variant'] = init_model('up2_tiny_shapes_regions', variant_checkpoint,
+                                           cfg_options=variant_options)
     cfg = dino_config(0, 450, '/tmp/up2-specialist-latency', lr)
     init_default_scope('mmdet')
     dino = MMDET_MODELS.build(cfg.model)
-    load_checkpoint(dino, dino_checkpoint, map_location='cpu')
-    dino.eval()
+    if dino_checkpoint:
+        load_checkpoint(dino, dino_checkpoint, map_location='cpu')
+    models['dino'] = dino.eval()
     init_default_scope('up2core')
     data = _regions_base().val_dataloader.detection.dataset
     pipeline = Compose([t for t in data.pipeline])
     folder = Path(data.data_root) / data.data_prefix['img']
     paths = sorted(folder.glob('*.png'))[:images]
-    times: dict[str, list[float]] = {'up2': [], 'dino': []}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
     with torch.no_grad():
         for i, path in enumerate(paths):
             packed = pipeline(dict(img_path=str(path), img_id=i))
             sample = packed['data_samples']
             sample.set_metainfo(dict(task='detection'))
             batch = {'inputs': [packed['inputs']], 'data_samples': [sample]}
-            for name in (('up2', 'dino') if i % 2 == 0 else ('dino', 'up2')):
-                model = up2 if name == 'up2' else dino
+            for name in names[i % len(names):] + names[:i % len(names)]:  # rotate the order
+                model = models[name]
                 start = time.perf_counter()
                 data_batch = model.data_preprocessor(batch, False)
-                if name == 'up2':
+                if name.startswith('up2'):
                     model.tasks['detection'].infer(model, data_batch['inputs'],
                                                    data_batch['data_samples'])
                 else:
                     model(data_batch['inputs'], data_batch['data_samples'], mode='predict')
-                if i > 0:  # the first image warms both up
+                if i > 0:  # the first image warms every model up
                     times[name].append(time.perf_counter() - start)
-    up2_ms = statistics.median(times['up2']) * 1000
-    dino_ms = statistics.median(times['dino']) * 1000
-    return {'up2_ms_per_image': round(up2_ms, 1), 'dino_ms_per_image': round(dino_ms, 1),
-            'up2_over_dino': round(up2_ms / dino_ms, 3), 'images': len(paths) - 1,
-            'torch_threads': torch.get_num_threads(), 'cpus': os.cpu_count(),
-            'up2_checkpoint': up2_checkpoint, 'dino_checkpoint': dino_checkpoint}
+    ms = {name: statistics.median(values) * 1000 for name, values in times.items()}
+    record = {'up2_ms_per_image': round(ms['up2'], 1), 'dino_ms_per_image': round(ms['dino'], 1),
+              'up2_over_dino': round(ms['up2'] / ms['dino'], 3)}
+    if variant_options:
+        record.update(up2_variant_options=variant_options,
+                      up2_variant_ms_per_image=round(ms['up2_variant'], 1),
+                      up2_variant_over_dino=round(ms['up2_variant'] / ms['dino'], 3),
+                      up2_variant_checkpoint=variant_checkpoint)
+    return {**record, 'images': len(paths) - 1, 'torch_threads': torch.get_num_threads(),
+            'cpus': os.cpu_count(), 'up2_checkpoint': up2_checkpoint,
+            'dino_checkpoint': dino_checkpoint}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--up2-checkpoint')
     parser.add_argument('--dino-checkpoint')
     parser.add_argument('--images', type=int, default=51)
+    parser.add_argument('--random-weights', action='store_true',
+                        help='--latency with untrained models (no checkpoints needed; saved as '
+                             '"latency_random_weights")')
+    parser.add_argument('--up2-variant', nargs='+', metavar='KEY=VALUE',
+                        help='--latency: also time UP2 with these cfg-options, e.g. '
+                             '+model.image_encoder.proposal_generator.pixel_decoder=separable')
+    parser.add_argument('--up2-variant-checkpoint')
     parser.add_argument('--train-one', type=int, help=argparse.SUPPRESS)  # a worker: one seed
     parser.add_argument('--row-out', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -304,15 +331,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     record = _load(Path(args.out))
     if args.latency:
-        up2_ckpt = args.up2_checkpoint or next(
-            (f"work_dirs/ablations/{r['run']}_seed{r['seed']}/iter_450.pth"
-             for r in up2_rows(args.up2_runs[:1])), None)
-        dino_ckpt = args.dino_checkpoint or next(
-            (r['checkpoint'] for r in record['dino']), None)
-        if not (up2_ckpt and dino_ckpt):
-            parser.error('--latency needs both checkpoints (train first, or pass them)')
-        record['latency'] = latency(up2_ckpt, dino_ckpt, args.images, args.lr)
-        print(json.dumps(record['latency'], indent=2))
+        up2_ckpt = dino_ckpt = None
+        if not args.random_weights:
+            up2_ckpt = args.up2_checkpoint or next(
+                (f"work_dirs/ablations/{r['run']}_seed{r['seed']}/iter_450.pth"
+                 for r in up2_rows(args.up2_runs[:1])), None)
+            dino_ckpt = args.dino_checkpoint or next(
+                (r['checkpoint'] for r in record['dino']), None)
+            if not (up2_ckpt and dino_ckpt):
+                parser.error('--latency needs both checkpoints (train first, or pass them; or '
+                             '--random-weights)')
+            if args.up2_variant and not args.up2_variant_checkpoint:
+                parser.error('--up2-variant with trained models needs --up2-variant-checkpoint '
+                             '(or --random-weights)')
+        key = 'latency_random_weights' if args.random_weights else 'latency'
+        record[key] = latency(up2_ckpt, dino_ckpt, args.images, args.lr, args.up2_variant,
+                              None if args.random_weights else args.up2_variant_checkpoint)
+        print(json.dumps(record[key], indent=2))
         _save(record, Path(args.out))
         return 0
     if not args.table:

@@ -111,6 +111,25 @@ def test_only_width_256_is_accepted():
         RegionProposalNetwork(embed_dims=128)
 
 
+def test_a_separable_pixel_decoder_is_lighter_and_trains_the_masks():
+    kwargs = dict(num_queries=6, num_proposal_tokens=4, num_encoder_layers=1,
+                  num_decoder_layers=2, ffn_dims=64, aux_loss=False)
+    torch.manual_seed(0)
+    full = RegionProposalNetwork(**kwargs)
+    light = RegionProposalNetwork(pixel_decoder='separable', **kwargs)
+    weights = {name: sum(p.numel() for p in net.pixel_decoder.parameters() if p.dim() == 4)
+               for name, net in (('full', full), ('light', light))}
+    assert weights['light'] * 4 < weights['full']  # 3x3 256->256 (+1x1) vs depthwise + 2 1x1
+    light.train()
+    _, proposals = light(_features())
+    loss = sum(light.loss(proposals, _targets(), CANVAS)[0].values())
+    loss.backward()
+    assert proposals['masks'].shape == (2, 4, 16, 16)
+    assert light.pixel_decoder[0].weight.grad.abs().sum() > 0  # the masks reach it
+    with pytest.raises(ValueError, match="pixel_decoder must be 'conv' or 'separable'"):
+        RegionProposalNetwork(pixel_decoder='deformable', **kwargs)
+
+
 # ---------------------------------------------------------------- denoising (DINO's CDN)
 
 def _denoising_rpn(box_noise_scale=1.0, aux_loss=True):

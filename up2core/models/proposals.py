@@ -125,7 +125,7 @@ class RegionProposalNetwork(BaseModule):
         pixel_decoder: the per-pixel embedding head of the mask branch: ``'conv'`` (default: a
             3 x 3 convolution, GroupNorm, ReLU, 1 x 1) or ``'separable'`` (the 3 x 3 made
             depthwise + 1 x 1).  At stride 4 the full 3 x 3 convolution is the largest single
-            cost of the tiny model's region path (604M multiply-adds at 128 px, about 4x the
+            cost of the tiny model's region path (604M multiply-adds at 128 px, about 5x the
             EfficientNet-Lite0 backbone's); the separable one does 70M.
     """
 

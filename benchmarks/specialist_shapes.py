@@ -30,8 +30,8 @@ val image at a time through each model's predict path (after the data preprocess
 128 px tensors), medians over ``--images`` images, alternating the models: run it on an
 idle machine.  ``--up2-variant`` times a changed UP2 in the same run (a cheaper mask branch,
 say); ``--random-weights`` times untrained models (no checkpoints needed), saved apart: only
-to compare models with each other, since an untrained model's time can differ from the trained
-one's (denormal numbers, say).  Results go to ``benchmarks/results/specialist_shapes.json``; a measurement,
+to compare models with each other (whether an untrained model takes a trained one's time was
+not measured).  Results go to ``benchmarks/results/specialist_shapes.json``; a measurement,
 never asserted in tests.
 """
 

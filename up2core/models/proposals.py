@@ -195,7 +195,11 @@ class RegionProposalNetwork(BaseModule):
             spatial = [nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims),
                        nn.Conv2d(embed_dims, embed_dims, 1)]
         else:
-            raise ValueError(f"pixel_decoder must be 'conv' or 'separable', got {pixel_decoder!r}")
+            from up2core.config import ConfigError
+
+            raise ConfigError(f"pixel_decoder must be 'conv' or 'separable', got "
+                              f"{pixel_decoder!r}; set model.image_encoder.proposal_generator."
+                              f"pixel_decoder to one of them")
         self.pixel_decoder = nn.Sequential(
             *spatial, nn.GroupNorm(32, embed_dims), nn.ReLU(), nn.Conv2d(embed_dims, embed_dims, 1))
         self.box_proj = nn.Linear(2 * embed_dims, embed_dims)

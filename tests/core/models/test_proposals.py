@@ -126,7 +126,9 @@ def test_a_separable_pixel_decoder_is_lighter_and_trains_the_masks():
     loss.backward()
     assert proposals['masks'].shape == (2, 4, 16, 16)
     assert light.pixel_decoder[0].weight.grad.abs().sum() > 0  # the masks reach it
-    with pytest.raises(ValueError, match="pixel_decoder must be 'conv' or 'separable'"):
+    from up2core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="pixel_decoder must be 'conv' or 'separable'"):
         RegionProposalNetwork(pixel_decoder='deformable', **kwargs)
 
 

@@ -59,3 +59,12 @@ def test_cached_candidates_compute_in_training_cache_in_eval_until_the_weights_c
     task.clear_cache()
     task.cached_candidates(model, 'k', compute)
     assert len(calls) == 6
+    other = _Weights()  # another model whose weights have the same version count
+    with torch.no_grad():
+        while other.w._version < model.w._version:
+            other.w.add_(0.0)
+    assert other.w._version == model.w._version
+    task.cached_candidates(other, 'k', compute)
+    assert len(calls) == 7  # its features are its own
+    task.cached_candidates(model, 'k', compute)
+    assert len(calls) == 8  # and the first model's are computed again, with its weights

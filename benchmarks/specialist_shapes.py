@@ -29,9 +29,10 @@ annotations, AP over all 56 names, the 52 seen and the 4 held out.  ``--latency`
 val image at a time through each model's predict path (after the data preprocessor, same
 128 px tensors), medians over ``--images`` images, alternating the models: run it on an
 idle machine.  ``--up2-variant`` times a changed UP2 in the same run (a cheaper mask branch,
-say); ``--random-weights`` times untrained models (no checkpoints needed), saved apart: only
-to compare models with each other (whether an untrained model takes a trained one's time was
-not measured).  Results go to ``benchmarks/results/specialist_shapes.json``; a measurement,
+say); ``--random-weights`` times untrained models (no checkpoints needed), saved apart, and
+with ``--up2-variant-checkpoint`` the variant's trained weights beside its random ones: whether
+an untrained model takes a trained one's time (both models do fixed-size work: a fixed number
+of queries, a fixed top-k, no NMS).  Results go to ``benchmarks/results/specialist_shapes.json``; a measurement,
 never asserted in tests.
 """
 
@@ -233,12 +234,16 @@ def _save(record: dict, path: Path) -> None:
 
 def latency(up2_checkpoint: str | None, dino_checkpoint: str | None, images: int, lr: float,
             variant_options: list[str] | None = None,
-            variant_checkpoint: str | None = None) -> dict:
+            variant_checkpoint: str | None = None,
+            trained_variant_checkpoint: str | None = None) -> dict:
     """Median seconds per image of each model's predict path, alternating the models.
 
     A checkpoint of None times the model with random weights; ``variant_options``
     (cfg-options) adds a changed UP2 beside the packaged one, from ``variant_checkpoint`` or
-    random weights."""
+    random weights.  ``trained_variant_checkpoint`` also times the variant with trained
+    weights beside its random-weight copy: the check that a timing with random weights stands
+    for a trained model's (both models run fixed-size work: a fixed number of queries, a fixed
+    top-k and no NMS)."""
     import torch
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmengine.dataset import Compose
@@ -252,6 +257,9 @@ def latency(up2_checkpoint: str | None, dino_checkpoint: str | None, images: int
     if variant_options:
         models['up2_variant'] = init_model('up2_tiny_shapes_regions', variant_checkpoint,
                                            cfg_options=variant_options)
+        if trained_variant_checkpoint:
+            models['up2_variant_trained'] = init_model(
+                'up2_tiny_shapes_regions', trained_variant_checkpoint, cfg_options=variant_options)
     cfg = dino_config(0, 450, '/tmp/up2-specialist-latency', lr)
     init_default_scope('mmdet')
     dino = MMDET_MODELS.build(cfg.model)
@@ -290,6 +298,9 @@ def latency(up2_checkpoint: str | None, dino_checkpoint: str | None, images: int
                       up2_variant_ms_per_image=round(ms['up2_variant'], 1),
                       up2_variant_over_dino=round(ms['up2_variant'] / ms['dino'], 3),
                       up2_variant_checkpoint=variant_checkpoint)
+    if 'up2_variant_trained' in ms:
+        record.update(up2_variant_trained_ms_per_image=round(ms['up2_variant_trained'], 1),
+                      up2_variant_trained_checkpoint=trained_variant_checkpoint)
     return {**record, 'images': len(paths) - 1, 'torch_threads': torch.get_num_threads(),
             'cpus': os.cpu_count(), 'up2_checkpoint': up2_checkpoint,
             'dino_checkpoint': dino_checkpoint}
@@ -319,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--up2-variant', nargs='+', metavar='KEY=VALUE',
                         help='--latency: also time UP2 with these cfg-options, e.g. '
                              '+model.image_encoder.proposal_generator.pixel_decoder=separable')
-    parser.add_argument('--up2-variant-checkpoint')
+    parser.add_argument('--up2-variant-checkpoint',
+                        help="the variant's weights; with --random-weights, the variant is "
+                             'timed with these weights too, beside its random-weight copy')
     parser.add_argument('--train-one', type=int, help=argparse.SUPPRESS)  # a worker: one seed
     parser.add_argument('--row-out', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -331,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     record = _load(Path(args.out))
     if args.latency:
+        if args.up2_variant_checkpoint and not args.up2_variant:
+            parser.error('--up2-variant-checkpoint needs --up2-variant (the options that build '
+                         'the model it belongs to)')
         up2_ckpt = dino_ckpt = None
         if not args.random_weights:
             up2_ckpt = args.up2_checkpoint or next(
@@ -346,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                              '(or --random-weights)')
         key = 'latency_random_weights' if args.random_weights else 'latency'
         record[key] = latency(up2_ckpt, dino_ckpt, args.images, args.lr, args.up2_variant,
-                              None if args.random_weights else args.up2_variant_checkpoint)
+                              None if args.random_weights else args.up2_variant_checkpoint,
+                              args.up2_variant_checkpoint if args.random_weights else None)
         print(json.dumps(record[key], indent=2))
         _save(record, Path(args.out))
         return 0

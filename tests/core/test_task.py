@@ -1,5 +1,7 @@
 """The Task contract's defaults: a new task's predictions reach the inference API unedited."""
 
+import pickle
+
 import torch
 from mmengine.structures import BaseDataElement
 
@@ -68,3 +70,4 @@ def test_cached_candidates_compute_in_training_cache_in_eval_until_the_weights_c
     assert len(calls) == 7  # its features are its own
     task.cached_candidates(model, 'k', compute)
     assert len(calls) == 8  # and the first model's are computed again, with its weights
+    assert pickle.loads(pickle.dumps(task)) is not None  # the cache holds no model reference

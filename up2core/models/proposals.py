@@ -295,8 +295,28 @@ class RegionProposalNetwork(BaseModule):
             spatial_shapes = shapes
         return torch.cat(flat, 1), torch.cat(pos, 1), spatial_shapes, level_start, valid_ratios
 
+    def _pixel_map(self, first: Tensor) -> Tensor:
+        """What :meth:`_masks` dots the query embeddings with: the per-pixel embeddings in
+        training; in eval, the map *before* the pixel decoder's last 1 x 1 convolution, which
+        :meth:`_masks` then applies to the K query embeddings instead.
+
+        Both are exact: a 1 x 1 convolution is one linear map per pixel and a mask logit is a
+        dot product, so ``e . (W p + b) = (W^T e) . p + e . b``.  Folded, it costs K x C x C
+        multiply-adds instead of H x W x C x C (30 queries against a 32 x 32 map: 34x fewer)
+        -- the pixel decoder's largest cost per image at inference.  Training keeps the plain
+        order: every decoder layer's masks (auxiliary losses) share the one map."""
+        if self.training:
+            return self.pixel_decoder(first)
+        return self.pixel_decoder[:-1](first)
+
     def _masks(self, queries: Tensor, pixels: Tensor) -> Tensor:
-        return torch.einsum('bqc,bchw->bqhw', self.mask_embed(queries), pixels)
+        """Mask logits [B, Q, h, w] of ``queries`` [B, Q, C] over :meth:`_pixel_map`'s map."""
+        embed = self.mask_embed(queries)
+        if self.training:
+            return torch.einsum('bqc,bchw->bqhw', embed, pixels)
+        last = self.pixel_decoder[-1]
+        return (torch.einsum('bqc,bchw->bqhw', embed @ last.weight.flatten(1), pixels)
+                + (embed @ last.bias)[..., None, None])
 
     def forward(self, features: tuple[Tensor, ...] | list[Tensor]) -> tuple[Tensor, dict]:
         """Multi-scale maps -> (proposal tokens [B, K, C], proposals).
@@ -334,7 +354,7 @@ class RegionProposalNetwork(BaseModule):
             high = features[self.mask_level]
             first = high + F.interpolate(first, size=high.shape[-2:], mode='bilinear',
                                          align_corners=False)
-        pixels = self.pixel_decoder(first)
+        pixels = self._pixel_map(first)
         layers = []
         num_layers = len(hidden)
         for index in range(num_layers):

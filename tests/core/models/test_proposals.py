@@ -1,5 +1,7 @@
 """The class-agnostic proposal network: shapes, Hungarian matching and losses on built cases."""
 
+import copy
+
 import pytest
 import torch
 from mmengine.structures import InstanceData
@@ -130,6 +132,29 @@ def test_a_separable_pixel_decoder_is_lighter_and_trains_the_masks():
 
     with pytest.raises(ConfigError, match="pixel_decoder must be 'conv' or 'separable'"):
         RegionProposalNetwork(pixel_decoder='deformable', **kwargs)
+
+
+@pytest.mark.parametrize('pixel_decoder', ['conv', 'separable'])
+def test_eval_folds_the_last_pixel_convolution_into_the_queries_exactly(pixel_decoder):
+    torch.manual_seed(0)
+    net = RegionProposalNetwork(num_queries=6, num_proposal_tokens=4, num_encoder_layers=1,
+                                num_decoder_layers=2, ffn_dims=64, aux_loss=False,
+                                pixel_decoder=pixel_decoder).eval()
+    torch.nn.init.normal_(net.pixel_decoder[-1].bias)  # the bias term must survive the fold
+    plain = copy.deepcopy(net)  # the training-time order: the whole decoder, then dot products
+    plain._pixel_map = lambda first: plain.pixel_decoder(first)
+    plain._masks = lambda q, p: torch.einsum('bqc,bchw->bqhw', plain.mask_embed(q), p)
+    feats = _features()
+    calls = []
+    net.pixel_decoder[-1].register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        tokens, proposals = net(feats)
+        ref_tokens, ref = plain(feats)
+    assert not calls  # folded: the 1 x 1 convolution never ran over the map
+    assert proposals['masks'].shape == ref['masks'].shape == (2, 4, 16, 16)
+    assert ref['masks'].abs().mean() > 0.1
+    assert torch.allclose(proposals['masks'], ref['masks'], atol=1e-4)
+    assert torch.allclose(tokens, ref_tokens, atol=1e-4)
 
 
 # ---------------------------------------------------------------- denoising (DINO's CDN)

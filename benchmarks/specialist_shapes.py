@@ -20,8 +20,9 @@ kept per seed and learning rate, so each model is compared at its best).
 
 **The generalist** is UP2's ``up2_tiny_shapes_regions`` (its 450-step rows of
 ``benchmarks/results/ablations.json``, ``--up2-runs``, trained by ``benchmarks/ablations.py --runs
-regions_lr<lr>_450`` or ``regions_dn_lr<lr>_450`` (with DINO's denoising queries): the same
-seeds, recorded once).  It names proposals by likelihood over
+regions_sep_lr3e-4_450``, the packaged config with its separable pixel decoder; or
+``regions_lr<lr>_450`` (the full 3 x 3 pixel decoder it had before), ``regions_dn_lr<lr>_450``
+(with DINO's denoising queries): the same seeds, recorded once).  It names proposals by likelihood over
 the names' text embeddings, so it scores the held-out names too.
 
 Both are scored by the same evaluator: ``GroupedCocoMetric`` (one ``COCOeval``) on the val
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--steps', type=int, default=450)
     parser.add_argument('--lr', type=float, default=1e-3, help="DINO's learning rate")
-    parser.add_argument('--up2-runs', nargs='+', default=['regions_lr3e-4_450'],
+    parser.add_argument('--up2-runs', nargs='+', default=['regions_sep_lr3e-4_450'],
                         help="UP2's side: rows of benchmarks/ablations.py runs of the regions "
                              "config (450 steps: the same as DINO's)")
     parser.add_argument('--jobs', type=int, default=1,

@@ -3,7 +3,13 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/models/up2_tiny_regions.py',
           './_base_/datasets/shapes_regions.py', './_base_/schedules/tiny_cpu.py']
 
-model = dict(tasks=dict(detection=_base_.detection_task,
+# The mask branch's pixel decoder is depthwise-separable (depthwise 3 x 3 + 1 x 1 instead of a
+# full 3 x 3 convolution: 70M instead of 604M multiply-adds per 128 px image).  Measured over 3
+# seeds (benchmarks/ablations.py, regions_sep_lr3e-4_450 vs regions_lr3e-4_450): box AP 0.892 +-
+# 0.009 vs 0.878 +- 0.004, mask AP 0.659 +- 0.016 vs 0.638 +- 0.026, and 5 % less time per image.
+# The multi-task configs keep the full convolution: their rows were measured with it.
+model = dict(image_encoder=dict(proposal_generator=dict(pixel_decoder='separable')),
+             tasks=dict(detection=_base_.detection_task,
                         segmentation=_base_.segmentation_task))
 train_dataloader = dict(detection=_base_.detection_train,
                         segmentation=_base_.segmentation_train)

@@ -209,6 +209,8 @@ class RegionProposalNetwork(BaseModule):
         #: a tensor: a traced graph cannot take sizes from a tensor's values.  Only
         #: :func:`up2core.export.traceable` sets it, with layers that accept such a list.
         self.static_shapes = False
+        #: sine position encodings by map size (see :meth:`_sine_positions`)
+        self._sine_cache: dict[tuple, Tensor] = {}
         self.denoising = None
         if denoising is not None:
             from up2core.config import ConfigError
@@ -283,7 +285,7 @@ class RegionProposalNetwork(BaseModule):
         for level, feat in enumerate(maps):
             b, c, h, w = feat.shape
             flat.append(feat.flatten(2).transpose(1, 2))
-            pe = self.positional_encoding(None, input=feat)
+            pe = self._sine_positions(feat)
             pos.append(pe.flatten(2).transpose(1, 2) + self.level_embed[level])
             shapes.append((h, w))
         spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=maps[0].device)
@@ -294,6 +296,23 @@ class RegionProposalNetwork(BaseModule):
             # the levels' sizes as Python ints (see ``static_shapes``)
             spatial_shapes = shapes
         return torch.cat(flat, 1), torch.cat(pos, 1), spatial_shapes, level_start, valid_ratios
+
+    def _sine_positions(self, feat: Tensor) -> Tensor:
+        """The sine position encoding of a map the size of ``feat`` ([B, C, H, W]).
+
+        It has no parameters and depends on the size alone, so it is computed once per size,
+        device and dtype: for the three levels of a 128 px image it took ~2 ms of 2 CPU threads
+        at every call, about 2 % of the inference time (measured).  A traced graph
+        (``static_shapes``) computes it in the graph, as before."""
+        if self.static_shapes or torch.compiler.is_compiling():
+            return self.positional_encoding(None, input=feat)
+        key = (feat.shape[0], *feat.shape[-2:], feat.device, feat.dtype)
+        cached = self._sine_cache.get(key)
+        if cached is None:
+            if len(self._sine_cache) >= 64:  # many image sizes: keep the memory bounded
+                self._sine_cache.clear()
+            cached = self._sine_cache[key] = self.positional_encoding(None, input=feat)
+        return cached
 
     def _pixel_map(self, first: Tensor) -> Tensor:
         """What :meth:`_masks` dots the query embeddings with: the per-pixel embeddings in
@@ -346,10 +365,12 @@ class RegionProposalNetwork(BaseModule):
             query=query, value=memory, key_padding_mask=None, self_attn_mask=None,
             reference_points=enc_coord_unact.detach().sigmoid(), spatial_shapes=shapes,
             level_start_index=starts, valid_ratios=ratios, reg_branches=self.reg_branches)
-        # per-pixel embeddings: the high-resolution map + the first encoder level, upsampled
+        # per-pixel embeddings: the high-resolution map + the first encoder level, upsampled.
+        # The level is [B, H*W, C] in memory: viewed as [B, C, H, W] it is a channels-last map
+        # without a copy, on which upsampling and the depthwise convolution take their fast
+        # CPU paths (an NCHW copy cost ~2 ms per 128 px image there, measured).
         height, width = maps[0].shape[-2:]
-        first = memory[:, :height * width].transpose(1, 2).reshape(
-            b, self.embed_dims, height, width)
+        first = memory[:, :height * width].unflatten(1, (height, width)).permute(0, 3, 1, 2)
         if self.mask_level is not None:
             high = features[self.mask_level]
             first = high + F.interpolate(first, size=high.shape[-2:], mode='bilinear',

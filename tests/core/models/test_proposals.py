@@ -157,6 +157,23 @@ def test_eval_folds_the_last_pixel_convolution_into_the_queries_exactly(pixel_de
     assert torch.allclose(tokens, ref_tokens, atol=1e-4)
 
 
+def test_sine_positions_are_computed_once_per_map_size():
+    torch.manual_seed(0)
+    net = RegionProposalNetwork(num_queries=6, num_proposal_tokens=4, num_encoder_layers=1,
+                                num_decoder_layers=2, ffn_dims=64, aux_loss=False).eval()
+    encode, calls = net.positional_encoding.forward, []
+    net.positional_encoding.forward = lambda *a, **k: calls.append(1) or encode(*a, **k)
+    with torch.no_grad():
+        first = net(_features())[0]
+        assert len(calls) == 3  # the three encoder levels
+        again = net(_features())[0]
+        assert len(calls) == 3 and torch.equal(first, again)  # cached, the same numbers
+        net([torch.randn(2, 256, s, s) for s in (20, 10, 5, 3)])
+        assert len(calls) == 6  # another image size: its own encodings
+        feat = torch.randn(1, 256, 8, 4)
+        assert torch.equal(net._sine_positions(feat), encode(None, input=feat))
+
+
 # ---------------------------------------------------------------- denoising (DINO's CDN)
 
 def _denoising_rpn(box_noise_scale=1.0, aux_loss=True):

@@ -64,8 +64,9 @@ from pathlib import Path
 CONFIG = 'up2_tiny_shapes_generalist'
 TASKS = ('classification', 'retrieval', 'detection', 'segmentation', 'captioning')
 LRS = ('5e-5', '1e-4', '2e-4', '4e-4', '8e-4')
-#: normalised MT-AdamW is also run at the main job's (shared-mode) learning rate
-NORM_LRS = ('5e-5', '1e-4', '2e-4', '4e-4', '5e-4', '8e-4')
+#: normalised MT-AdamW is also run at the main job's (shared-mode) learning rate, and at 3e-4,
+#: between the two-task config's best (4e-4) and the five-task one's (2e-4)
+NORM_LRS = ('5e-5', '1e-4', '2e-4', '3e-4', '4e-4', '5e-4', '8e-4')
 #: the unmixed schedule (one task per step) at about the main job's training time
 UNMIXED = ['train_cfg.mode=unmixed', 'max_iters=400']
 

@@ -91,6 +91,14 @@ for lr in NORM_LRS:
     RUNS[f'two_tasks_norm_lr{lr}'] = ['--cfg-options', f'optim_wrapper.optimizer.lr={lr}',
                                       '+optim_wrapper.optimizer.normalize_coefficients=True']
     OTHER_CONFIG[f'two_tasks_norm_lr{lr}'] = (TWO_TASK_CONFIG, 'shapes_data_root')
+#: the five-task config's proposal network takes twice the learning rate (``lr_mult=2``, set
+#: when the regions config trained at 1e-3; 3 seeds later moved it to 3e-4, the 1e-3 runs being
+#: a lottery).  At the two-task best lr, 4e-4, that puts the proposal network at 8e-4: is that
+#: what keeps the five tasks from sharing it?  These rows give it the base learning rate.
+PROPOSAL_1X = ("optim_wrapper.paramwise_cfg.custom_keys="
+               "{'image_encoder.proposal_generator': dict(lr_mult=1.0)}")
+for lr in ('2e-4', '3e-4', '4e-4'):
+    RUNS[f'mtadamw_norm_prop1x_lr{lr}'] = [*RUNS[f'mtadamw_norm_lr{lr}'], PROPOSAL_1X]
 RUNS.update({
     # every task's own images each step: half the main job's steps (measured: 1.3x its time)
     'mixed': ['--cfg-options', 'train_cfg.mode=mixed', 'max_iters=130'],
@@ -168,7 +176,8 @@ TABLES = {
     'Optimiser: each at its own best learning rate': best_learning_rates,
     'One learning rate for two and five tasks (normalised MT-AdamW)':
         ['two_tasks_lr5e-4'] + [f'two_tasks_norm_lr{lr}' for lr in NORM_LRS] +
-        ['mtadamw_lr2e-4'] + [f'mtadamw_norm_lr{lr}' for lr in NORM_LRS],
+        ['mtadamw_lr2e-4'] + [f'mtadamw_norm_lr{lr}' for lr in NORM_LRS] +
+        [f'mtadamw_norm_prop1x_lr{lr}' for lr in ('2e-4', '3e-4', '4e-4')],
     'Sampling': ['generalist', ('unmixed (mtadamw_lr2e-4)', 'mtadamw_lr2e-4'), 'mixed'],
     'Decoder: Conditional MoE vs dense of equal active size': ['generalist', 'dense'],
     'Image tokens of classification and retrieval': ['generalist', 'global_only'],

@@ -39,6 +39,14 @@ sampling distribution is AdamW's ``1 - beta`` for any K and any ratios, while th
 between tasks (``1 / s_k``: a rarely drawn task pushes as hard as a frequent one in expectation)
 is the paper's.  With equal ratios it is AdamW on normalised, loss-weighted gradients.  The
 loop passes K (``set_task(..., num_tasks=K)``).
+
+Measured on the tiny Shapes generalist (README, "What the ablations show", 3 seeds): normalised,
+two and five tasks share one learning rate, 4e-4 (once the five-task config's proposal network
+stops taking twice it), and train as well as with the paper's coefficients at each one's best
+learning rate.  It stays off by default: it trains no better, every packaged config's learning
+rate (the paper-scale schedule's included) was set with the paper's coefficients, and turning it
+on under them would shrink their steps by about ``sqrt(K)``.  A new multi-task config, or one a
+plugin grows by a task, should turn it on and keep its learning rate.
 """
 
 from __future__ import annotations

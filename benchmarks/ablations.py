@@ -176,7 +176,7 @@ TABLES = {
     'Optimiser: each at its own best learning rate': best_learning_rates,
     'One learning rate for two and five tasks (normalised MT-AdamW)':
         ['two_tasks_lr5e-4'] + [f'two_tasks_norm_lr{lr}' for lr in NORM_LRS] +
-        ['mtadamw_lr2e-4'] + [f'mtadamw_norm_lr{lr}' for lr in NORM_LRS] +
+        ['mtadamw_lr1e-4', 'mtadamw_lr2e-4'] + [f'mtadamw_norm_lr{lr}' for lr in NORM_LRS] +
         [f'mtadamw_norm_prop1x_lr{lr}' for lr in ('2e-4', '3e-4', '4e-4')],
     'Sampling': ['generalist', ('unmixed (mtadamw_lr2e-4)', 'mtadamw_lr2e-4'), 'mixed'],
     'Decoder: Conditional MoE vs dense of equal active size': ['generalist', 'dense'],

@@ -18,7 +18,9 @@ param_scheduler = [
 # MT-AdamW's steps grow about as sqrt(K) with K tasks (benchmarks/mt_adamw_step_size.py: 2.0x
 # AdamW's with four tasks, 2.2-2.4x with five).  At the four-task run's lr 5e-4 the five tasks
 # stall (captioning CIDEr 42.5, retrieval rsum 232); at 2e-4 they train (README, "Captioning, and
-# five tasks in one generalist").  The proposal network keeps its lr_mult of 2 (4e-4).
+# five tasks in one generalist").  The proposal network keeps its lr_mult of 2 (4e-4), which is
+# about its ceiling: with normalised MT-AdamW at the two-task config's lr 4e-4 it must drop to
+# lr_mult 1, or detection is lost on some seeds (README, "What the ablations show").
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
 val_dataloader = dict(captioning=_base_.captioning_val)
 val_evaluator = dict(captioning=_base_.captioning_evaluator)

@@ -41,12 +41,12 @@ is the paper's.  With equal ratios it is AdamW on normalised, loss-weighted grad
 loop passes K (``set_task(..., num_tasks=K)``).
 
 Measured on the tiny Shapes generalist (README, "What the ablations show", 3 seeds): normalised,
-two and five tasks share one learning rate, 4e-4 (once the five-task config's proposal network
-stops taking twice it), and train as well as with the paper's coefficients at each one's best
-learning rate.  It stays off by default: it trains no better, every packaged config's learning
-rate (the paper-scale schedule's included) was set with the paper's coefficients, and turning it
-on under them would shrink their steps by about ``sqrt(K)``.  A new multi-task config, or one a
-plugin grows by a task, should turn it on and keep its learning rate.
+two and five tasks are both best at one learning rate, 4e-4 (once the five-task config's proposal
+network stops taking twice it), and train about as well there as with the paper's coefficients
+at each one's own best learning rate.  It stays off by default: it trains no better, every
+packaged config's learning rate (the paper-scale schedule's included) was set with the paper's
+coefficients, and turning it on under them would shrink their steps by about ``sqrt(K)``.  A new
+multi-task config, or one a plugin grows by a task, should turn it on and keep its learning rate.
 """
 
 from __future__ import annotations

@@ -35,6 +35,11 @@ def _prepare_config(args: argparse.Namespace):
 
         os.environ[OVERWRITE_ENV] = '1'  # read where the datasets prepare their data
     cfg = load_config(args.config, args.cfg_options, tasks=args.tasks)
+    if getattr(args, 'data', None):
+        from up2core.data.dataset_file import apply_data_file, load_data_file
+
+        need = ('train',) if args.func is cmd_train else ('val',)
+        apply_data_file(cfg, load_data_file(args.data), need=need)
     check_config(cfg)  # types and task names, before a minute of Runner set-up
     cfg.setdefault('default_scope', 'up2core')
     cfg.launcher = args.launcher
@@ -112,7 +117,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         verify_checkpoint(args.resume)
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.load_from is not None:
+        if args.resume is not None:
+            raise UserError('--load-from starts a new run from the weights of a checkpoint; '
+                            '--resume continues a run: give one of them')
+        from up2core.engine.checkpoint import verify_checkpoint
+
+        verify_checkpoint(args.load_from, check_finite=True)
+        cfg.load_from, cfg.resume = args.load_from, False
+    if cfg.get('up2_data') is not None and not args.skip_data_check:
+        _check_training_data(cfg, args)
     runner = _build_runner(cfg)
+    if args.load_from is not None:
+        from up2core.engine.checkpoint import load_report
+
+        report = load_report(runner.model, args.load_from)
+        print(f'up2: load report of {args.load_from}: {report.summary()}', file=sys.stderr,
+              flush=True)
+        (Path(cfg.work_dir) / 'load_report.json').parent.mkdir(parents=True, exist_ok=True)
+        (Path(cfg.work_dir) / 'load_report.json').write_text(
+            json.dumps(report.as_dict(), indent=2) + '\n')
     runner.train()
     _print_final_metrics(Path(cfg.work_dir) / 'metrics.json', runner.iter, cfg.get('targets'))
     return 0
@@ -132,20 +156,75 @@ def _print_final_metrics(path: Path, iteration: int, targets: dict | None) -> No
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from up2core.engine.checkpoint import verify_checkpoint
+    from up2core.engine.checkpoint import check_fits, verify_checkpoint
 
     verify_checkpoint(args.checkpoint, check_finite=True)  # a diverged model scores nothing
     cfg = _prepare_config(args)
     cfg.load_from = args.checkpoint
+    _set_report_dirs(cfg, Path(cfg.work_dir))
     runner = _build_runner(cfg)
+    report = check_fits(runner.model, args.checkpoint, partial=args.partial_load)
+    if not report.exact:
+        print(f'up2: warning: --partial-load: {report.summary()}', file=sys.stderr)
     metrics = runner.test()
     flat = {k: (v.item() if hasattr(v, 'item') else v) for k, v in (metrics or {}).items()}
     print(json.dumps(flat, indent=2, sort_keys=True))
+    _write_test_summary(Path(cfg.work_dir), flat, args)
     if args.out_metrics:
         out = Path(args.out_metrics)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(flat, indent=2, sort_keys=True) + '\n')
     return 0
+
+
+def _check_training_data(cfg, args: argparse.Namespace) -> None:
+    """The record-level checks of ``up2 data check`` on the data a run is about to train on:
+    a fault refuses the run with the check's summary, unless ``--skip-bad-records`` drops the
+    faulty records (from copies: the user's files are never changed)."""
+    from up2core.data.check import check_data, skip_bad_records
+    from up2core.data.dataset_file import load_data_file
+
+    data = load_data_file(args.data)
+    report = check_data(data, images=True, text_limit=None)
+    if not report.errors:
+        return
+    if not args.skip_bad_records:
+        raise UserError(f'{args.data} has faults that training would trip on: '
+                        f'{report.one_line()}; run `up2 data check {args.data}` for the list, '
+                        f'fix them, or add --skip-bad-records to train without those records')
+    dropped = skip_bad_records(cfg, report, Path(cfg.work_dir) / 'data')
+    print(f'up2: --skip-bad-records: training without {dropped} (cleaned copies in '
+          f"{Path(cfg.work_dir) / 'data'}; your files are unchanged)", file=sys.stderr)
+
+
+def _set_report_dirs(cfg, work_dir: Path) -> None:
+    """Metrics that write per-class reports (``report_dir``) write them under the work dir."""
+    from up2core.registry import METRICS
+
+    for key in ('test_evaluator',):
+        evaluators = cfg.get(key)
+        if not isinstance(evaluators, dict) or 'type' in evaluators:
+            continue
+        for task, metric in evaluators.items():
+            kind = METRICS.get(metric.get('type')) if isinstance(metric, dict) else None
+            if kind is not None and getattr(kind, 'writes_reports', False):
+                metric['report_dir'] = str(work_dir / 'reports' / task)
+
+
+def _write_test_summary(work_dir: Path, flat: dict, args: argparse.Namespace) -> None:
+    """``<work_dir>/test_summary.json``: the metrics by task, with the checkpoint and data."""
+    summary: dict = {'checkpoint': str(args.checkpoint), 'data': args.data, 'tasks': {}}
+    for key, value in flat.items():
+        task, _, metric = key.partition('/')
+        summary['tasks'].setdefault(task, {})[metric or task] = value
+    reports = work_dir / 'reports'
+    if reports.is_dir():
+        summary['reports'] = sorted(str(p) for p in reports.rglob('*') if p.is_file())
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / 'test_summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    print(f"up2: per-task summary: {work_dir / 'test_summary.json'}"
+          + (f'; per-class reports under {reports}' if reports.is_dir() else ''),
+          file=sys.stderr)
 
 
 def _infer_kwargs(args: argparse.Namespace) -> dict:
@@ -246,7 +325,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
     # Libraries print while loading weights; keep stdout for the results alone.
     with contextlib.redirect_stdout(sys.stderr):
         model = init_model(args.config, args.checkpoint, device=args.device,
-                           cfg_options=args.cfg_options)
+                           cfg_options=args.cfg_options, data=args.data,
+                           partial=args.partial_load)
+    _print_card(model, args.data)
     if args.task is not None and args.task not in model.tasks:
         raise UserError(f"--task {args.task}: the model has no such task; it has "
                         f"{', '.join(model.tasks)}")
@@ -298,6 +379,26 @@ def cmd_infer(args: argparse.Namespace) -> int:
         print(f'up2: {failed} of {len(todo)} images could not be read (their lines in the '
               f'results say why)', file=sys.stderr)
     return 0
+
+
+def _print_card(model, data: str | None) -> None:
+    """What the checkpoint was trained on (stderr), and a warning when the names it will
+    predict among are not the ones it learnt."""
+    from up2core.engine.data_card import card_lines
+
+    card = getattr(model, 'card', None)
+    if card is None and getattr(model, 'cfg', None) is None:
+        return
+    for line in card_lines(card):
+        print(f'up2: model: {line}', file=sys.stderr)
+    for task, names in ((card or {}).get('names') or {}).items():
+        known = set(names.get('classes') or []) if isinstance(names, dict) else set()
+        current = model.tasks[task].data_names().get('classes') if task in model.tasks else None
+        if known and current and not set(current) & known:
+            print(f"up2: warning: {task} predicts among {', '.join(current[:3])}..., none of "
+                  f"which this checkpoint was trained on"
+                  + ('' if data else '; give its dataset file with --data to use its names'),
+                  file=sys.stderr)
 
 
 def _print_record(model, record: dict, args: argparse.Namespace, stream) -> None:
@@ -353,7 +454,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
         raise UserError(f"--format {args.format}: use one of {', '.join(FORMATS)}")
     with contextlib.redirect_stdout(sys.stderr):
-        model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+        model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options,
+                           data=args.data, partial=args.partial_load)
     if args.task not in model.tasks:
         raise UserError(f"--task {args.task}: the model has no such task; it has "
                         f"{', '.join(model.tasks)}")
@@ -403,7 +505,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(f'--port {args.port}: give a port from 1 to 65535')
     _check_bindable(args.host, args.port)  # before the model loads, not after
     with contextlib.redirect_stdout(sys.stderr):
-        service = DemoService(args.config, args.checkpoint, cfg_options=args.cfg_options)
+        service = DemoService(args.config, args.checkpoint, cfg_options=args.cfg_options,
+                              data=args.data, partial=args.partial_load)
     if args.host not in ('127.0.0.1', 'localhost', '::1'):
         print(f'up2: warning: --host {args.host} makes the demo reachable from other machines; '
               f'it has no authentication', file=sys.stderr)
@@ -488,6 +591,77 @@ def cmd_data_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+DATA_HELP = """Your own data is declared in a dataset file, used as `up2 train CONFIG --data
+DATA.yaml` (and by `up2 test`, `up2 infer`, `up2 data ...`).  Keys per task, any subset; paths
+relative to `path` (default: the file's folder):
+
+  path: /data/mine
+  detection:      {train: {ann: annotations/train.json, images: images/train},
+                   val:   {ann: annotations/val.json,   images: images/val}}
+  segmentation:   {train: {ann: annotations/train.json, images: images/train},
+                   val:   {ann: annotations/val.json,   images: images/val}}
+  classification: {train: cls/train, val: cls/val}    # image-folder trees
+  captioning:     {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
+  retrieval:      {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
+
+COCO instances json (any category ids, polygons or RLE); image-folder trees with an optional
+classes.txt of readable names; captions as COCO json, JSON Lines or CSV rows of image and
+caption.  `up2 data example --out DIR` writes a small dataset of this kind to try it on."""
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from up2core.data.check import check_data, text_counter
+    from up2core.data.dataset_file import load_data_file
+
+    data = load_data_file(args.data)
+    with contextlib.redirect_stdout(sys.stderr):
+        limit, count = text_counter(args.config)
+    report = check_data(data, images=not args.no_images, hash_images=args.hash,
+                        text_limit=limit, count_tokens=count)
+    for line in report.lines():
+        print(line)
+    errors = sum(len(v) for v in report.errors.values())
+    warnings = sum(len(v) for v in report.warnings.values())
+    print(f'{args.data}: {report.records} records and {report.images} images checked: '
+          f'{errors} errors, {warnings} warnings')
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + '\n')
+    return EXIT_USAGE if errors else 0
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from up2core.data.dataset_file import load_data_file
+    from up2core.data.pictures import data_stats, draw_stats
+
+    data = load_data_file(args.data)
+    stats = data_stats(data)
+    out = Path(args.out)
+    draw_stats(stats, out)
+    out.with_suffix('.json').write_text(json.dumps(stats, indent=2) + '\n')
+    print(f"stats of {args.data}: {out} (numbers: {out.with_suffix('.json')})")
+    return 0
+
+
+def cmd_data_browse(args: argparse.Namespace) -> int:
+    from up2core.data.pictures import browse
+
+    if args.num < 1:
+        raise UserError(f'--num {args.num}: must be at least 1')
+    with contextlib.redirect_stdout(sys.stderr):
+        written = browse(args.data, args.config, args.out, split=args.split, num=args.num)
+    print(f'{len(written)} pictures in {args.out}')
+    return 0
+
+
+def cmd_data_example(args: argparse.Namespace) -> int:
+    from up2core.data.example import write_example_data
+
+    path = write_example_data(args.out, args.num_train, args.num_val, overwrite=args.overwrite)
+    print(f'example data in {args.out}; its dataset file: {path}')
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -536,6 +710,9 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
                             "config's, instead of using the data found there")
         p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                        help="'pytorch' under torchrun for distributed runs")
+        p.add_argument('--data', metavar='DATA.yaml', help="your own data: a dataset file "
+                       "naming each task's files (see `up2 data check --help`); the config's "
+                       "other tasks drop out, names come from the data")
 
     p = sub.add_parser('train', help='train a model from a config')
     runner_args(p)
@@ -543,12 +720,21 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
                    help='resume from CKPT, or without a value from the last checkpoint in the '
                    'work dir')
     p.add_argument('--amp', action='store_true', help='mixed-precision training (CUDA only)')
+    p.add_argument('--load-from', metavar='CKPT', help='start from the weights of CKPT '
+                   '(finetuning; a new run, unlike --resume) and print what loaded')
+    p.add_argument('--skip-bad-records', action='store_true',
+                   help='with --data: train without the records `up2 data check` finds faulty '
+                   '(from copies; your files are unchanged) instead of refusing')
+    p.add_argument('--skip-data-check', action='store_true',
+                   help='with --data: do not check the data before training')
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser('test', help='evaluate a checkpoint on the config\'s test sets')
     runner_args(p)
     p.add_argument('checkpoint', help='checkpoint file (.pth)')
     p.add_argument('--out-metrics', metavar='PATH', help='write the metrics as flat JSON')
+    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
+                   'not fit the config exactly (what fits; the rest stays random)')
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser('infer', help='predict every task (or one) on images with a trained '
@@ -575,6 +761,10 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
     p.add_argument('--json', action='store_true', help='print results as JSON (one line per '
                    'image for several)')
+    p.add_argument('--data', metavar='DATA.yaml', help="your own data's dataset file: its tasks "
+                   'and names')
+    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
+                   'not fit the config exactly')
     if with_plugin_options:
         _add_plugin_infer_options(p)
     p.set_defaults(func=cmd_infer)
@@ -596,6 +786,9 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument('--max-batch', type=int, default=64, help='largest batch the graph takes')
     p.add_argument('--overwrite', action='store_true', help='replace an existing OUT')
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
+    p.add_argument('--data', metavar='DATA.yaml', help="your own data's dataset file: its names")
+    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
+                   'not fit the config exactly')
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser('demo', help='a local web page running every task on your images '
@@ -606,6 +799,9 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument('--host', default='127.0.0.1', help='address to bind (default: this machine '
                    'only)')
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
+    p.add_argument('--data', metavar='DATA.yaml', help="your own data's dataset file: its names")
+    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
+                   'not fit the config exactly')
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser('plugins', help='list task plugins, their hooks and registered names')
@@ -618,8 +814,42 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_registry)
 
-    p = sub.add_parser('data', help='generate datasets')
-    data_sub = p.add_subparsers(dest='dataset', required=True, metavar='DATASET')
+    p = sub.add_parser('data', help='check, picture and browse your own data; generate '
+                       'datasets', description=DATA_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    data_sub = p.add_subparsers(dest='dataset', required=True, metavar='COMMAND')
+    s = data_sub.add_parser('check', help="check every record and image header of a dataset "
+                            'file (errors exit 2)')
+    s.add_argument('data', metavar='DATA.yaml')
+    s.add_argument('--json', metavar='REPORT', help='also write every finding as JSON')
+    s.add_argument('--no-images', action='store_true', help='check the annotation files only')
+    s.add_argument('--hash', action='store_true', help='also find images that are in train '
+                   'and val (reads whole files)')
+    s.add_argument('--config', default='up2_tiny_shapes_generalist', help='whose text '
+                   'encoder limits caption and name lengths (default: the main job\'s)')
+    s.set_defaults(func=cmd_data_check)
+    s = data_sub.add_parser('stats', help='a picture of the data: instances per class and '
+                            'split, box sizes and aspects, caption lengths')
+    s.add_argument('data', metavar='DATA.yaml')
+    s.add_argument('--out', required=True, help='the picture to write (.png; its numbers go '
+                   'to OUT.json)')
+    s.set_defaults(func=cmd_data_stats)
+    s = data_sub.add_parser('browse', help='samples after the training pipeline, with boxes, '
+                            'masks, names and captions drawn')
+    s.add_argument('data', metavar='DATA.yaml')
+    s.add_argument('--out', required=True, help='folder for the pictures')
+    s.add_argument('--config', default='up2_tiny_shapes_generalist',
+                   help="whose training pipelines to apply (default: the main job's)")
+    s.add_argument('--split', default='train', choices=['train', 'val'])
+    s.add_argument('--num', type=int, default=8, help='samples per task')
+    s.set_defaults(func=cmd_data_browse)
+    s = data_sub.add_parser('example', help="an example of your own data: Shapes re-exported "
+                            'in the layouts users have, under new names, with its data.yaml')
+    s.add_argument('--out', required=True, help='output folder')
+    s.add_argument('--num-train', type=int, default=200)
+    s.add_argument('--num-val', type=int, default=50)
+    s.add_argument('--overwrite', action='store_true', help='replace an existing folder')
+    s.set_defaults(func=cmd_data_example)
     s = data_sub.add_parser('shapes', help='the embedded Shapes dataset (deterministic)')
     s.add_argument('--out', required=True, help='output folder')
     s.add_argument('--num-train', type=int, default=2000)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: The task-plugin API this ``up2core`` implements.
-PLUGIN_API_VERSION = '1.3'
+PLUGIN_API_VERSION = '1.4'
 
 #: What each version of the API added, renamed or removed (newest last).
 API_HISTORY = {
@@ -42,6 +42,8 @@ API_HISTORY = {
            'candidates and positive masks in the likelihood; Task.cached_candidates; '
            'UserError; hook up2_infer_arguments; UP2_PLUGIN_API declarations',
     '1.3': 'Task.export_head; ExportHead, CandidateScoresHead, RegionsHead (up2 export)',
+    '1.4': 'Task.data_layout and Task.data_options (a dataset file, up2 --data); '
+           'Task.data_names; up2core.data.layouts.register_layout',
 }
 
 

@@ -317,6 +317,17 @@ class RegionTask(RegionTaskBase):
         self.prompt = prompt
         self.score_rule = score_rule
 
+    data_layout = 'coco_instances'
+
+    @classmethod
+    def data_options(cls, layout, source, names) -> dict:
+        """The training names are the train file's categories; evaluation and inference score
+        the val file's too (names never trained on included)."""
+        return {'class_names': list(names['train']), 'test_class_names': list(names['val'])}
+
+    def data_names(self) -> dict[str, list[str]]:
+        return {'classes': list(self.test_class_names)}
+
     def name_features(self, model, names: Sequence[str]) -> Tensor:
         """[M, C]: each name in the prompt through the text encoder and the shared decoder
         (cached outside training, per list of names)."""

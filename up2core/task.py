@@ -108,6 +108,31 @@ class Task(BaseModule):
     #: when one of them is not given.
     infer_requires: tuple[str, ...] = ()
 
+    #: the layout of a user's dataset file this task reads (``up2 train CONFIG --data my.yaml``):
+    #: ``'coco_instances'``, ``'image_folder'``, ``'captions'`` or one a plugin registered
+    #: (:mod:`up2core.data.layouts`); None: the task's data is configured in configs only (API 1.4)
+    data_layout: str | None = None
+
+    @classmethod
+    def data_options(cls, layout: str, source: Any, names: dict | None) -> dict:
+        """Options of this task's config that a user's data decides (``--data``): e.g. the
+        class names a detector scores, the caption vocabulary.  ``names`` is what the layout
+        found (``{'train': [...], 'val': [...]}``, or None for layouts without names);
+        ``source`` is the task's :class:`~up2core.data.dataset_file.TaskSource`.  The returned
+        keys update the task's config; the default changes nothing (API 1.4).
+
+        Examples:
+            >>> @classmethod                                              # doctest: +SKIP
+            ... def data_options(cls, layout, source, names):
+            ...     return {'class_names': names['train']}
+        """
+        return {}
+
+    def data_names(self) -> dict[str, list[str]]:
+        """The names this task predicts among, for a checkpoint's record of what the model
+        knows (``{'classes': [...]}``; the default: none) (API 1.4)."""
+        return {}
+
     def __init__(self, loss_weight: float = 1.0, likelihood_group: str | None = None,
                  init_cfg=None) -> None:
         super().__init__(init_cfg)

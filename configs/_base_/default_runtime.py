@@ -14,8 +14,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 
-# the last validation's metrics, flat, in <work_dir>/metrics.json
-custom_hooks = [dict(type='MetricsFileHook')]
+# the last validation's metrics, flat, in <work_dir>/metrics.json; the data card (what the model
+# was trained on, its names and val metrics) in every checkpoint's meta
+custom_hooks = [dict(type='MetricsFileHook'), dict(type='DataCardHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -71,6 +71,9 @@ class CaptioningTask(Task):
             this many: ``SampleCaption(num=...)`` keeps them); the image's tokens are repeated
             for each, so more caption supervision costs decoder passes only, not encodings.
         label_smoothing, loss_weight, likelihood_group: of the token cross-entropy.
+        vocabulary_source: ``'checkpoint'``: a loaded checkpoint's vocabulary replaces the
+            config's (a trained model keeps its words); ``'config'``: the config's is built
+            anyway (finetuning on a user's captions, ``--data``, learns their words).
 
     Examples:
         >>> dict(type='captioning', beam_size=3, max_length=20,
@@ -82,8 +85,13 @@ class CaptioningTask(Task):
                  min_length: int = 1, beam_size: int = 1, length_penalty: float = 0.0,
                  incremental: bool = True, vocab_batch: int = 4096,
                  captions_per_image: int = 1, label_smoothing: float = 0.0,
-                 loss_weight: float = 1.0, likelihood_group: str | None = None) -> None:
+                 loss_weight: float = 1.0, likelihood_group: str | None = None,
+                 vocabulary_source: str = 'checkpoint') -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
+        if vocabulary_source not in ('checkpoint', 'config'):
+            raise ValueError(f"vocabulary_source must be 'checkpoint' or 'config', got "
+                             f'{vocabulary_source!r}')
+        self.vocabulary_source = vocabulary_source
         if max_length < 1 or min_length < 0 or beam_size < 1 or captions_per_image < 1:
             raise ValueError(f'captioning needs max_length >= 1, min_length >= 0, '
                              f'beam_size >= 1 and captions_per_image >= 1; got {max_length}, '
@@ -97,11 +105,23 @@ class CaptioningTask(Task):
         # The candidate token ids; empty until first built, then saved with the weights.
         self.register_buffer('vocab_ids', torch.zeros(0, dtype=torch.long))
 
+    data_layout = 'captions'
+
+    @classmethod
+    def data_options(cls, layout, source, names) -> dict:
+        """The restricted vocabulary: the tokens of the user's training captions."""
+        split = source.split('train') or source.split('val')
+        return {'vocabulary': dict(ann_file=str(split.ann)), 'vocabulary_source': 'config'}
+
     # ------------------------------------------------------------------ vocabulary
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         saved = state_dict.get(prefix + 'vocab_ids')
-        if saved is not None and saved.shape != self.vocab_ids.shape:
+        if saved is not None and self.vocabulary_source == 'config':
+            # finetuning on other captions: the vocabulary is rebuilt from this config's
+            # (the user's) training captions, not taken over from the checkpoint
+            state_dict[prefix + 'vocab_ids'] = self.vocab_ids.detach().clone()
+        elif saved is not None and saved.shape != self.vocab_ids.shape:
             self.vocab_ids.data = torch.zeros_like(saved, device=self.vocab_ids.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

@@ -82,12 +82,14 @@ class ImageFolderDataset(BadSamplePolicy, BaseDataset):
     """An ImageNet-style tree: ``<data_root>/<data_prefix.img>/<class name>/<image>``.
 
     Class names are the sorted sub-folder names unless ``classes`` gives them (then folders not
-    named there are an error, listing them).
+    named there are an error, listing them).  ``exclude``: image paths to leave out (what
+    ``up2 train --skip-bad-records`` found unreadable).
     """
 
     def __init__(self, data_root: str = '', classes=None, data_prefix: dict | None = None,
-                 **kwargs) -> None:
+                 exclude: list[str] | None = None, **kwargs) -> None:
         self._classes = read_class_names(classes, data_root) if classes is not None else None
+        self._exclude = set(exclude or ())
         super().__init__(data_root=data_root, data_prefix=data_prefix or dict(img=''),
                          **kwargs)
 
@@ -104,7 +106,7 @@ class ImageFolderDataset(BadSamplePolicy, BaseDataset):
         data = []
         for label, name in enumerate(names):
             for image in sorted((root / name).glob('*')):
-                if image.suffix in IMAGE_SUFFIXES:
+                if image.suffix.lower() in IMAGE_SUFFIXES and str(image) not in self._exclude:
                     data.append(dict(img_path=str(image), gt_label=label, img_id=len(data)))
         if not data:
             raise DataError(f"image folder '{root}' holds no images ({IMAGE_SUFFIXES})")

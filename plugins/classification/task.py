@@ -37,6 +37,16 @@ class ClassificationTask(Task):
         self.topk = topk
         self.label_smoothing = label_smoothing
 
+    data_layout = 'image_folder'
+
+    @classmethod
+    def data_options(cls, layout, source, names) -> dict:
+        """The class names of the user's image-folder tree (folder names or classes.txt)."""
+        return {'class_names': list(names['train'])}
+
+    def data_names(self) -> dict[str, list[str]]:
+        return {'classes': list(self.class_names)}
+
     def class_features(self, model) -> Tensor:
         """[num_classes, C]: each prompt through the text encoder and the shared decoder
         (cached in eval: :meth:`~up2core.task.Task.cached_candidates`)."""

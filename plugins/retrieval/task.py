@@ -34,6 +34,7 @@ class RetrievalTask(Task):
     """
 
     infer_requires = ('texts',)
+    data_layout = 'captions'
 
     def __init__(self, gather: bool = True, loss_weight: float = 1.0,
                  likelihood_group: str | None = None, image_tokens: str = 'all') -> None:

@@ -45,18 +45,39 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def init_model(config, checkpoint: str | None = None, device: str = 'cpu',
-               cfg_options: list[str] | dict | None = None):
-    """Build the generalist of ``config`` (path or packaged name) and load ``checkpoint``."""
+               cfg_options: list[str] | dict | None = None, data: str | None = None,
+               partial: bool = False):
+    """Build the generalist of ``config`` (path or packaged name) and load ``checkpoint``.
+
+    Args:
+        data: a dataset file (``--data``): the tasks and names of the user's data.
+        partial: load a checkpoint that does not fit the config exactly (what fits); by
+            default such a checkpoint is a :class:`~up2core.errors.CheckpointError`
+            (:func:`~up2core.engine.checkpoint.check_fits`).
+
+    The checkpoint's record of its data (:func:`~up2core.engine.data_card.read_card`), when
+    it has one, is ``model.card``.
+    """
     cfg = load_config(config, cfg_options)
+    if data is not None:
+        from up2core.data.dataset_file import apply_data_file, load_data_file
+
+        apply_data_file(cfg, load_data_file(data), need=())
     cfg.setdefault('default_scope', 'up2core')
     from mmengine.registry import init_default_scope
 
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
+    model.card = None
     if checkpoint is not None:
-        verify_checkpoint(checkpoint, check_finite=True)  # names the file and the fault
+        from up2core.engine.checkpoint import check_fits
+        from up2core.engine.data_card import read_card
+
+        loaded = verify_checkpoint(checkpoint, check_finite=True)  # names the file and fault
+        check_fits(model, checkpoint, partial=partial)
         allow_mmengine_checkpoints()
         load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+        model.card = read_card(loaded)
     model.cfg = cfg
     return model.to(device).eval()
 

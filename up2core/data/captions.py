@@ -2,7 +2,8 @@
 
 Registered in DATASETS as ``CaptionDataset`` and in TRANSFORMS as ``SampleCaption``; they live in
 the core so that tasks share one reader without importing each other.  Formats: COCO captions
-json, Karpathy-split json (COCO / Flickr30k), Shapes (COCO captions format).
+json, Karpathy-split json (COCO / Flickr30k), Shapes (COCO captions format), JSON Lines or CSV rows
+of an image and a caption.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from up2core.registry import DATASETS, TRANSFORMS
 class CaptionDataset(BadSamplePolicy, BaseDataset):
     """One sample per image with all its captions (``texts``).
 
-    Reads either format, detected from the file:
+    Reads any of these formats, detected from the file:
 
     * COCO captions (``captions_train2017.json``, Shapes ``annotations/captions_*.json``):
       ``images`` + ``annotations`` with ``image_id`` and ``caption``;
     * Karpathy splits (``dataset_coco.json``, ``dataset_flickr30k.json``): ``images`` with
       ``filename``, optional ``filepath``, ``split`` and ``sentences[].raw``; ``split`` selects
-      ('train' also takes 'restval', as is customary).
+      ('train' also takes 'restval', as is customary);
+    * JSON Lines (``.jsonl``) or CSV (``.csv``) rows of an image path and a caption
+      (:func:`read_caption_rows`), paths relative to ``data_prefix.img``.
 
     Args:
         ann_file: the json (relative to ``data_root``).
@@ -68,6 +71,9 @@ def read_caption_file(ann_file: str | Path, split: str | None = None
         DataError: naming the file (and the record) when it cannot be read or has no captions.
     """
     path = Path(ann_file)
+    if path.suffix.lower() in ('.jsonl', '.csv'):
+        records = list(read_caption_rows(path).items())
+        return [(file_name, index, texts) for index, (file_name, texts) in enumerate(records)]
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -81,6 +87,66 @@ def read_caption_file(ann_file: str | Path, split: str | None = None
         raise DataError(f'{path}: no image with captions'
                          + (f" in split '{split}'" if split else ''))
     return records
+
+
+def read_caption_rows(path: str | Path) -> dict[str, list[str]]:
+    """Captions by image from JSON Lines (``{"image": ..., "caption": ...}`` per line, or
+    ``"captions": [...]``) or CSV (a header with ``image`` and ``caption`` columns); several
+    rows may name one image.  Images keep the order of their first row.
+
+    Raises:
+        DataError: naming the file, the line and the fix (unreadable, not an object, no image,
+            an empty caption, a CSV without the two columns).
+    """
+    import csv
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding='utf-8-sig')
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"caption file '{path}' cannot be read as UTF-8 text: {exc}") from None
+    captions: dict[str, list[str]] = {}
+
+    def add(where: str, image, texts) -> None:
+        if not isinstance(image, str) or not image.strip():
+            raise DataError(f"{path}, {where}: 'image' must be an image path (a string), got "
+                            f'{image!r}')
+        for caption in texts:
+            if not isinstance(caption, str) or not caption.strip():
+                raise DataError(f"{path}, {where}: empty or non-text caption {caption!r} for "
+                                f"image '{image}'; fill it or remove the row")
+        captions.setdefault(image.strip(), []).extend(c.strip() for c in texts)
+
+    if path.suffix.lower() == '.jsonl':
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise DataError(f'{path}, line {number}: not a JSON object ({exc})') from None
+            if not isinstance(row, dict) or ('caption' not in row and 'captions' not in row):
+                raise DataError(f"{path}, line {number}: expected an object with 'image' and "
+                                f"'caption' (or 'captions': [...]), got {line.strip()[:80]!r}")
+            texts = row['captions'] if 'captions' in row else [row['caption']]
+            if not isinstance(texts, list):
+                raise DataError(f"{path}, line {number}: 'captions' must be a list of strings")
+            add(f'line {number}', row.get('image'), texts)
+    else:
+        try:
+            reader = csv.DictReader(text.splitlines())
+            fields = [f.strip() for f in reader.fieldnames or []]
+            if 'image' not in fields or 'caption' not in fields:
+                raise DataError(f"{path}: the CSV header must name the columns 'image' and "
+                                f"'caption' (it has {fields})")
+            reader.fieldnames = fields
+            for number, row in enumerate(reader, start=2):
+                add(f'line {number}', row.get('image'), [row.get('caption') or ''])
+        except csv.Error as exc:
+            raise DataError(f'{path}: not readable as CSV ({exc})') from None
+    if not captions:
+        raise DataError(f'{path}: no image with captions')
+    return captions
 
 
 def _coco(data: dict, path: Path):

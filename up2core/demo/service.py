@@ -121,16 +121,17 @@ class DemoService:
     """The model behind the page: loaded once, every task on each image.
 
     Args:
-        config, checkpoint: as for :func:`~up2core.apis.init_model`.
+        config, checkpoint, data, partial: as for :func:`~up2core.apis.init_model`.
         cfg_options: config overrides.
         examples: how many generated Shapes images the page offers as examples.
     """
 
     def __init__(self, config: str, checkpoint: str | None, cfg_options: list[str] | None = None,
-                 examples: int = 4) -> None:
+                 examples: int = 4, data: str | None = None, partial: bool = False) -> None:
         from up2core.apis.inference import init_model
 
-        self.model = init_model(config, checkpoint, cfg_options=cfg_options)
+        self.model = init_model(config, checkpoint, cfg_options=cfg_options, data=data,
+                                partial=partial)
         self.loads = 1
         self.config, self.checkpoint = str(config), checkpoint
         self._lock = threading.Lock()
@@ -163,7 +164,12 @@ class DemoService:
                            'needs': list(getattr(task, 'infer_requires', ())),
                            'classes': list(getattr(task, 'test_class_names', None)
                                            or getattr(task, 'class_names', None) or [])}
+        from up2core.engine.data_card import card_lines
+
+        card = getattr(self.model, 'card', None)
         return {'config': self.config, 'checkpoint': self.checkpoint, 'tasks': tasks,
+                # what the model was trained on: shown on the page above its answers
+                'card': card, 'card_lines': card_lines(card),
                 'examples': [{'name': n, 'captions': e['captions']}
                              for n, e in self.examples.items()],
                 'max_bytes': MAX_BYTES}

@@ -1,6 +1,7 @@
 """Runtime pieces UP2 adds to MMEngine's Runner (loops, hooks, checkpoint compatibility)."""
 
 from up2core.engine.checkpoint import allow_mmengine_checkpoints
+from up2core.engine.data_card import DataCardHook
 from up2core.engine.hooks import AtomicCheckpointHook, MetricsFileHook
 from up2core.engine.loops import MultiTaskTestLoop, MultiTaskValLoop, UnmixedTrainLoop
 from up2core.engine.sharding import FullyShardStrategy
@@ -9,5 +10,5 @@ from up2core.engine.sharding import FullyShardStrategy
 # registries are in use (this package is imported when they are first searched).
 allow_mmengine_checkpoints()
 
-__all__ = ['AtomicCheckpointHook', 'FullyShardStrategy', 'MetricsFileHook', 'MultiTaskTestLoop',
+__all__ = ['AtomicCheckpointHook', 'DataCardHook', 'FullyShardStrategy', 'MetricsFileHook', 'MultiTaskTestLoop',
            'MultiTaskValLoop', 'UnmixedTrainLoop', 'allow_mmengine_checkpoints']

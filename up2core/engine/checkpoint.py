@@ -154,3 +154,99 @@ def latest_valid_checkpoint(work_dir: str | Path) -> tuple[Path | None, list[str
             continue
         return candidate, skipped
     return None, skipped
+
+
+class LoadReport:
+    """How a checkpoint's weights fit a model: what loads, and what does not.
+
+    * ``loaded``: tensors of the model the checkpoint fills;
+    * ``missing``: tensors of the model the checkpoint lacks (they keep their initial values);
+    * ``unexpected``: tensors of the checkpoint the model has no place for;
+    * ``mismatched``: ``(name, checkpoint shape, model shape)`` of tensors of both whose shapes
+      differ (not loaded; they keep their initial values);
+    * ``other_tasks``: checkpoint tensors of tasks this model does not have (a checkpoint of five
+      tasks scored on two): expected, never an error.
+
+    Tensors the model holds empty until first use (a caption vocabulary built from the data)
+    take the checkpoint's whatever its shape: they are loaded, not mismatched.
+    """
+
+    def __init__(self, model_state: dict, checkpoint_state: dict, tasks=()) -> None:
+        self.loaded: list[str] = []
+        self.missing: list[str] = []
+        self.mismatched: list[tuple[str, tuple, tuple]] = []
+        for name, value in model_state.items():
+            saved = checkpoint_state.get(name)
+            if saved is None:
+                self.missing.append(name)
+            elif tuple(saved.shape) != tuple(value.shape) and value.numel() > 0:
+                self.mismatched.append((name, tuple(saved.shape), tuple(value.shape)))
+            else:
+                self.loaded.append(name)
+        tasks = set(tasks)
+        extra = [name for name in checkpoint_state if name not in model_state]
+        self.other_tasks = [n for n in extra if n.startswith('tasks.')
+                            and n.split('.')[1] not in tasks]
+        self.unexpected = [n for n in extra if n not in self.other_tasks]
+
+    @property
+    def reinitialised(self) -> list[str]:
+        """Tensors of the model that keep their initial values (missing or mismatched)."""
+        return self.missing + [name for name, _, _ in self.mismatched]
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        """One line: the counts, then the first names of each kind that did not load."""
+        parts = [f'{len(self.loaded)} loaded', f'{len(self.missing)} missing',
+                 f'{len(self.unexpected)} unexpected', f'{len(self.mismatched)} shape-mismatched',
+                 f'{len(self.reinitialised)} re-initialised']
+        if self.other_tasks:
+            parts.append(f'{len(self.other_tasks)} of tasks this config leaves out (ignored)')
+        text = ', '.join(parts)
+        details = []
+        if self.missing:
+            details.append(f"missing: {', '.join(self.missing[:3])}")
+        if self.unexpected:
+            details.append(f"unexpected: {', '.join(self.unexpected[:3])}")
+        if self.mismatched:
+            details.append('mismatched: ' + ', '.join(f'{n} {list(c)} vs {list(m)}'
+                                                       for n, c, m in self.mismatched[:2]))
+        return text + (f" ({'; '.join(details)})" if details else '')
+
+    def as_dict(self) -> dict:
+        return {'loaded': len(self.loaded), 'missing': self.missing,
+                'unexpected': self.unexpected,
+                'mismatched': [[n, list(c), list(m)] for n, c, m in self.mismatched],
+                'reinitialised': self.reinitialised, 'other_tasks': self.other_tasks}
+
+
+def load_report(model, checkpoint: str | Path | dict) -> LoadReport:
+    """A :class:`LoadReport` of ``checkpoint`` (a path or a loaded checkpoint) for ``model``."""
+    if not isinstance(checkpoint, dict):
+        checkpoint = verify_checkpoint(checkpoint)
+    state = checkpoint.get('state_dict', checkpoint)
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()
+             if torch.is_tensor(v)}
+    inner = getattr(model, 'module', model)
+    return LoadReport(inner.state_dict(), state, tasks=getattr(inner, 'tasks', {}).keys())
+
+
+def check_fits(model, checkpoint: str | Path, partial: bool = False) -> LoadReport:
+    """Refuse a checkpoint whose weights do not fit ``model`` exactly, unless ``partial``.
+
+    What ``up2 test``, ``up2 infer``, ``up2 demo`` and ``up2 export`` call before scoring or
+    serving: a checkpoint of another config would leave parts of the model at their random
+    initial values and score (say) mask AP 0.0 without a word.
+
+    Raises:
+        CheckpointError: naming the file, the counts and the first tensors, and the way out.
+    """
+    report = load_report(model, checkpoint)
+    if not report.exact and not partial:
+        raise CheckpointError(f"checkpoint '{checkpoint}' does not fit this config: "
+                              f'{report.summary()}; use the config it was trained with, or '
+                              f'pass --partial-load to load what fits')
+    return report

@@ -1,0 +1,304 @@
+"""A user's own data, declared in one YAML file (``up2 train CONFIG --data my.yaml``).
+
+The file names, per task, where the data of each split lies, in a layout the user already has
+(:mod:`up2core.data.layouts`: COCO instances, an image-folder tree, a captions file)::
+
+    path: /data/mine                 # every other path is relative to it (default: the file's folder)
+    name: my-parts                   # optional: how checkpoints and reports call the data
+    detection:      {train: {ann: annotations/train.json, images: images/train},
+                     val:   {ann: annotations/val.json,   images: images/val}}
+    segmentation:   {train: {ann: annotations/train.json, images: images/train},
+                     val:   {ann: annotations/val.json,   images: images/val}}
+    classification: {train: cls/train, val: cls/val}       # image-folder trees
+    captioning:     {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
+    retrieval:      {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
+
+:func:`load_data_file` reads and checks the file (unknown keys, missing files and malformed
+entries are :class:`~up2core.errors.DataError` s naming the key); :func:`apply_data_file`
+points a config at it: the tasks the file does not name drop out, each named task's datasets,
+evaluator and names (class names, caption vocabulary) come from the data, and everything else
+(model sizes, pipelines, batch sizes, schedule) stays the config's.
+
+Which layout a task reads is the task's own declaration (``Task.data_layout``), and what the data
+changes in the task's config is the task's own answer (``Task.data_options``): a third-party
+task takes part without the core knowing its name.
+
+Examples:
+    >>> from up2core.data.dataset_file import load_data_file
+    >>> data = load_data_file('my_data.yaml')                           # doctest: +SKIP
+    >>> sorted(data.tasks)                                              # doctest: +SKIP
+    ['classification', 'detection']
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from up2core.errors import DataError
+
+#: keys of the file's top level besides the task names
+TOP_KEYS = ('path', 'name')
+#: keys of one task's entry
+TASK_KEYS = ('train', 'val', 'classes', 'filter_empty')
+#: keys of one split of a task
+SPLIT_KEYS = ('ann', 'images')
+SPLITS = ('train', 'val')
+
+
+@dataclass
+class SplitSource:
+    """Where one split of one task lies: an annotation file and/or an image folder (absolute)."""
+
+    ann: Path | None = None
+    images: Path | None = None
+
+    def as_dict(self) -> dict:
+        return {k: str(v) for k, v in (('ann', self.ann), ('images', self.images)) if v}
+
+
+@dataclass
+class TaskSource:
+    """One task's entry of a dataset file."""
+
+    task: str
+    #: the file's ``path``: what paths inside annotation files (captions) are relative to
+    root: Path
+    splits: dict[str, SplitSource] = field(default_factory=dict)
+    #: image-folder layouts: a file of readable class names, one per class folder
+    classes: Path | None = None
+    #: COCO layouts: leave out training images without annotations (kept as negatives otherwise)
+    filter_empty: bool = False
+
+    def split(self, name: str) -> SplitSource | None:
+        return self.splits.get(name)
+
+
+@dataclass
+class DataFile:
+    """A parsed dataset file: its location, root and one :class:`TaskSource` per task."""
+
+    file: Path
+    root: Path
+    name: str
+    tasks: dict[str, TaskSource]
+
+    def describe(self) -> dict:
+        """What a checkpoint records of the data it was trained on."""
+        return {'name': self.name, 'file': str(self.file), 'path': str(self.root),
+                'tasks': {t: {s: src.as_dict() for s, src in source.splits.items()}
+                          for t, source in self.tasks.items()}}
+
+
+def _fail(path: Path, message: str):
+    raise DataError(f'{path}: {message}')
+
+
+def _unknown(path: Path, where: str, key: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ''
+    _fail(path, f"unknown key '{key}' in {where}.{hint} Allowed: {', '.join(allowed)}")
+
+
+def _resolve(path: Path, root: Path, value: Any, where: str, want: str) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        _fail(path, f'{where} must be a path (a string), got {value!r}')
+    resolved = Path(value).expanduser()
+    resolved = resolved if resolved.is_absolute() else root / resolved
+    exists = resolved.is_dir() if want == 'dir' else resolved.is_file()
+    if not exists:
+        kind = 'folder' if want == 'dir' else 'file'
+        _fail(path, f"{where}: {kind} '{resolved}' not found (paths are relative to "
+                    f"'path', here {root})")
+    return resolved
+
+
+def load_data_file(file: str | Path) -> DataFile:
+    """Read and check a dataset file (see the module docstring).
+
+    Checks the keys and that every named file and folder exists; what is inside them is
+    ``up2 data check``'s business (:mod:`up2core.data.check`).
+
+    Raises:
+        DataError: the file, the key and what to write instead.
+    """
+    import yaml
+
+    path = Path(file)
+    if not path.is_file():
+        raise DataError(f"dataset file '{path}' not found (a YAML file naming your data per "
+                        f"task; see `up2 data --help`)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f'{path}: not readable as YAML ({first})') from None
+    if not isinstance(data, dict):
+        _fail(path, 'expected a mapping of task names to their data (and an optional '
+                    "'path'), e.g. 'detection: {train: {ann: a.json, images: imgs}}'")
+    root_value = data.get('path', '.')
+    if not isinstance(root_value, str) or not root_value.strip():
+        _fail(path, f"'path' must be a folder (a string), got {root_value!r}")
+    root = Path(root_value).expanduser()
+    root = (root if root.is_absolute() else path.resolve().parent / root).resolve()
+    if not root.is_dir():
+        _fail(path, f"'path': folder '{root}' not found")
+    name = data.get('name', path.stem)
+    if not isinstance(name, str) or not name.strip():
+        _fail(path, f"'name' must be a string, got {name!r}")
+    tasks: dict[str, TaskSource] = {}
+    for key, entry in data.items():
+        if key in TOP_KEYS:
+            continue
+        if not isinstance(key, str):
+            _fail(path, f'task names are strings, got {key!r}')
+        tasks[key] = _task_source(path, root, key, entry)
+    if not tasks:
+        _fail(path, 'names no task: add at least one of detection, segmentation, '
+                    'classification, captioning, retrieval (or a plugin task)')
+    return DataFile(file=path.resolve(), root=root, name=name.strip(), tasks=tasks)
+
+
+def _task_source(path: Path, root: Path, task: str, entry: Any) -> TaskSource:
+    if not isinstance(entry, dict):
+        _fail(path, f"'{task}' must be a mapping with 'train' and/or 'val', got {entry!r}")
+    for key in entry:
+        if key not in TASK_KEYS:
+            _unknown(path, f"'{task}'", key, TASK_KEYS)
+    source = TaskSource(task=task, root=root)
+    for split in SPLITS:
+        if split not in entry:
+            continue
+        value = entry[split]
+        where = f'{task}.{split}'
+        if isinstance(value, str):  # an image folder (image-folder trees)
+            source.splits[split] = SplitSource(images=_resolve(path, root, value, where, 'dir'))
+            continue
+        if not isinstance(value, dict) or not value:
+            _fail(path, f"{where} must be a folder or a mapping with 'ann' and/or 'images', "
+                        f'got {value!r}')
+        for key in value:
+            if key not in SPLIT_KEYS:
+                _unknown(path, f"'{where}'", key, SPLIT_KEYS)
+        source.splits[split] = SplitSource(
+            ann=_resolve(path, root, value['ann'], f'{where}.ann', 'file')
+            if 'ann' in value else None,
+            images=_resolve(path, root, value['images'], f'{where}.images', 'dir')
+            if 'images' in value else None)
+    if not source.splits:
+        _fail(path, f"'{task}' names neither 'train' nor 'val'")
+    if 'classes' in entry:
+        source.classes = _resolve(path, root, entry['classes'], f'{task}.classes', 'file')
+    if 'filter_empty' in entry:
+        if not isinstance(entry['filter_empty'], bool):
+            _fail(path, f"{task}.filter_empty must be true or false, got "
+                        f"{entry['filter_empty']!r}")
+        source.filter_empty = entry['filter_empty']
+    return source
+
+
+# --------------------------------------------------------------------------- config
+
+
+def task_layouts(cfg) -> dict[str, str]:
+    """The data layout each task of ``cfg`` reads (its Task class's ``data_layout``)."""
+    from up2core.registry import TASKS
+
+    layouts = {}
+    for name, task_cfg in ((cfg.get('model') or {}).get('tasks') or {}).items():
+        cls = TASKS.get(task_cfg.get('type')) if isinstance(task_cfg, dict) else None
+        layouts[name] = getattr(cls, 'data_layout', None)
+    return layouts
+
+
+def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val')) -> list[str]:
+    """Point ``cfg`` at the user's data in place; return the tasks dropped.
+
+    * tasks of the config the file does not name are dropped everywhere (``select_tasks``);
+    * each named task's train / val / test datasets become readers of the user's files, with
+      the config's pipeline, batch size and loader settings; its evaluator's ground-truth file
+      follows; its names come from the data (``Task.data_options``);
+    * steps and evaluation that need every task on the same images (``train_cfg.mode='shared'``,
+      ``shared_images``) fall back to one batch per task, as the user's tasks have their own
+      images;
+    * the data's description goes into the config (``up2_data``), and from there into the meta
+      of every checkpoint.
+
+    ``need`` are the splits every named task must have (``('train',)`` at least for training,
+    ``('val',)`` for testing).
+
+    Raises:
+        DataError: a task the config cannot train, a layout the task cannot read, a missing
+            split.
+    """
+    from mmengine.config import ConfigDict
+    from mmengine.logging import print_log
+
+    from up2core.config import select_tasks
+    from up2core.data.layouts import get_layout
+    from up2core.registry import TASKS
+
+    layouts = task_layouts(cfg)
+    for task in data.tasks:
+        if task not in layouts:
+            close = difflib.get_close_matches(task, list(layouts), n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else ''
+            raise DataError(f"{data.file}: '{task}' is not a task of this config (it has "
+                            f"{', '.join(layouts) or 'none'}).{hint} Start from a config that "
+                            f'trains it, or remove it from the dataset file.')
+        if layouts[task] is None:
+            raise DataError(f"{data.file}: task '{task}' does not declare a data layout "
+                            f"(Task.data_layout), so it cannot read a dataset file; configure "
+                            f'its dataset in a config instead')
+        missing = [s for s in need if data.tasks[task].split(s) is None]
+        if missing:
+            raise DataError(f"{data.file}: '{task}' has no '{missing[0]}' split; add "
+                            f"{task}: {{{missing[0]}: ...}}")
+    select_tasks(cfg, list(data.tasks), reason=f'--data {data.file.name}')
+    stages = {'train_dataloader': 'train', 'val_dataloader': 'val', 'test_dataloader': 'val'}
+    plain = cfg.to_dict()
+    for task, source in data.tasks.items():
+        layout = get_layout(layouts[task])
+        names = layout.names(source)
+        for key, split in stages.items():
+            loaders = plain.get(key)
+            if not isinstance(loaders, dict) or task not in loaders:
+                continue
+            if source.split(split) is None:  # no val split: the task is trained, not evaluated
+                loaders.pop(task)
+                evaluator = plain.get(key.replace('dataloader', 'evaluator'))
+                if isinstance(evaluator, dict):
+                    evaluator.pop(task, None)
+                continue
+            loader = loaders[task]
+            loader['dataset'] = layout.dataset(source, split, loader['dataset'], names)
+        for key in ('val_evaluator', 'test_evaluator'):
+            evaluator = plain.get(key)
+            if isinstance(evaluator, dict) and isinstance(evaluator.get(task), dict) \
+                    and source.split('val') is not None:
+                evaluator[task] = layout.evaluator(source, evaluator[task], names)
+        task_cfg = plain['model']['tasks'][task]
+        task_cfg.update(TASKS.get(task_cfg['type']).data_options(layout.name, source, names))
+    if isinstance(plain.get('targets'), dict):
+        plain.pop('targets')  # the config's targets are for its own data
+    train_cfg = plain.get('train_cfg') or {}
+    changed = []
+    if train_cfg.get('mode') == 'shared':
+        train_cfg['mode'] = 'mixed'
+        changed.append("train_cfg.mode 'shared' -> 'mixed'")
+    for key in ('val_cfg', 'test_cfg'):
+        if (plain.get(key) or {}).get('shared_images'):
+            plain[key]['shared_images'] = False
+            changed.append(f'{key}.shared_images -> False')
+    if changed:
+        print_log(f"--data: each task reads its own images, so {', '.join(changed)} "
+                  f'(one batch per task, the same weighted sum of losses)', logger='current')
+    plain['up2_data'] = data.describe()
+    for key, value in plain.items():
+        if key.startswith('_'):
+            continue
+        dict.__setitem__(cfg._cfg_dict, key,
+                         ConfigDict(value) if isinstance(value, dict) else value)
+    return [t for t in layouts if t not in data.tasks]

@@ -215,6 +215,8 @@ def _write_test_summary(work_dir: Path, flat: dict, args: argparse.Namespace) ->
     """``<work_dir>/test_summary.json``: the metrics by task, with the checkpoint and data."""
     summary: dict = {'checkpoint': str(args.checkpoint), 'data': args.data, 'tasks': {}}
     for key, value in flat.items():
+        if isinstance(value, float) and value != value:
+            value = None  # NaN (undefined, e.g. AP of an absent size range): null in JSON
         task, _, metric = key.partition('/')
         summary['tasks'].setdefault(task, {})[metric or task] = value
     reports = work_dir / 'reports'

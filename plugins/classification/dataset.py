@@ -82,14 +82,17 @@ class ImageFolderDataset(BadSamplePolicy, BaseDataset):
     """An ImageNet-style tree: ``<data_root>/<data_prefix.img>/<class name>/<image>``.
 
     Class names are the sorted sub-folder names unless ``classes`` gives them (then folders not
-    named there are an error, listing them).  ``exclude``: image paths to leave out (what
-    ``up2 train --skip-bad-records`` found unreadable).
+    named there are an error, listing them).  ``class_names``: readable names, one per
+    folder in the same order (the dataset's ``classes`` then; ``classes.txt`` of a user's
+    tree).  ``exclude``: image paths to leave out (what ``up2 train --skip-bad-records`` found
+    unreadable).
     """
 
     def __init__(self, data_root: str = '', classes=None, data_prefix: dict | None = None,
-                 exclude: list[str] | None = None, **kwargs) -> None:
+                 exclude: list[str] | None = None, class_names=None, **kwargs) -> None:
         self._classes = read_class_names(classes, data_root) if classes is not None else None
         self._exclude = set(exclude or ())
+        self._names = read_class_names(class_names, data_root) if class_names else None
         super().__init__(data_root=data_root, data_prefix=data_prefix or dict(img=''),
                          **kwargs)
 
@@ -102,7 +105,10 @@ class ImageFolderDataset(BadSamplePolicy, BaseDataset):
         unknown = sorted(set(folders) - set(names))
         if unknown:
             raise DataError(f"{root}: sub-folders {unknown[:5]} are not in the given classes")
-        self._metainfo['classes'] = tuple(names)
+        if self._names is not None and len(self._names) != len(names):
+            raise DataError(f'{root}: {len(self._names)} class_names for {len(names)} class '
+                            f'folders; give one readable name per folder')
+        self._metainfo['classes'] = tuple(self._names or names)
         data = []
         for label, name in enumerate(names):
             for image in sorted((root / name).glob('*')):

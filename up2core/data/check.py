@@ -117,6 +117,14 @@ class CheckReport:
     #: ``file -> {('annotation', id) | ('image', id) | ('row', n) | ('path', p)}`` to leave out
     bad: dict[str, set] = field(default_factory=lambda: defaultdict(set))
 
+    def header(self, path: Path) -> tuple[str, Any]:
+        """:func:`read_header` of ``path``, read once however many records name the image."""
+        cache = self.__dict__.setdefault('_headers', {})
+        if path not in cache:
+            self.images += 1
+            cache[path] = read_header(path)
+        return cache[path]
+
     def add(self, kind: str, file: Any, record: str, detail: str = '',
             drop: tuple | None = None) -> None:
         self.findings.append(Finding(kind, str(file), record, detail))
@@ -180,8 +188,11 @@ def _truncated(path: Path, fmt: str | None) -> bool:
 def read_header(path: Path) -> tuple[str, Any]:
     """``('ok', (width, height, orientation))`` of an image from its header, or ``(kind,
     detail)`` of what is wrong with it."""
-    if not path.is_file():
-        return 'missing image', ''
+    try:
+        if not path.is_file():
+            return 'missing image', ''
+    except (OSError, ValueError) as exc:  # a name the file system cannot hold
+        return 'unreadable image', f'invalid path: {exc}'
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -190,6 +201,8 @@ def read_header(path: Path) -> tuple[str, Any]:
             if fmt in ('JPEG', 'TIFF', 'WEBP', 'PNG'):
                 orientation = int(image.getexif().get(0x0112, 1) or 1)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        if 'truncated' in str(exc):
+            return 'truncated image', str(exc)[:80]
         return 'unreadable image', f'{type(exc).__name__}: {str(exc)[:80]}'
     if _truncated(path, fmt):
         return 'truncated image', f'{fmt} without its end marker'
@@ -198,8 +211,7 @@ def read_header(path: Path) -> tuple[str, Any]:
 
 def _check_image(report: CheckReport, file: Any, record: str, path: Path,
                  expected: tuple[int, int] | None = None, drop: tuple | None = None) -> bool:
-    report.images += 1
-    status, info = read_header(path)
+    status, info = report.header(path)
     if status != 'ok':
         report.add(status, file, record, f'{path}' + (f': {info}' if info else ''), drop)
         return False
@@ -231,6 +243,11 @@ def _digest(path: Path) -> str | None:
 # --------------------------------------------------------------------------- layouts
 
 
+def _id(value: Any) -> bool:
+    """A COCO id: an integer (strings are accepted too: some exporters write them)."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value)
@@ -253,9 +270,15 @@ def check_coco(report: CheckReport, ann: Path, images_dir: Path, images: bool = 
         return {'names': {}, 'counts': {}, 'files': []}
     categories: dict = {}
     for index, cat in enumerate(data['categories']):
-        if not isinstance(cat, dict) or 'id' not in cat or not isinstance(cat.get('name'), str):
-            report.add('malformed record', ann, f'categories[{index}]', "needs 'id' and 'name'")
+        if not isinstance(cat, dict) or not _id(cat.get('id')) \
+                or not isinstance(cat.get('name'), str) or not cat['name'].strip():
+            report.add('malformed record', ann, f'categories[{index}]',
+                       "needs an integer 'id' and a non-empty 'name'")
             continue
+        if cat['name'] in categories.values():
+            report.add('malformed record', ann, f'categories[{index}]',
+                       f"name '{cat['name']}' appears twice; UP2 predicts names, so each "
+                       f'category needs its own')
         categories[cat['id']] = cat['name']
     image_records: dict = {}
     files = []
@@ -263,10 +286,12 @@ def check_coco(report: CheckReport, ann: Path, images_dir: Path, images: bool = 
         report.records += 1
         where = f"images[{index}] (id {image.get('id') if isinstance(image, dict) else '?'})"
         if not isinstance(image, dict) or not all(k in image for k in
-                                                  ('id', 'file_name', 'width', 'height')):
+                                                  ('id', 'file_name', 'width', 'height')) \
+                or not _id(image['id']) or not isinstance(image['file_name'], str):
             report.add('malformed record', ann, where,
-                       "needs 'id', 'file_name', 'width' and 'height'",
-                       ('image', image.get('id') if isinstance(image, dict) else None))
+                       "needs an integer 'id', a 'file_name' string, 'width' and 'height'",
+                       ('image', image.get('id') if isinstance(image, dict)
+                        and _id(image.get('id')) else None))
             continue
         if image['id'] in image_records:
             report.add('duplicate image id', ann, where, f"id {image['id']} appears twice",
@@ -296,6 +321,10 @@ def check_coco(report: CheckReport, ann: Path, images_dir: Path, images: bool = 
         missing = [k for k in ('id', 'image_id', 'category_id', 'bbox') if k not in item]
         if missing:
             report.add('malformed record', ann, where, f"lacks {', '.join(missing)}", drop)
+            continue
+        if not all(_id(item[k]) for k in ('id', 'image_id', 'category_id')):
+            report.add('malformed record', ann, where,
+                       'id, image_id and category_id must be integers', drop)
             continue
         if item['id'] in seen_ids:
             report.add('duplicate annotation id', ann, where, f"id {item['id']} appears twice",
@@ -403,11 +432,13 @@ def _caption_rows(report: CheckReport, ann: Path) -> list[tuple[str, str, str]]:
                    "sentences)")
         return rows
     if isinstance(data.get('annotations'), list):
-        files = {i.get('id'): i.get('file_name') for i in data['images'] if isinstance(i, dict)}
+        files = {i.get('id'): i.get('file_name') for i in data['images']
+                 if isinstance(i, dict) and _id(i.get('id'))}
         for index, item in enumerate(data['annotations']):
             report.records += 1
             where = f"annotations[{index}] (id {item.get('id') if isinstance(item, dict) else '?'})"
-            if not isinstance(item, dict) or item.get('image_id') not in files:
+            if not isinstance(item, dict) or not _id(item.get('image_id')) \
+                    or item.get('image_id') not in files:
                 report.add('annotation of an unknown image', ann, where,
                            f"image_id {item.get('image_id') if isinstance(item, dict) else '?'}",
                            ('annotation', index))
@@ -416,11 +447,15 @@ def _caption_rows(report: CheckReport, ann: Path) -> list[tuple[str, str, str]]:
         return rows
     for index, image in enumerate(data['images']):
         report.records += 1
-        for k, sentence in enumerate(image.get('sentences') or [] if isinstance(image, dict)
-                                     else []):
+        sentences = image.get('sentences') if isinstance(image, dict) else None
+        if not isinstance(sentences, list) or not isinstance(image.get('filename'), str):
+            report.add('malformed record', ann, f'images[{index}]',
+                       "a Karpathy image needs 'filename' and a list of 'sentences'")
+            continue
+        for k, sentence in enumerate(sentences):
             raw = sentence.get('raw') if isinstance(sentence, dict) else None
             rows.append((f'images[{index}].sentences[{k}]',
-                         str(Path(image.get('filepath', '')) / str(image.get('filename'))), raw))
+                         str(Path(str(image.get('filepath') or '')) / image['filename']), raw))
     return rows
 
 
@@ -436,6 +471,10 @@ def check_captions(report: CheckReport, ann: Path, images_dir: Path, images: boo
         if limit is not None and count_tokens is not None and count_tokens(caption) > limit:
             report.add('caption longer than the text encoder takes', ann, record,
                        f'{count_tokens(caption)} tokens > {limit}: the end is cut')
+        if not isinstance(image, str) or not image.strip():
+            report.add('malformed record', ann, record, f'image must be a path, got {image!r}',
+                       drop)
+            continue
         path = images_dir / image
         if image not in files:
             files[image] = path

@@ -283,6 +283,7 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
         task_cfg.update(TASKS.get(task_cfg['type']).data_options(layout.name, source, names))
     if isinstance(plain.get('targets'), dict):
         plain.pop('targets')  # the config's targets are for its own data
+        dict.__delitem__(cfg._cfg_dict, 'targets')
     train_cfg = plain.get('train_cfg') or {}
     changed = []
     if train_cfg.get('mode') == 'shared':

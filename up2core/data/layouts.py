@@ -158,7 +158,8 @@ class ImageFolderLayout(DataLayout):
             raise DataError(f"'{source.task}.{split}' reads an image-folder tree: give the "
                             f'folder itself ({source.task}: {{{split}: path/to/{split}}})')
         return dict(_keep(base, *KEPT), type='ImageFolderDataset', data_root='',
-                    data_prefix=dict(img=str(where.images)), classes=list(names['folders']))
+                    data_prefix=dict(img=str(where.images)), classes=list(names['folders']),
+                    class_names=list(names['train']))
 
 
 class CaptionsLayout(DataLayout):

@@ -171,7 +171,8 @@ class LoadReport:
     take the checkpoint's whatever its shape: they are loaded, not mismatched.
     """
 
-    def __init__(self, model_state: dict, checkpoint_state: dict, tasks=()) -> None:
+    def __init__(self, model_state: dict, checkpoint_state: dict, tasks=(),
+                 groups=()) -> None:
         self.loaded: list[str] = []
         self.missing: list[str] = []
         self.mismatched: list[tuple[str, tuple, tuple]] = []
@@ -183,10 +184,12 @@ class LoadReport:
                 self.mismatched.append((name, tuple(saved.shape), tuple(value.shape)))
             else:
                 self.loaded.append(name)
-        tasks = set(tasks)
+        tasks, groups = set(tasks), set(groups) | set(tasks)
         extra = [name for name in checkpoint_state if name not in model_state]
-        self.other_tasks = [n for n in extra if n.startswith('tasks.')
-                            and n.split('.')[1] not in tasks]
+        # a task's own tensors, and the learned temperature of its likelihood group
+        self.other_tasks = [n for n in extra if (n.startswith('tasks.')
+                                                 and n.split('.')[1] not in tasks)
+                            or (n.startswith('likelihood.') and n.split('.')[-1] not in groups)]
         self.unexpected = [n for n in extra if n not in self.other_tasks]
 
     @property
@@ -231,7 +234,9 @@ def load_report(model, checkpoint: str | Path | dict) -> LoadReport:
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()
              if torch.is_tensor(v)}
     inner = getattr(model, 'module', model)
-    return LoadReport(inner.state_dict(), state, tasks=getattr(inner, 'tasks', {}).keys())
+    tasks = getattr(inner, 'tasks', {})
+    return LoadReport(inner.state_dict(), state, tasks=tasks.keys(),
+                      groups=[getattr(t, 'likelihood_group', name) for name, t in tasks.items()])
 
 
 def check_fits(model, checkpoint: str | Path, partial: bool = False) -> LoadReport:

@@ -15,6 +15,7 @@ A card::
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from mmengine.hooks import Hook
 from up2core.registry import HOOKS
 
 CARD_KEY = 'up2_card'
+#: metric keys left out of the one-line summary (size ranges, other thresholds and ranks)
+_DETAIL_SUFFIXES = ('_s', '_m', '_l', '_50', '_75', '@5', '@10', 'BLEU-2', 'BLEU-3', 'top5')
 
 
 def _plain(value: Any) -> Any:
@@ -53,7 +56,8 @@ def make_card(runner, metrics: dict | None = None) -> dict:
     if metrics:
         card['metrics'] = {k: _plain(v) for k, v in metrics.items()}
         card['metrics_iter'] = runner.iter
-    return card
+    # plain types only (ConfigDicts are not on the allow-list of weights_only loading)
+    return json.loads(json.dumps(card, default=str))
 
 
 def read_card(checkpoint: dict) -> dict | None:
@@ -79,8 +83,10 @@ def card_lines(card: dict | None) -> list[str]:
             lines.append(f'{task} knows: {shown}')
     metrics = card.get('metrics') or {}
     if metrics:
+        # the headline numbers; the card keeps them all
         shown = ', '.join(f'{k} {v:.3g}' for k, v in metrics.items()
-                          if isinstance(v, (int, float)) and '/' in k)
+                          if isinstance(v, (int, float)) and '/' in k
+                          and not k.endswith(_DETAIL_SUFFIXES))
         lines.append(f"val after {card.get('metrics_iter', '?')} iterations: {shown}")
     return lines
 

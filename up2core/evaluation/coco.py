@@ -8,9 +8,13 @@ group's categories (exactly what COCOeval computes for that subset of categories
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import math
 import os.path as osp
 import tempfile
+from pathlib import Path
 
 from mmdet.datasets.api_wrappers import COCOeval
 from mmdet.evaluation.metrics import CocoMetric
@@ -26,6 +30,8 @@ class GroupedCocoMetric(CocoMetric):
     Args:
         category_groups: ``dict(seen=[names], novel=[names])``; a group with no ground truth in
             the split reports NaN (COCOeval's -1 is not an AP).
+        report_dir: also write the AP of every category there (``per_class_bbox_ap.json``
+            and ``.txt``, worst first), as ``up2 test`` asks.
         **kwargs: ``CocoMetric``'s (``ann_file``, ``metric='bbox'`` or ``'segm'``, ...).
 
     Examples:
@@ -33,16 +39,21 @@ class GroupedCocoMetric(CocoMetric):
         ...      category_groups=dict(novel=['red star', 'blue circle']))
     """
 
-    def __init__(self, category_groups: dict[str, list[str]] | None = None, **kwargs) -> None:
+    #: ``up2 test`` gives metrics with this flag a ``report_dir`` for their per-class files
+    writes_reports = True
+
+    def __init__(self, category_groups: dict[str, list[str]] | None = None,
+                 report_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.category_groups = dict(category_groups or {})
+        self.report_dir = report_dir
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         # COCOeval writes -1 where a value is undefined (no ground truth in an area range):
         # reported as NaN, never as a number that looks like a score.
         metrics = {k: (math.nan if v == -1 else v)
                    for k, v in super().compute_metrics(results).items()}
-        if not self.category_groups:
+        if not self.category_groups and not self.report_dir:
             return metrics
         _, preds = zip(*results)
         with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +66,55 @@ class GroupedCocoMetric(CocoMetric):
                     ap, ap50 = self._group_ap(detections, metric, names)
                     metrics[f'{metric}_mAP_{group}'] = ap
                     metrics[f'{metric}_mAP_50_{group}'] = ap50
+                if self.report_dir:
+                    self._write_per_class(detections, metric)
         return metrics
+
+    def per_class_ap(self, detections, metric: str) -> dict[str, dict]:
+        """``{name: {AP, AP50, AP75, ground_truth, detections}}`` of every category, from one
+        COCOeval over all of them (AP: mean precision over IoU 0.5:0.95 and recall, all areas,
+        the largest maxDets; NaN for a category without ground truth)."""
+        evaluator = COCOeval(self._coco_api, detections, metric)
+        evaluator.params.catIds = list(self.cat_ids)
+        evaluator.params.imgIds = self.img_ids
+        evaluator.params.maxDets = list(self.proposal_nums)
+        evaluator.params.iouThrs = self.iou_thrs
+        with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its progress
+            evaluator.evaluate()
+            evaluator.accumulate()
+        precision = evaluator.eval['precision']  # [iou, recall, category, area, maxDets]
+
+        def mean(values) -> float:
+            values = values[values > -1]
+            return round(float(values.mean()), 4) if values.size else math.nan
+
+        table = {}
+        for index, cat_id in enumerate(self.cat_ids):
+            name = self._coco_api.load_cats(cat_id)[0]['name']
+            table[name] = {
+                'AP': mean(precision[:, :, index, 0, -1]),
+                'AP50': mean(precision[0, :, index, 0, -1]),
+                'AP75': mean(precision[5, :, index, 0, -1]) if len(self.iou_thrs) > 5
+                else math.nan,
+                'ground_truth': len(self._coco_api.get_ann_ids(cat_ids=[cat_id],
+                                                               img_ids=self.img_ids)),
+                'detections': len(detections.getAnnIds(catIds=[cat_id], imgIds=self.img_ids)),
+            }
+        return table
+
+    def _write_per_class(self, detections, metric: str) -> None:
+        table = self.per_class_ap(detections, metric)
+        out = Path(self.report_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f'per_class_{metric}_ap.json').write_text(
+            json.dumps(table, indent=2).replace('NaN', 'null') + '\n')
+        lines = [f"{'category':<24} {'AP':>6} {'AP50':>6} {'AP75':>6} {'gt':>5}"]
+        # worst first; categories without ground truth (AP undefined) last
+        for name, row in sorted(table.items(), key=lambda kv: (math.isnan(kv[1]['AP']),
+                                                               kv[1]['AP'])):
+            lines.append(f"{name[:24]:<24} {row['AP']:>6.3f} {row['AP50']:>6.3f} "
+                         f"{row['AP75']:>6.3f} {row['ground_truth']:>5}")
+        (out / f'per_class_{metric}_ap.txt').write_text('\n'.join(lines) + '\n')
 
     def _group_ap(self, detections, metric: str, names: list[str]) -> tuple[float, float]:
         cat_ids = self._coco_api.get_cat_ids(cat_names=list(names))

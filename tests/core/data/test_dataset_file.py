@@ -1,0 +1,150 @@
+"""Dataset files (``--data``): parsing, errors that name the key, and the config they make."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from up2core.config import load_config
+from up2core.data.dataset_file import apply_data_file, load_data_file
+from up2core.data.example import CATEGORY_IDS, write_example_data
+from up2core.errors import DataError
+
+
+@pytest.fixture(scope='module')
+def example(tmp_path_factory):
+    """A small dataset in a user's layouts (new names, ids 3..999, captions JSONL, folders)."""
+    return write_example_data(tmp_path_factory.mktemp('own') / 'mydata', num_train=12,
+                              num_val=4)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / 'data.yaml'
+    path.write_text(text)
+    return path
+
+
+def test_paths_resolve_against_path_and_every_task_is_read(example):
+    data = load_data_file(example)
+    assert sorted(data.tasks) == ['captioning', 'classification', 'detection', 'retrieval',
+                                  'segmentation']
+    assert data.tasks['detection'].split('train').ann == example.parent / 'annotations' / \
+        'train.json'
+    assert data.tasks['classification'].split('val').images == example.parent / 'cls' / 'val'
+    assert data.name == 'mydata'
+
+
+@pytest.mark.parametrize('text, message', [
+    ('detection: {train: {ann: a.json, imges: imgs}}', "unknown key 'imges'"),
+    ('detection: {trian: {ann: a.json}}', "Did you mean 'train'?"),
+    ('detection: {train: {ann: nowhere.json, images: .}}', "file '"),
+    ('path: /no/such/folder\ndetection: {train: x}', "'path': folder '/no/such/folder'"),
+    ('detection: [1, 2]', "'detection' must be a mapping"),
+    ('- just\n- a list', 'expected a mapping'),
+    ('detection: {train: {ann: [a', 'not readable as YAML'),
+    ('path: .\n', 'names no task'),
+    ('detection: {filter_empty: maybe, train: .}', 'filter_empty must be true or false'),
+])
+def test_a_bad_dataset_file_is_one_error_naming_the_key(tmp_path, text, message):
+    with pytest.raises(DataError, match='data.yaml') as caught:
+        load_data_file(write(tmp_path, text))
+    assert message in str(caught.value)
+
+
+def test_a_task_the_config_cannot_train_is_an_error(example, tmp_path):
+    (tmp_path / 'a.jsonl').write_text('{"image": "x.png", "caption": "a thing"}\n')
+    path = write(tmp_path, 'captionig: {train: {ann: a.jsonl}}')
+    cfg = load_config('up2_tiny_shapes_generalist')
+    with pytest.raises(DataError, match="'captionig' is not a task of this config.*Did you mean "
+                                        "'captioning'"):
+        apply_data_file(cfg, load_data_file(path))
+    cfg = load_config('up2_tiny_shapes_classification')
+    with pytest.raises(DataError, match="'captioning' is not a task of this config"):
+        apply_data_file(cfg, load_data_file(write(tmp_path, 'captioning: {train: {ann: a.jsonl}}')))
+
+
+def test_the_config_takes_the_data_names_and_drops_the_other_tasks(example, tmp_path):
+    text = example.read_text().split('classification:')[0]  # detection + segmentation only
+    path = tmp_path / 'regions.yaml'
+    path.write_text(text.replace('path: .', f'path: {example.parent}'))
+    cfg = load_config('up2_tiny_shapes_generalist')
+    dropped = apply_data_file(cfg, load_data_file(path))
+    assert sorted(dropped) == ['captioning', 'classification', 'retrieval']
+    assert sorted(cfg.model.tasks) == ['detection', 'segmentation']
+    assert sorted(cfg.train_cfg.sampling_weights) == ['detection', 'segmentation']
+    # the categories in id order (3, 8, 15, ...): the label order mmdet gives them
+    categories = json.loads((example.parent / 'annotations' / 'train.json').read_text())
+    by_id = sorted(categories['categories'], key=lambda c: c['id'])
+    assert [c['id'] for c in by_id] == list(CATEGORY_IDS)
+    names = [c['name'] for c in by_id]
+    assert cfg.model.tasks.detection.class_names == names
+    assert cfg.model.tasks.segmentation.test_class_names == names
+    dataset = cfg.train_dataloader.detection.dataset
+    assert dataset.type == 'CocoInstances' and 'prepare' not in dataset
+    assert dataset.ann_file.endswith('annotations/train.json')
+    assert dataset.filter_cfg == {'filter_empty_gt': False}  # negatives kept
+    assert cfg.test_evaluator.segmentation.ann_file.endswith('annotations/val.json')
+    assert cfg.test_evaluator.segmentation.category_groups is None  # no held-out names
+    # the pipelines stay the config's
+    original = load_config('up2_tiny_shapes_generalist')
+    assert dataset.pipeline == original.train_dataloader.detection.dataset.pipeline
+    assert cfg.train_cfg.mode == 'mixed' and cfg.val_cfg.shared_images is False
+    assert 'targets' not in cfg  # the config's targets are for Shapes
+
+
+def test_val_names_never_trained_on_are_scored_as_a_novel_group(example, tmp_path):
+    root = example.parent
+    val = json.loads((root / 'annotations' / 'val.json').read_text())
+    val['categories'].append({'id': 5000, 'name': 'gear'})
+    (root / 'annotations' / 'val_more.json').write_text(json.dumps(val))
+    path = write(tmp_path, f'path: {root}\ndetection:\n'
+                           '  train: {ann: annotations/train.json, images: images/train}\n'
+                           '  val: {ann: annotations/val_more.json, images: images/val}\n')
+    cfg = load_config('up2_tiny_shapes_generalist')
+    apply_data_file(cfg, load_data_file(path))
+    assert 'gear' not in cfg.model.tasks.detection.class_names
+    assert cfg.model.tasks.detection.test_class_names[-1] == 'gear'
+    assert cfg.val_evaluator.detection.category_groups['novel'] == ['gear']
+
+
+def test_image_folders_take_readable_names_from_classes_txt(example):
+    cfg = load_config('up2_tiny_shapes_generalist')
+    apply_data_file(cfg, load_data_file(example))
+    readable = (example.parent / 'cls' / 'classes.txt').read_text().split('\n')[:8]
+    assert cfg.model.tasks.classification.class_names == readable
+    dataset = cfg.train_dataloader.classification.dataset
+    assert dataset.type == 'ImageFolderDataset'
+    assert dataset.classes == sorted(p.name for p in (example.parent / 'cls' / 'train').iterdir())
+    assert cfg.model.tasks.captioning.vocabulary.ann_file.endswith('captions_train.jsonl')
+    assert cfg.model.tasks.captioning.vocabulary_source == 'config'
+
+
+def test_a_classes_txt_of_the_wrong_length_is_an_error(example, tmp_path):
+    root = example.parent
+    bad = tmp_path / 'classes.txt'
+    bad.write_text('one\ntwo\n')
+    path = write(tmp_path, f'path: {root}\nclassification: {{train: cls/train, val: cls/val, '
+                           f'classes: {bad}}}\n')
+    cfg = load_config('up2_tiny_shapes_generalist')
+    with pytest.raises(DataError, match='2 names for 8 class folders'):
+        apply_data_file(cfg, load_data_file(path))
+
+
+def test_the_datasets_read_the_users_files(example):
+    """Every task's train set, built from the config the data file made, yields samples."""
+    from mmengine.registry import init_default_scope
+
+    from up2core.registry import DATASETS
+
+    cfg = load_config('up2_tiny_shapes_generalist')
+    apply_data_file(cfg, load_data_file(example))
+    init_default_scope('up2core')
+    sizes = {}
+    for task, loader in cfg.train_dataloader.items():
+        dataset = DATASETS.build(loader.dataset)
+        sample = dataset[0]
+        assert sample['data_samples'].task == task
+        sizes[task] = len(dataset)
+    assert sizes['detection'] == 12  # the negative image is kept
+    assert sizes['captioning'] == 12 and sizes['classification'] == 12

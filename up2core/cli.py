@@ -22,6 +22,8 @@ from typing import Any
 from up2core.errors import UserError
 
 EXIT_USAGE = 2
+#: what ``up2 train`` trains when no config is named (``up2 train --data mine.yaml``)
+MAIN_JOB_CONFIG = 'up2_tiny_shapes_generalist'
 
 
 # --------------------------------------------------------------------------- train / test
@@ -39,7 +41,13 @@ def _prepare_config(args: argparse.Namespace):
         from up2core.data.dataset_file import apply_data_file, load_data_file
 
         need = ('train',) if args.func is cmd_train else ('val',)
-        apply_data_file(cfg, load_data_file(args.data), need=need)
+        data = load_data_file(args.data)
+        if args.tasks:  # --tasks a,b picks among the file's tasks too
+            kept = [t.strip() for t in args.tasks.split(',') if t.strip()]
+            data.tasks = {t: source for t, source in data.tasks.items() if t in kept}
+            if not data.tasks:
+                raise UserError(f'--tasks {args.tasks}: {args.data} names none of them')
+        apply_data_file(cfg, data, need=need)
     check_config(cfg)  # types and task names, before a minute of Runner set-up
     cfg.setdefault('default_scope', 'up2core')
     cfg.launcher = args.launcher
@@ -698,8 +706,13 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     parser.add_argument('--version', action='version', version=f'up2 {__version__}')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
-    def runner_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument('config', help='config file, or the name of a packaged config')
+    def runner_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
+        if default_config is None:
+            p.add_argument('config', help='config file, or the name of a packaged config')
+        else:
+            p.add_argument('config', nargs='?', default=default_config,
+                           help='config file, or the name of a packaged config (default: '
+                           f'{default_config}, the main job\'s)')
         p.add_argument('--work-dir', help='where logs and checkpoints go '
                        '(default: work_dirs/<config name>)')
         p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[],
@@ -717,7 +730,7 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
                        "other tasks drop out, names come from the data")
 
     p = sub.add_parser('train', help='train a model from a config')
-    runner_args(p)
+    runner_args(p, default_config=MAIN_JOB_CONFIG)
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
                    help='resume from CKPT, or without a value from the last checkpoint in the '
                    'work dir')

@@ -111,6 +111,16 @@ def test_every_task_answers_with_its_time(service, tiny_generalist):
     assert set(service.examples) and all(e['captions'] for e in service.examples.values())
 
 
+def test_the_page_says_what_the_model_was_trained_on(service):
+    """The checkpoint's card (its data, names and val metrics) reaches the page's info."""
+    info = service.info()
+    assert info['card']['data']['name'] == 'shapes_generalist_e2e'
+    assert info['card_lines'][0] == "Trained on 'shapes_generalist_e2e'"
+    assert any(line.startswith('detection knows: red circle') for line in info['card_lines'])
+    assert any(line.startswith('val after 4 iterations: classification/top1')
+               for line in info['card_lines'])
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(('127.0.0.1', 0))

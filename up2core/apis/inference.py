@@ -62,7 +62,7 @@ def init_model(config, checkpoint: str | None = None, device: str = 'cpu',
     if data is not None:
         from up2core.data.dataset_file import apply_data_file, load_data_file
 
-        apply_data_file(cfg, load_data_file(data), need=())
+        apply_data_file(cfg, load_data_file(data), need=(), quiet=True)
     cfg.setdefault('default_scope', 'up2core')
     from mmengine.registry import init_default_scope
 

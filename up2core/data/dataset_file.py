@@ -33,6 +33,7 @@ Examples:
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,8 @@ def task_layouts(cfg) -> dict[str, str]:
     return layouts
 
 
-def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val')) -> list[str]:
+def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'),
+                    quiet: bool = False) -> list[str]:
     """Point ``cfg`` at the user's data in place; return the tasks dropped.
 
     * tasks of the config the file does not name are dropped everywhere (``select_tasks``);
@@ -227,12 +229,22 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
       of every checkpoint.
 
     ``need`` are the splits every named task must have (``('train',)`` at least for training,
-    ``('val',)`` for testing).
+    ``('val',)`` for testing).  ``quiet`` logs nothing (inference: stdout holds results).
 
     Raises:
         DataError: a task the config cannot train, a layout the task cannot read, a missing
             split.
     """
+    if quiet:
+        from mmengine.logging import MMLogger
+
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            return apply_data_file(cfg, data, need)
+        finally:
+            logger.setLevel(level)
     from mmengine.config import ConfigDict
     from mmengine.logging import print_log
 
@@ -252,6 +264,12 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
             raise DataError(f"{data.file}: task '{task}' does not declare a data layout "
                             f"(Task.data_layout), so it cannot read a dataset file; configure "
                             f'its dataset in a config instead')
+        for split, key in (('train', 'train_dataloader'), ('val', 'val_dataloader')):
+            loaders = cfg.get(key) or {}
+            if split in need and task not in loaders:
+                raise DataError(f"{data.file}: the config has no {key} for task '{task}', "
+                                f'so its {split} data would go unused; start from a config '
+                                f'that has one')
         missing = [s for s in need if data.tasks[task].split(s) is None]
         if missing:
             raise DataError(f"{data.file}: '{task}' has no '{missing[0]}' split; add "

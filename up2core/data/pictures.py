@@ -237,7 +237,7 @@ def browse(data_file: str | Path, config: str, out: str | Path, split: str = 'tr
     from up2core.registry import DATASETS, TASKS
 
     cfg = load_config(config)
-    apply_data_file(cfg, load_data_file(data_file), need=(split,))
+    apply_data_file(cfg, load_data_file(data_file), need=(split,), quiet=True)
     init_default_scope('up2core')
     loaders = cfg.get(f'{split}_dataloader') or {}
     written = []

@@ -213,3 +213,23 @@ def test_an_unreadable_class_image_is_left_out_of_the_folder_dataset(tmp_path):
     init_default_scope('up2core')
     dataset = DATASETS.build(cfg.train_dataloader.classification.dataset)
     assert len(dataset) == 2 and all('a.png' not in d['img_path'] for d in dataset.data_list)
+
+
+@pytest.mark.slow
+def test_train_with_skip_bad_records_trains_on_the_clean_records(tmp_path):
+    data = make_base(tmp_path / 'mine')
+    FAULTS['box outside its image'](tmp_path / 'mine')
+    before = _digests(tmp_path / 'mine')
+    work = tmp_path / 'work'
+    options = [f'{stage}_dataloader.{task}.{key}'
+               for stage in ('train', 'val') for task in ('detection', 'classification',
+                                                          'captioning')
+               for key in ('batch_size=2', 'num_workers=0', 'persistent_workers=False')]
+    result = run_up2('train', '--data', str(data), '--skip-bad-records', '--work-dir', str(work),
+                     '--cfg-options', 'max_iters=1', *options, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'up2: --skip-bad-records: training without 1 annotations' in result.stderr
+    assert json.loads((work / 'metrics.json').read_text())['iter'] == 1
+    cleaned = sorted((work / 'data').iterdir())
+    assert [p.name for p in cleaned] == ['00_train.json']
+    assert _digests(tmp_path / 'mine') == before

@@ -172,7 +172,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     _set_report_dirs(cfg, Path(cfg.work_dir))
     runner = _build_runner(cfg)
     report = check_fits(runner.model, args.checkpoint, partial=args.partial_load)
-    if not report.exact:
+    if report.untrained_tasks and not args.partial_load:
+        trained = [t for t in runner.model.tasks if t not in report.untrained_tasks]
+        raise UserError(f"checkpoint '{args.checkpoint}' was trained without task(s) "
+                        f"{', '.join(report.untrained_tasks)}, so it cannot be scored on them; "
+                        f"test the tasks it trained: --tasks {','.join(trained)}")
+    if not report.exact or report.untrained_tasks:
         print(f'up2: warning: --partial-load: {report.summary()}', file=sys.stderr)
     metrics = runner.test()
     flat = {k: (v.item() if hasattr(v, 'item') else v) for k, v in (metrics or {}).items()}
@@ -706,6 +711,11 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     parser.add_argument('--version', action='version', version=f'up2 {__version__}')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
+    def loading_args(p: argparse.ArgumentParser, data_help: str) -> None:
+        p.add_argument('--data', metavar='DATA.yaml', help=data_help)
+        p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
+                       'not fit the config exactly (what fits; the rest stays random)')
+
     def runner_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
         if default_config is None:
             p.add_argument('config', help='config file, or the name of a packaged config')
@@ -750,6 +760,7 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument('--out-metrics', metavar='PATH', help='write the metrics as flat JSON')
     p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
                    'not fit the config exactly (what fits; the rest stays random)')
+    # (--data comes with the runner arguments)
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser('infer', help='predict every task (or one) on images with a trained '
@@ -776,10 +787,7 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
     p.add_argument('--json', action='store_true', help='print results as JSON (one line per '
                    'image for several)')
-    p.add_argument('--data', metavar='DATA.yaml', help="your own data's dataset file: its tasks "
-                   'and names')
-    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
-                   'not fit the config exactly')
+    loading_args(p, "your own data's dataset file: its tasks and names")
     if with_plugin_options:
         _add_plugin_infer_options(p)
     p.set_defaults(func=cmd_infer)
@@ -801,9 +809,7 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument('--max-batch', type=int, default=64, help='largest batch the graph takes')
     p.add_argument('--overwrite', action='store_true', help='replace an existing OUT')
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
-    p.add_argument('--data', metavar='DATA.yaml', help="your own data's dataset file: its names")
-    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
-                   'not fit the config exactly')
+    loading_args(p, "your own data's dataset file: its names")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser('demo', help='a local web page running every task on your images '
@@ -814,9 +820,7 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument('--host', default='127.0.0.1', help='address to bind (default: this machine '
                    'only)')
     p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[])
-    p.add_argument('--data', metavar='DATA.yaml', help="your own data's dataset file: its names")
-    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
-                   'not fit the config exactly')
+    loading_args(p, "your own data's dataset file: its names")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser('plugins', help='list task plugins, their hooks and registered names')

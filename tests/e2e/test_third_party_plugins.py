@@ -96,6 +96,10 @@ def test_grounding_infers_with_its_own_option(grounding_run):
     assert "options of plugin 'grounding'" in help_text and '--phrases' in help_text
     _user_error(run_up2('infer', str(CONFIG), str(checkpoint), str(image), '--task', 'grounding',
                         sets=('grounding',), cwd=tmp), 'task grounding needs --phrases')
+    # trained with --tasks detection,grounding: scoring segmentation would score chance
+    _user_error(run_up2('test', str(CONFIG), str(checkpoint), '--work-dir', str(tmp / 'all'),
+                        sets=('grounding',), cwd=tmp),
+                'was trained without task(s) segmentation', '--tasks detection,grounding')
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,16 @@ def init_model(config, checkpoint: str | None = None, device: str = 'cpu',
         from up2core.engine.data_card import read_card
 
         loaded = verify_checkpoint(checkpoint, check_finite=True)  # names the file and fault
-        check_fits(model, checkpoint, partial=partial)
+        report = check_fits(model, checkpoint, partial=partial)
         allow_mmengine_checkpoints()
         load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
         model.card = read_card(loaded)
+        if report.untrained_tasks and len(report.untrained_tasks) < len(model.tasks):
+            # trained without them (--tasks): answering them would be answering at random
+            warnings.warn(f"{checkpoint} was trained without task(s) "
+                          f"{', '.join(report.untrained_tasks)}: left out", stacklevel=2)
+            for task in report.untrained_tasks:
+                del model.tasks[task]
     model.cfg = cfg
     return model.to(device).eval()
 

@@ -167,6 +167,10 @@ class LoadReport:
     * ``other_tasks``: checkpoint tensors of tasks this model does not have (a checkpoint of five
       tasks scored on two): expected, never an error.
 
+    * ``untrained_tasks``: tasks of the model the checkpoint holds none of the own tensors of
+      (it was trained without them, e.g. with ``--tasks``); their tensors are not counted as
+      missing, and the callers leave such tasks out or refuse to score them.
+
     Tensors the model holds empty until first use (a caption vocabulary built from the data)
     take the checkpoint's whatever its shape: they are loaded, not mismatched.
     """
@@ -176,10 +180,18 @@ class LoadReport:
         self.loaded: list[str] = []
         self.missing: list[str] = []
         self.mismatched: list[tuple[str, tuple, tuple]] = []
+        task_groups = dict(zip(tasks, groups)) if groups else {t: t for t in tasks}
+        self.untrained_tasks = [
+            task for task, group in task_groups.items()
+            if (own := _own_tensors(model_state, task, group, task_groups))
+            and not any(name in checkpoint_state for name in own)]
+        untrained = {name for task in self.untrained_tasks for name in
+                     _own_tensors(model_state, task, task_groups[task], task_groups)}
         for name, value in model_state.items():
             saved = checkpoint_state.get(name)
             if saved is None:
-                self.missing.append(name)
+                if name not in untrained:
+                    self.missing.append(name)
             elif tuple(saved.shape) != tuple(value.shape) and value.numel() > 0:
                 self.mismatched.append((name, tuple(saved.shape), tuple(value.shape)))
             else:
@@ -208,6 +220,8 @@ class LoadReport:
                  f'{len(self.reinitialised)} re-initialised']
         if self.other_tasks:
             parts.append(f'{len(self.other_tasks)} of tasks this config leaves out (ignored)')
+        if self.untrained_tasks:
+            parts.append(f"tasks it did not train: {', '.join(self.untrained_tasks)}")
         text = ', '.join(parts)
         details = []
         if self.missing:
@@ -221,9 +235,20 @@ class LoadReport:
 
     def as_dict(self) -> dict:
         return {'loaded': len(self.loaded), 'missing': self.missing,
+                'untrained_tasks': self.untrained_tasks,
                 'unexpected': self.unexpected,
                 'mismatched': [[n, list(c), list(m)] for n, c, m in self.mismatched],
                 'reinitialised': self.reinitialised, 'other_tasks': self.other_tasks}
+
+
+def _own_tensors(state: dict, task: str, group: str, task_groups: dict) -> list[str]:
+    """A task's own tensors of ``state``: under ``tasks.<task>.``, and its likelihood group's
+    temperature when no other task shares the group."""
+    own = [name for name in state if name.startswith(f'tasks.{task}.')]
+    shared = sum(g == group for g in task_groups.values()) > 1
+    own += [name for name in state if name.startswith('likelihood.')
+            and name.split('.')[-1] == group and not shared]
+    return own
 
 
 def load_report(model, checkpoint: str | Path | dict) -> LoadReport:

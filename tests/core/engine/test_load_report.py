@@ -52,3 +52,22 @@ def test_a_new_class_list_loads_every_tensor(tmp_path):
                                               r'unexpected: decoder\.layers\.1'):
         check_fits(other, path)
     assert load_report(other, path).unexpected  # --partial-load: what fits, the rest named
+
+
+def test_tasks_the_checkpoint_never_trained_are_named_not_missing():
+    """A checkpoint trained with --tasks detection,grounding, loaded into the whole config:
+    segmentation's own tensors are absent, so segmentation is an untrained task (left out by
+    inference, refused by up2 test), not a fault of the weights."""
+    model = {'shared': torch.zeros(2), 'likelihood.log_scale.segmentation': torch.zeros(1),
+             'likelihood.log_scale.detection': torch.zeros(1),
+             'tasks.segmentation.head': torch.zeros(2)}
+    saved = {'shared': torch.ones(2), 'likelihood.log_scale.detection': torch.ones(1)}
+    report = LoadReport(model, saved, tasks=['detection', 'segmentation'],
+                        groups=['detection', 'segmentation'])
+    assert report.untrained_tasks == ['segmentation']
+    assert report.missing == [] and report.exact
+    assert 'tasks it did not train: segmentation' in report.summary()
+    # a temperature shared by two tasks is nobody's own: missing, a fault
+    report = LoadReport({'likelihood.log_scale.regions': torch.zeros(1)}, {},
+                        tasks=['detection', 'segmentation'], groups=['regions', 'regions'])
+    assert report.untrained_tasks == [] and report.missing == ['likelihood.log_scale.regions']

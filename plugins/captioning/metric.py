@@ -125,4 +125,6 @@ class CaptionMetric(BaseMetric):
         predictions = {i: [p if p.strip() else '<empty>' for p in texts]
                        for i, texts in predictions.items()}
         scores = caption_scores(predictions, references, meteor=self.meteor)
-        return {key: value * 100 for key, value in scores.items()}
+        # CIDEr first: a metric's first key is its headline (what a data card shows)
+        ordered = sorted(scores, key=lambda key: key != 'CIDEr')
+        return {key: scores[key] * 100 for key in ordered}

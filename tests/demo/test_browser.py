@@ -81,6 +81,8 @@ def test_upload_shows_a_caption_and_drawn_boxes_and_saves_a_screenshot(demo_url,
     image = sorted(tiny_generalist[2].glob('*.png'))[1]
     page.goto(demo_url)
     page.wait_for_selector('#examples img')  # the page asked the server for its examples
+    # what the model was trained on, above its answers (the checkpoint's data card)
+    assert page.inner_text('#card').startswith("Trained on 'shapes_generalist_e2e'")
     page.set_input_files('#file', str(image))
     page.fill('#texts', 'a large red circle.\ntwo small blue squares.')
     page.fill('#threshold', '0')  # 4 training steps: draw every region, however unsure

@@ -116,7 +116,8 @@ def test_the_page_says_what_the_model_was_trained_on(service):
     info = service.info()
     assert info['card']['data']['name'] == 'shapes_generalist_e2e'
     assert info['card_lines'][0] == "Trained on 'shapes_generalist_e2e'"
-    assert any(line.startswith('detection knows: red circle') for line in info['card_lines'])
+    assert any(line.startswith('detection, segmentation know: red circle')
+               for line in info['card_lines'])
     assert any(line.startswith('val after 4 iterations: classification/top1')
                for line in info['card_lines'])
 

@@ -105,7 +105,7 @@ def test_every_command_of_the_guide_runs(tiny_generalist, tmp_path):
     assert 'detection/bbox_mAP' in card['metrics']
     infer = results['infer ' + str(config)][0]
     assert "model: Trained on 'mydata'" in infer.stderr
-    assert 'detection knows: coin, tile' in infer.stderr
+    assert 'detection, segmentation know: coin, tile' in infer.stderr
     lines = (tmp_path / 'work_dirs' / 'mydata_infer' / 'results.jsonl').read_text().splitlines()
     assert len(lines) == 6 and all('results' in json.loads(line) for line in lines)
 

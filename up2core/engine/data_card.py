@@ -26,8 +26,6 @@ from mmengine.hooks import Hook
 from up2core.registry import HOOKS
 
 CARD_KEY = 'up2_card'
-#: metric keys left out of the one-line summary (size ranges, other thresholds and ranks)
-_DETAIL_SUFFIXES = ('_s', '_m', '_l', '_50', '_75', '@5', '@10', 'BLEU-2', 'BLEU-3', 'top5')
 
 
 def _plain(value: Any) -> Any:
@@ -75,18 +73,24 @@ def card_lines(card: dict | None) -> list[str]:
     data = card.get('data') or {}
     lines = [f"Trained on '{data.get('name', '?')}'"
              + (f" ({data['file']})" if data.get('file') else '')]
+    by_names: dict[tuple, list[str]] = {}  # tasks with the same names share a line
     for task, names in (card.get('names') or {}).items():
         classes = names.get('classes') if isinstance(names, dict) else None
         if classes:
-            shown = ', '.join(classes[:8]) + (f', ... ({len(classes)} in all)'
-                                               if len(classes) > 8 else '')
-            lines.append(f'{task} knows: {shown}')
+            by_names.setdefault(tuple(classes), []).append(task)
+    for classes, tasks in by_names.items():
+        shown = ', '.join(classes[:8]) + (f', ... ({len(classes)} in all)'
+                                           if len(classes) > 8 else '')
+        lines.append(f"{', '.join(tasks)} know{'s' if len(tasks) == 1 else ''}: {shown}")
     metrics = card.get('metrics') or {}
     if metrics:
-        # the headline numbers; the card keeps them all
-        shown = ', '.join(f'{k} {v:.3g}' for k, v in metrics.items()
-                          if isinstance(v, (int, float)) and '/' in k
-                          and not k.endswith(_DETAIL_SUFFIXES))
+        # each task's headline number (a metric's first key); the card keeps them all
+        headline: dict[str, str] = {}
+        for key, value in metrics.items():
+            task = key.partition('/')[0]
+            if '/' in key and task not in headline and isinstance(value, (int, float)):
+                headline[task] = f'{key} {value:.3g}'
+        shown = ', '.join(headline.values())
         lines.append(f"val after {card.get('metrics_iter', '?')} iterations: {shown}")
     return lines
 

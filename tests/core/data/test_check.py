@@ -116,7 +116,13 @@ FAULTS = {
         r / 'annotations' / 'train.json',
         lambda d: d['categories'].append({'id': 12, 'name': 'part ' * 60})),
     'empty class folder': lambda r: (r / 'cls' / 'train' / 'gizmo').mkdir(),
+    'unreadable file': lambda r: (r / 'annotations' / 'val.json').write_text('{"images": [1,'),
 }
+
+
+def test_every_kind_the_check_knows_has_a_fixture():
+    assert set(FAULTS) | {'same image in train and val', 'image without annotations'} == \
+        set(SEVERITY)
 
 
 @pytest.mark.parametrize('kind', sorted(FAULTS))

@@ -52,6 +52,26 @@ def test_infer_prints_a_caption_and_json_gives_its_score(trained):
     assert result['score'] <= 0
 
 
+def test_out_on_a_folder_draws_a_task_without_a_drawing_of_its_own(trained):
+    """Captioning draws nothing itself: --out gives the input with its caption beneath, and
+    the JSON Lines, instead of stopping at the first image."""
+    tmp, checkpoint = trained
+    folder = tmp / 'data' / 'shapes_captioning_e2e' / 'images' / 'val'
+    out = tmp / 'captions_out'
+    _ok(run_up2('infer', str(CONFIG), str(checkpoint), str(folder), '--task', 'captioning',
+                '--out', str(out), cwd=tmp, timeout=300))
+    images = sorted(folder.glob('*.png'))
+    lines = [json.loads(line) for line in (out / 'results.jsonl').read_text().splitlines()]
+    assert len(lines) == len(images)
+    assert all(isinstance(line['results']['captioning']['caption'], str) for line in lines)
+    drawn = sorted(out.glob('*.png'))
+    assert [p.name for p in drawn] == [p.name for p in images]
+    from PIL import Image
+
+    with Image.open(drawn[0]) as picture:
+        assert picture.height > 320  # the input tile, then the caption's lines beneath it
+
+
 def test_a_beam_size_below_one_is_a_user_error(trained):
     tmp, checkpoint = trained
     image = tmp / 'data' / 'shapes_captioning_e2e' / 'images' / 'val' / '000000.png'

@@ -40,16 +40,19 @@ def _tile(image: Image.Image, title: str, font) -> Image.Image:
 def draw_results(model, image_bgr: np.ndarray, samples: dict[str, Any], out_file: str) -> None:
     """Save one picture of ``samples`` (task -> predicted sample) on ``image_bgr``.
 
-    With one task, the task's own drawing (:meth:`Task.draw`; a task without one raises
-    ``NotImplementedError``).  With several: the input and each task's drawing side by side,
-    then every task's result lines.
+    With one task, the task's own drawing (:meth:`Task.draw`).  With several, or one without
+    a drawing of its own (captioning, retrieval): the input and each task's drawing side by
+    side, then every task's result lines.
     """
     rgb = np.ascontiguousarray(image_bgr[..., ::-1])
     tasks = list(samples)
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)
     if len(tasks) == 1:
-        model.tasks[tasks[0]].draw(rgb, samples[tasks[0]], str(out_file))
-        return
+        try:
+            model.tasks[tasks[0]].draw(rgb, samples[tasks[0]], str(out_file))
+            return
+        except NotImplementedError:
+            pass  # the input and the task's printed result, as for several tasks
     font = _font(14)
     tiles = [_tile(Image.fromarray(rgb), 'input', font)]
     with tempfile.TemporaryDirectory() as tmp:

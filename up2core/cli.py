@@ -610,18 +610,17 @@ DATA_HELP = """Your own data is declared in a dataset file, used as `up2 train C
 DATA.yaml` (and by `up2 test`, `up2 infer`, `up2 data ...`).  Keys per task, any subset; paths
 relative to `path` (default: the file's folder):
 
-  path: /data/mine
-  detection:      {train: {ann: annotations/train.json, images: images/train},
-                   val:   {ann: annotations/val.json,   images: images/val}}
-  segmentation:   {train: {ann: annotations/train.json, images: images/train},
-                   val:   {ann: annotations/val.json,   images: images/val}}
-  classification: {train: cls/train, val: cls/val}    # image-folder trees
-  captioning:     {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
-  retrieval:      {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
+{example}
 
 COCO instances json (any category ids, polygons or RLE); image-folder trees with an optional
 classes.txt of readable names; captions as COCO json, JSON Lines or CSV rows of image and
 caption.  `up2 data example --out DIR` writes a small dataset of this kind to try it on."""
+
+
+def _data_example() -> str:
+    from up2core.data.dataset_file import EXAMPLE
+
+    return '\n'.join('  ' + line for line in EXAMPLE.splitlines())
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
@@ -834,7 +833,7 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser('data', help='check, picture and browse your own data; generate '
-                       'datasets', description=DATA_HELP,
+                       'datasets', description=DATA_HELP.format(example=_data_example()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     data_sub = p.add_subparsers(dest='dataset', required=True, metavar='COMMAND')
     s = data_sub.add_parser('check', help="check every record and image header of a dataset "

@@ -1,17 +1,8 @@
 """A user's own data, declared in one YAML file (``up2 train CONFIG --data my.yaml``).
 
 The file names, per task, where the data of each split lies, in a layout the user already has
-(:mod:`up2core.data.layouts`: COCO instances, an image-folder tree, a captions file)::
-
-    path: /data/mine                 # every other path is relative to it (default: the file's folder)
-    name: my-parts                   # optional: how checkpoints and reports call the data
-    detection:      {train: {ann: annotations/train.json, images: images/train},
-                     val:   {ann: annotations/val.json,   images: images/val}}
-    segmentation:   {train: {ann: annotations/train.json, images: images/train},
-                     val:   {ann: annotations/val.json,   images: images/val}}
-    classification: {train: cls/train, val: cls/val}       # image-folder trees
-    captioning:     {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
-    retrieval:      {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
+(:mod:`up2core.data.layouts`: COCO instances, an image-folder tree, a captions file); the
+form is :data:`EXAMPLE` (which ``up2 data --help`` prints too).
 
 :func:`load_data_file` reads and checks the file (unknown keys, missing files and malformed
 entries are :class:`~up2core.errors.DataError` s naming the key); :func:`apply_data_file`
@@ -40,6 +31,18 @@ from typing import Any
 
 from up2core.errors import DataError
 
+#: a dataset file naming every built-in task (any subset will do)
+EXAMPLE = """\
+path: /data/mine                # the other paths are relative to it (default: this file's folder)
+name: my-parts                  # optional: how checkpoints and reports call the data
+detection:      {train: {ann: annotations/train.json, images: images/train},
+                 val:   {ann: annotations/val.json,   images: images/val}}
+segmentation:   {train: {ann: annotations/train.json, images: images/train},
+                 val:   {ann: annotations/val.json,   images: images/val}}
+classification: {train: cls/train, val: cls/val}     # image-folder trees
+captioning:     {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
+retrieval:      {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
+"""
 #: keys of the file's top level besides the task names
 TOP_KEYS = ('path', 'name')
 #: keys of one task's entry

@@ -35,6 +35,16 @@ def test_paths_resolve_against_path_and_every_task_is_read(example):
     assert data.name == 'mydata'
 
 
+def test_the_documented_example_reads_the_example_data(example, tmp_path):
+    """EXAMPLE (what ``up2 data --help`` prints) is the layout ``up2 data example`` writes."""
+    from up2core.data.dataset_file import EXAMPLE
+
+    path = write(tmp_path, EXAMPLE.replace('/data/mine', str(example.parent)))
+    data = load_data_file(path)
+    assert data.name == 'my-parts' and len(data.tasks) == 5
+    assert data.tasks['retrieval'].split('val').ann == example.parent / 'captions_val.jsonl'
+
+
 @pytest.mark.parametrize('text, message', [
     ('detection: {train: {ann: a.json, imges: imgs}}', "unknown key 'imges'"),
     ('detection: {trian: {ann: a.json}}', "Did you mean 'train'?"),

@@ -67,6 +67,10 @@ def test_every_command_of_the_guide_runs(tiny_generalist, tmp_path):
     assert sorted(p.name for p in (data / 'browse').iterdir()) == [
         'captioning', 'classification', 'detection', 'retrieval', 'segmentation']
 
+    # pycocotools' progress prints stay off the console
+    for result in results['test ' + str(config)] + results['train ' + str(config)]:
+        assert 'loading annotations into memory' not in result.stdout + result.stderr
+
     # zero-shot: the user's names, per-class AP and the confusion matrix
     zero_shot = tmp_path / 'work_dirs' / 'mydata_zero_shot'
     summary = json.loads((zero_shot / 'test_summary.json').read_text())

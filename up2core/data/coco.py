@@ -12,6 +12,8 @@ Registered in DATASETS as ``CocoInstances``; the registry imports this module on
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
@@ -176,7 +178,9 @@ class CocoInstances(BadSamplePolicy, CocoDataset):
                       f"kept as ignored", logger='current', level=logging.INFO)
         del data
         try:
-            data_list = super().load_data_list()
+            # pycocotools prints its progress ("loading annotations into memory...") to stdout
+            with contextlib.redirect_stdout(io.StringIO()):
+                data_list = super().load_data_list()
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise DataError(f'{path}: not a valid COCO instances file ({type(exc).__name__}: '
                             f'{exc})') from exc

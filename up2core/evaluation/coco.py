@@ -44,7 +44,8 @@ class GroupedCocoMetric(CocoMetric):
 
     def __init__(self, category_groups: dict[str, list[str]] | None = None,
                  report_dir: str | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
+            super().__init__(**kwargs)
         self.category_groups = dict(category_groups or {})
         self.report_dir = report_dir
 
@@ -61,7 +62,8 @@ class GroupedCocoMetric(CocoMetric):
             for metric in self.metrics:
                 if metric not in files:
                     continue
-                detections = self._coco_api.loadRes(files[metric])
+                with contextlib.redirect_stdout(io.StringIO()):
+                    detections = self._coco_api.loadRes(files[metric])
                 for group, names in self.category_groups.items():
                     ap, ap50 = self._group_ap(detections, metric, names)
                     metrics[f'{metric}_mAP_{group}'] = ap

@@ -710,8 +710,9 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     parser.add_argument('--version', action='version', version=f'up2 {__version__}')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
-    def loading_args(p: argparse.ArgumentParser, data_help: str) -> None:
-        p.add_argument('--data', metavar='DATA.yaml', help=data_help)
+    def loading_args(p: argparse.ArgumentParser, data_help: str | None) -> None:
+        if data_help is not None:  # (the runner commands have --data already)
+            p.add_argument('--data', metavar='DATA.yaml', help=data_help)
         p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
                        'not fit the config exactly (what fits; the rest stays random)')
 
@@ -757,9 +758,7 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     runner_args(p)
     p.add_argument('checkpoint', help='checkpoint file (.pth)')
     p.add_argument('--out-metrics', metavar='PATH', help='write the metrics as flat JSON')
-    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
-                   'not fit the config exactly (what fits; the rest stays random)')
-    # (--data comes with the runner arguments)
+    loading_args(p, None)
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser('infer', help='predict every task (or one) on images with a trained '

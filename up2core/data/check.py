@@ -370,7 +370,8 @@ def check_coco(report: CheckReport, ann: Path, images_dir: Path, images: bool = 
         counts[categories[item['category_id']]] += 1
     negatives = [i for i in image_records if i not in annotated]
     if negatives:
-        report.add('image without annotations', ann, f'{len(negatives)} images',
+        report.add('image without annotations', ann,
+                   f"{len(negatives)} image{'s' if len(negatives) > 1 else ''}",
                    f"e.g. id {negatives[0]}; kept as negatives"
                    + (' (filter_empty: true leaves them out of training)'
                       if split == 'train' else ''))

@@ -22,6 +22,7 @@ from torch import Tensor
 
 Step = Callable[[Tensor, object], tuple[Tensor, object]]
 Reorder = Callable[[object, Tensor], object]
+Constraint = Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -42,10 +43,12 @@ def _finish(tokens: Tensor, log_prob: Tensor, lengths: Tensor, end_id: int,
     return Generated(out, scores.tolist())
 
 
-def _forbid(log_probs: Tensor, banned: Tensor | None, end: int, t: int, min_length: int
-            ) -> Tensor:
+def _forbid(log_probs: Tensor, banned: Tensor | None, end: int, t: int, min_length: int,
+            constraint: Constraint | None = None, tokens: Tensor | None = None) -> Tensor:
     if banned is not None:
         log_probs = log_probs.masked_fill(banned, float('-inf'))
+    if constraint is not None:
+        log_probs = log_probs.masked_fill(constraint(tokens), float('-inf'))
     if t < min_length:  # the end token may come only after min_length tokens
         log_probs = log_probs.clone()
         log_probs[:, end] = float('-inf')
@@ -55,7 +58,8 @@ def _forbid(log_probs: Tensor, banned: Tensor | None, end: int, t: int, min_leng
 @torch.no_grad()
 def greedy_search(step: Step, state, start_tokens: Tensor, vocab: Tensor, end: int,
                   max_length: int = 20, min_length: int = 1, length_penalty: float = 0.0,
-                  banned: Tensor | None = None) -> Generated:
+                  banned: Tensor | None = None, constraint: Constraint | None = None
+                  ) -> Generated:
     """The most likely token at every step, until the end token or ``max_length`` tokens.
 
     Args:
@@ -63,6 +67,7 @@ def greedy_search(step: Step, state, start_tokens: Tensor, vocab: Tensor, end: i
         vocab: [V] the token id of each candidate column.
         end: the column of the end token.
         banned: [V] bool, columns never chosen (e.g. the unknown token).
+        constraint: columns banned per sequence and step (the module doc).
     """
     tokens = start_tokens
     n = tokens.shape[0]
@@ -71,7 +76,7 @@ def greedy_search(step: Step, state, start_tokens: Tensor, vocab: Tensor, end: i
     finished = torch.zeros(n, dtype=torch.bool, device=tokens.device)
     for t in range(max_length):
         log_probs, state = step(tokens, state)
-        log_probs = _forbid(log_probs, banned, end, t, min_length)
+        log_probs = _forbid(log_probs, banned, end, t, min_length, constraint, tokens)
         # topk, not max: it breaks ties as beam_search does, so one beam is exactly greedy
         best, column = (v[:, 0] for v in log_probs.topk(1, dim=-1))
         column = column.masked_fill(finished, end)
@@ -87,7 +92,8 @@ def greedy_search(step: Step, state, start_tokens: Tensor, vocab: Tensor, end: i
 @torch.no_grad()
 def beam_search(step: Step, reorder: Reorder, state, start_tokens: Tensor, vocab: Tensor,
                 end: int, beam_size: int = 3, max_length: int = 20, min_length: int = 1,
-                length_penalty: float = 0.0, banned: Tensor | None = None) -> Generated:
+                length_penalty: float = 0.0, banned: Tensor | None = None,
+                constraint: Constraint | None = None) -> Generated:
     """Keep the ``beam_size`` best partial captions of each image (by summed log-probability);
     finished ones stay in the beam with their score; the best by normalised score wins.
 
@@ -109,7 +115,7 @@ def beam_search(step: Step, reorder: Reorder, state, start_tokens: Tensor, vocab
     finished = torch.zeros(n * k, dtype=torch.bool, device=device)
     for t in range(max_length):
         log_probs, state = step(tokens, state)
-        log_probs = _forbid(log_probs, banned, end, t, min_length)
+        log_probs = _forbid(log_probs, banned, end, t, min_length, constraint, tokens)
         # a finished beam continues with the end token at no cost, and only with it
         log_probs = log_probs.masked_fill(finished[:, None], float('-inf'))
         log_probs[finished, end] = 0.0

@@ -15,12 +15,14 @@ tokens as the eager model's greedy decoding (``tests/plugins/captioning/test_exp
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from up2_captioning.decoding import Generated, greedy_search
+from up2_captioning.words import WordSet
 
 from up2core.export.head import ExportHead
 
@@ -66,7 +68,8 @@ def caption_with_graph(graph, pixels: np.ndarray, min_length: int | None = None
                        ) -> Generated:
     """Greedy captions of ``pixels`` (``[N, 3, H, W]`` RGB) from an exported captioning graph
     (an :class:`~up2core.export.graph.ExportedGraph`), with the task's search rules (no unknown
-    token, the end token only after ``min_length`` tokens).  Returns token ids; the tokenizer's
+    token, the end token only after ``min_length`` tokens, whole words when the metadata has
+    ``word_ids``: :mod:`up2_captioning.words`).  Returns token ids; the tokenizer's
     ``decode`` (or the ``tokens`` strings in the graph's metadata) turns them into text."""
     meta = graph.info['metadata']
     length = int(meta['max_length'])
@@ -81,10 +84,15 @@ def caption_with_graph(graph, pixels: np.ndarray, min_length: int | None = None
 
     start = torch.full((batch, 1), int(meta['start_id']), dtype=torch.long)
     end = int(meta['vocab_ids'].index(meta['end_id']))
+    constraint = None
+    if meta.get('word_ids'):
+        words = WordSet.from_tensor(torch.tensor(meta['word_ids']),
+                                    no_repeat=bool(meta.get('no_repeat_words', True)))
+        constraint = partial(words.banned_columns, vocab=vocab, end=end)
     return greedy_search(step, None, start, vocab, end, max_length=length,
                          min_length=meta['min_length'] if min_length is None else min_length,
                          length_penalty=meta['length_penalty'],
-                         banned=vocab == int(meta['unknown_id']))
+                         banned=vocab == int(meta['unknown_id']), constraint=constraint)
 
 
 __all__ = ['CaptionStepsHead', 'caption_with_graph']

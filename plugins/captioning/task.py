@@ -8,7 +8,8 @@ from functools import partial
 import torch
 from torch import Tensor
 from up2_captioning.decoding import Generated, beam_search, greedy_search
-from up2_captioning.vocabulary import special_ids, vocabulary_ids
+from up2_captioning.vocabulary import special_ids, vocabulary_ids, vocabulary_texts
+from up2_captioning.words import WordSet
 
 from up2core.models.decoder import DecoderCache, Segment
 from up2core.task import Task
@@ -74,6 +75,10 @@ class CaptioningTask(Task):
         vocabulary_source: ``'checkpoint'``: a loaded checkpoint's vocabulary replaces the
             config's (a trained model keeps its words); ``'config'``: the config's is built
             anyway (finetuning on a user's captions, ``--data``, learns their words).
+        whole_words: decode only sequences of words of the vocabulary's captions
+            (:mod:`up2_captioning.words`; a ``'full'`` vocabulary has no word list and decodes
+            freely).  The word list is saved with the weights.
+        no_repeat_words: never the word just written again ("a small small").
 
     Examples:
         >>> dict(type='captioning', beam_size=3, max_length=20,
@@ -86,7 +91,8 @@ class CaptioningTask(Task):
                  incremental: bool = True, vocab_batch: int = 4096,
                  captions_per_image: int = 1, label_smoothing: float = 0.0,
                  loss_weight: float = 1.0, likelihood_group: str | None = None,
-                 vocabulary_source: str = 'checkpoint') -> None:
+                 vocabulary_source: str = 'checkpoint', whole_words: bool = True,
+                 no_repeat_words: bool = True) -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
         if vocabulary_source not in ('checkpoint', 'config'):
             raise ValueError(f"vocabulary_source must be 'checkpoint' or 'config', got "
@@ -104,6 +110,10 @@ class CaptioningTask(Task):
         self.label_smoothing = label_smoothing
         # The candidate token ids; empty until first built, then saved with the weights.
         self.register_buffer('vocab_ids', torch.zeros(0, dtype=torch.long))
+        # The words of the vocabulary's captions (WordSet.to_tensor); empty until first built.
+        self.register_buffer('word_ids', torch.zeros(0, dtype=torch.long))
+        self.whole_words, self.no_repeat_words = whole_words, no_repeat_words
+        self._words: WordSet | None = None
 
     data_layout = 'captions'
 
@@ -116,13 +126,17 @@ class CaptioningTask(Task):
     # ------------------------------------------------------------------ vocabulary
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        saved = state_dict.get(prefix + 'vocab_ids')
-        if saved is not None and self.vocabulary_source == 'config':
-            # finetuning on other captions: the vocabulary is rebuilt from this config's
-            # (the user's) training captions, not taken over from the checkpoint
-            state_dict[prefix + 'vocab_ids'] = self.vocab_ids.detach().clone()
-        elif saved is not None and saved.shape != self.vocab_ids.shape:
-            self.vocab_ids.data = torch.zeros_like(saved, device=self.vocab_ids.device)
+        if prefix + 'word_ids' not in state_dict:  # a checkpoint of UP2 < 0.9: built on use
+            state_dict[prefix + 'word_ids'] = self.word_ids.detach().clone()
+        for name in ('vocab_ids', 'word_ids'):
+            saved, buffer = state_dict.get(prefix + name), getattr(self, name)
+            if saved is not None and self.vocabulary_source == 'config':
+                # finetuning on other captions: the vocabulary is rebuilt from this config's
+                # (the user's) training captions, not taken over from the checkpoint
+                state_dict[prefix + name] = buffer.detach().clone()
+            elif saved is not None and saved.shape != buffer.shape:
+                buffer.data = torch.zeros_like(saved, device=buffer.device)
+        self._words = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _special_ids(self, model) -> tuple[int, int, int, int]:
@@ -132,13 +146,42 @@ class CaptioningTask(Task):
         return self._specials
 
     def candidate_ids(self, model) -> Tensor:
-        """[V] the candidate token ids; built from ``vocabulary`` on first use."""
+        """[V] the candidate token ids; built from ``vocabulary`` on first use (with the word
+        list, so that both are in the first checkpoint)."""
         if self.vocab_ids.numel() == 0:
-            ids = vocabulary_ids(model.text_encoder.tokenizer, self.vocabulary)
+            tokenizer = model.text_encoder.tokenizer
+            ids = vocabulary_ids(tokenizer, self.vocabulary)
             # .data keeps the buffer object (a DDP wrapper holds it) and changes its contents.
             self.vocab_ids.data = torch.tensor(ids, dtype=torch.long,
                                                device=self.vocab_ids.device)
+            texts = vocabulary_texts(self.vocabulary)
+            if texts is not None:
+                self._set_words(WordSet.from_texts(tokenizer, texts, keep=set(ids)))
         return self.vocab_ids
+
+    def _set_words(self, words: WordSet) -> None:
+        self.word_ids.data = words.to_tensor().to(self.word_ids.device)
+        self._words = None
+
+    def word_set(self, model) -> WordSet | None:
+        """The known words decoding keeps to (None: free decoding, under a ``'full'``
+        vocabulary or ``whole_words=False``); built with the vocabulary, saved with it."""
+        if not self.whole_words:
+            return None
+        if self._words is None:
+            ids = self.candidate_ids(model)
+            if self.word_ids.numel() == 0:
+                # a checkpoint saved before word lists existed: its config's captions, if here
+                try:
+                    texts = vocabulary_texts(self.vocabulary)
+                except FileNotFoundError:
+                    texts = None
+                if texts is None:
+                    return None
+                self._set_words(WordSet.from_texts(model.text_encoder.tokenizer, texts,
+                                                   keep=set(ids.tolist())))
+            self._words = WordSet.from_tensor(self.word_ids, no_repeat=self.no_repeat_words)
+        return self._words
 
     def _columns(self, model, token_ids: Tensor) -> Tensor:
         """Candidate column of each token id (the unknown token's for ids not in the set)."""
@@ -242,8 +285,11 @@ class CaptioningTask(Task):
         start_tokens = torch.full((inputs.shape[0], 1), start, dtype=torch.long,
                                   device=inputs.device)
         end = int((vocab == end_id).nonzero()[0, 0])
+        words = self.word_set(model)
         settings = dict(max_length=max_length, min_length=self.min_length,
-                        length_penalty=self.length_penalty, banned=vocab == unknown)
+                        length_penalty=self.length_penalty, banned=vocab == unknown,
+                        constraint=None if words is None else
+                        partial(words.banned_columns, vocab=vocab, end=end))
         if beam_size == 1:
             return greedy_search(step, state, start_tokens, vocab, end, **settings)
         return beam_search(step, reorder, state, start_tokens, vocab, end, beam_size=beam_size,
@@ -302,6 +348,10 @@ class CaptioningTask(Task):
                     'start_id': start, 'end_id': end, 'unknown_id': unknown,
                     'max_length': self.max_length, 'min_length': self.min_length,
                     'length_penalty': self.length_penalty}
+        words = self.word_set(model)
+        if words is not None:  # the search outside the graph keeps to the same words
+            metadata.update(word_ids=words.to_tensor().tolist(),
+                            no_repeat_words=self.no_repeat_words)
         return CaptionStepsHead(self, self.candidate_features(model), start, self.max_length,
                                 metadata)
 

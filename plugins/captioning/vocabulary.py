@@ -15,6 +15,9 @@ Under a restricted vocabulary a token that never occurs in the training captions
 candidate, so it is never predicted; if a training caption still holds one (a vocabulary built
 from another file), its target is the unknown token.  The unknown token is a training target only:
 decoding never emits it.
+
+A restricted vocabulary also keeps its *words* (:mod:`up2_captioning.words`): decoding then
+chooses only token sequences that spell words of those captions.
 """
 
 from __future__ import annotations
@@ -40,26 +43,32 @@ def special_ids(tokenizer) -> tuple[int, int, int, int]:
     return wrapped[0], wrapped[1], tokenizer.mask_token_id, tokenizer.unk_token_id
 
 
-def vocabulary_ids(tokenizer, spec: str | dict) -> list[int]:
-    """The candidate token ids (sorted) that ``spec`` describes (see the module doc)."""
-    _, end, _, unknown = special_ids(tokenizer)
+def vocabulary_texts(spec: str | dict) -> list[str] | None:
+    """The texts a restricted vocabulary is made of (``None`` for ``'full'``)."""
     if spec == 'full':
-        excluded = set(tokenizer.all_special_ids) - {end, unknown}
-        return sorted(i for i in range(len(tokenizer)) if i not in excluded)
+        return None
     if not isinstance(spec, dict) or not ({'ann_file', 'texts'} & set(spec)):
         raise ValueError(f"captioning vocabulary must be 'full', dict(ann_file=..., "
                          f"split=None) or dict(texts=[...]), got {spec!r}")
     if 'texts' in spec:
-        texts = list(spec['texts'])
-    else:
-        ann_file = Path(spec['ann_file'])
-        if not ann_file.is_file():
-            raise FileNotFoundError(
-                f"captioning vocabulary: caption file '{ann_file}' not found "
-                f"(vocabulary.ann_file; it is read once, when training starts, and the "
-                f"vocabulary is then saved in every checkpoint)")
-        texts = [t for _, _, captions in read_caption_file(ann_file, spec.get('split'))
-                 for t in captions]
+        return list(spec['texts'])
+    ann_file = Path(spec['ann_file'])
+    if not ann_file.is_file():
+        raise FileNotFoundError(
+            f"captioning vocabulary: caption file '{ann_file}' not found "
+            f"(vocabulary.ann_file; it is read once, when training starts, and the "
+            f"vocabulary is then saved in every checkpoint)")
+    return [t for _, _, captions in read_caption_file(ann_file, spec.get('split'))
+            for t in captions]
+
+
+def vocabulary_ids(tokenizer, spec: str | dict) -> list[int]:
+    """The candidate token ids (sorted) that ``spec`` describes (see the module doc)."""
+    _, end, _, unknown = special_ids(tokenizer)
+    texts = vocabulary_texts(spec)
+    if texts is None:
+        excluded = set(tokenizer.all_special_ids) - {end, unknown}
+        return sorted(i for i in range(len(tokenizer)) if i not in excluded)
     ids = {end, unknown}
     for chunk in range(0, len(texts), 1024):
         for row in tokenizer(texts[chunk:chunk + 1024], add_special_tokens=False)['input_ids']:

@@ -172,7 +172,8 @@ class LoadReport:
       missing, and the callers leave such tasks out or refuse to score them.
 
     Tensors the model holds empty until first use (a caption vocabulary built from the data)
-    take the checkpoint's whatever its shape: they are loaded, not mismatched.
+    take the checkpoint's whatever its shape: they are loaded, not mismatched; absent from an
+    older checkpoint, they are not missing either (they are built on first use).
     """
 
     def __init__(self, model_state: dict, checkpoint_state: dict, tasks=(),
@@ -190,7 +191,7 @@ class LoadReport:
         for name, value in model_state.items():
             saved = checkpoint_state.get(name)
             if saved is None:
-                if name not in untrained:
+                if name not in untrained and value.numel() > 0:
                     self.missing.append(name)
             elif tuple(saved.shape) != tuple(value.shape) and value.numel() > 0:
                 self.mismatched.append((name, tuple(saved.shape), tuple(value.shape)))

@@ -214,10 +214,32 @@ def test_vocabulary_travels_with_the_checkpoint(make_tiny_model, caption_file, t
     restored.load_state_dict(state)
     assert torch.equal(restored.tasks['captioning'].vocab_ids,
                        model.tasks['captioning'].vocab_ids)
+    # and so do the words decoding keeps to
+    words = restored.tasks['captioning'].word_set(restored)
+    assert words is not None and len(words) == len({w for c in CAPTIONS for w in c.split()})
     fresh = make_tiny_model(dict(captioning=dict(
         type='captioning', vocabulary=dict(ann_file=str(missing)))))
     with pytest.raises(FileNotFoundError, match='gone.json'):
         fresh.tasks['captioning'].candidate_ids(fresh)
+
+
+def test_a_checkpoint_without_a_word_list_loads_and_builds_it(make_tiny_model, caption_file):
+    from up2core.engine.checkpoint import LoadReport
+
+    model = _model(make_tiny_model, caption_file)
+    _train(model, 1)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith('word_ids')}
+    restored = _model(make_tiny_model, caption_file)
+    report = LoadReport(restored.state_dict(), state)
+    assert not report.missing  # an empty-until-built buffer is not a fault
+    restored.load_state_dict(state)  # strict: the older checkpoint still loads
+    task = restored.tasks['captioning']
+    assert task.word_ids.numel() == 0
+    assert task.word_set(restored) is not None and task.word_ids.numel() > 0
+    with torch.no_grad():
+        for ids in task.generate(restored.eval(), torch.randn(2, 3, 64, 64)).tokens:
+            text = restored.text_encoder.tokenizer.decode(ids)
+            assert all(w in ' '.join(CAPTIONS).split() for w in text.split()), text
 
 
 def test_candidates_are_cached_in_eval_until_the_weights_change(make_tiny_model, caption_file):

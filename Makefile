@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 .PHONY: env demo test lint tox clean
 
 env:
-	bash scripts/bootstrap.sh $(VENV)
+	@# (UserWarnings of the build backend, e.g. setuptools on editable installs, are not the user's)
+	PYTHONWARNINGS=ignore::UserWarning bash scripts/bootstrap.sh $(VENV)
 
 # The main job: all five tasks in one generalist (configs/up2_tiny_shapes_generalist.py), trained
 # and evaluated on Shapes (generated on first use), then every task on a val image it never saw.

@@ -84,8 +84,6 @@ def _cpu_distributed(cfg) -> None:
 
 
 def _build_runner(cfg):
-    from mmengine.runner import Runner
-
     from up2core.engine.checkpoint import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
@@ -94,7 +92,9 @@ def _build_runner(cfg):
         from mmengine.registry import RUNNERS
 
         return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    from up2core.engine.runner import UP2Runner
+
+    return UP2Runner.from_cfg(cfg)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -147,7 +147,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             json.dumps(report.as_dict(), indent=2) + '\n')
     runner.train()
     _print_final_metrics(Path(cfg.work_dir) / 'metrics.json', runner.iter, cfg.get('targets'))
+    _print_files(runner)
     return 0
+
+
+def _print_files(runner) -> None:
+    """Where a run's results are: its last checkpoint, metrics and log file."""
+    work_dir = Path(runner.work_dir)
+    lines = []
+    last = work_dir / 'last_checkpoint'
+    if last.is_file():
+        lines.append(f'checkpoint  {last.read_text().strip()}')
+    if (work_dir / 'metrics.json').is_file():
+        lines.append(f"metrics     {work_dir / 'metrics.json'}")
+    log = getattr(runner.logger, 'log_file', None)
+    if log:
+        lines.append(f'log         {log}')
+    if lines:
+        print('\nFiles:\n' + '\n'.join(f'  {line}' for line in lines), flush=True)
 
 
 def _print_final_metrics(path: Path, iteration: int, targets: dict | None) -> None:
@@ -738,6 +755,8 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
         p.add_argument('--data', metavar='DATA.yaml', help="your own data: a dataset file "
                        "naming each task's files (see `up2 data check --help`); the config's "
                        "other tasks drop out, names come from the data")
+        p.add_argument('--verbose', action='store_true', help="MMEngine's full console: the "
+                       'config, the environment, every log line (always in the log file)')
 
     p = sub.add_parser('train', help='train a model from a config')
     runner_args(p, default_config=MAIN_JOB_CONFIG)
@@ -894,6 +913,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser(with_plugin_options=argv[:1] == ['infer']).parse_args(argv)
+        if getattr(args, 'verbose', False):
+            from up2core.engine.console import VERBOSE_ENV
+
+            os.environ[VERBOSE_ENV] = '1'
         return args.func(args)
     except _user_error_types() as exc:
         return _fail(str(exc))

@@ -256,18 +256,20 @@ class RegionTaskBase(Task):
         return out
 
     def draw(self, image, sample, out_file: str, score_threshold: float = 0.3) -> None:
-        """Boxes (and masks) with their texts and scores above ``score_threshold``, drawn by
-        mmdet's ``DetLocalVisualizer`` on the original image."""
-        from mmdet.structures import DetDataSample
-        from mmdet.visualization import DetLocalVisualizer
+        """Boxes (and masks) with their texts and scores above ``score_threshold`` on the
+        original image (RGB), labels inside the picture (:func:`up2core.drawing.draw_regions`)."""
+        from up2core.drawing import draw_regions
 
         pred = sample.pred_instances
         keep = pred.scores >= score_threshold
-        drawn = DetDataSample(pred_instances=pred[keep])
-        visualizer = DetLocalVisualizer(name=f'up2-{self.name}-{id(sample)}')
-        visualizer.dataset_meta = {'classes': tuple(sample.class_names)}
-        visualizer.add_datasample(self.name, image, drawn, draw_gt=False, show=False,
-                                  out_file=out_file, pred_score_thr=score_threshold)
+        pred = pred[keep]
+        names = list(sample.class_names)
+        labels = [int(v) for v in pred.labels.tolist()]
+        texts = [f'{names[k] if 0 <= k < len(names) else k}: {float(s):.2f}'
+                 for k, s in zip(labels, pred.scores.tolist())]
+        masks = pred.masks.cpu().numpy() if 'masks' in pred and len(pred) else None
+        draw_regions(image, pred.bboxes.tolist(), texts, masks, colour_keys=labels
+                     ).save(out_file)
 
     def format_result(self, result: dict, score_threshold: float = 0.3) -> list[str]:
         """One line per region above ``score_threshold``: score, text, box, and for mask

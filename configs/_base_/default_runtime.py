@@ -15,8 +15,10 @@ default_hooks = dict(
 )
 
 # the last validation's metrics, flat, in <work_dir>/metrics.json; the data card (what the model
-# was trained on, its names and val metrics) in every checkpoint's meta
-custom_hooks = [dict(type='MetricsFileHook'), dict(type='DataCardHook')]
+# was trained on, its names and val metrics) in every checkpoint's meta; a progress line per
+# tenth of training, evaluation and test on the console (the log file has every detail)
+custom_hooks = [dict(type='MetricsFileHook'), dict(type='DataCardHook'),
+                dict(type='ConsoleProgressHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

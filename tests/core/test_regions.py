@@ -95,3 +95,16 @@ def test_a_region_task_without_boxes_in_its_samples_says_how_to_pack_them():
     task.name = 'grounding'
     with pytest.raises(ValueError, match=r'PackUP2Inputs\(pack_instances=True\)'):
         task.gt_instances([BaseDataElement(metainfo=dict(task='grounding'))])
+
+
+def test_labels_stay_inside_the_picture():
+    from up2core.drawing import label_position
+
+    canvas = (384, 384)
+    # a box at the top right corner: the label goes inside the box's top, moved left
+    x, y = label_position((370.0, 0.0), (80, 17), canvas)
+    assert (x, y) == (304.0, 0.0)
+    # room above the box: the label sits above it
+    assert label_position((10.0, 100.0), (80, 17), canvas) == (10.0, 83.0)
+    # a box at the bottom edge with no room above: never below the picture
+    assert label_position((0.0, 380.0), (80, 17), (384, 384))[1] <= 384 - 17

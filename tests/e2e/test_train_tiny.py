@@ -22,7 +22,17 @@ def _scalars(work_dir):
 @pytest.mark.slow
 def test_joint_training_lowers_both_losses_then_test_and_infer(tmp_path):
     work = tmp_path / 'work'
-    _ok(run_up2('train', str(CONFIG), '--work-dir', str(work), cwd=tmp_path, timeout=900))
+    trained = _ok(run_up2('train', str(CONFIG), '--work-dir', str(work), cwd=tmp_path,
+                          timeout=900))
+    # the console: progress, result and files; the config and MMEngine's INFO in the log only
+    console = trained.stdout + trained.stderr
+    assert 'Config:' not in console and 'paramwise_options' not in console, console[:3000]
+    assert 'requires_grad=False' not in console and 'UserWarning' not in console
+    assert 'up2: train [' in console and 'eta ' in console and 'up2: evaluate' in console
+    assert 'Files:' in trained.stdout and 'checkpoint' in trained.stdout
+    assert len(console.splitlines()) < 60, console
+    (log,) = work.glob('*/*.log')
+    assert 'Config:' in log.read_text()  # nothing lost: it is all in the log file
     logs = [entry for entry in _scalars(work) if 'loss' in entry]
     assert len(logs) >= 6
     for key in ('loss_cls', 'loss_i2t', 'loss_t2i'):

@@ -147,65 +147,31 @@ def draw_stats(stats: dict, out: str | Path) -> Path:
 # --------------------------------------------------------------------------- browse
 
 
-def _palette(index: int) -> tuple[int, int, int]:
-    hue = (index * 0.618034) % 1.0
-    import colorsys
-
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: one size only
-        return ImageFont.load_default()
-
-
 def draw_sample(image: np.ndarray, sample, names: list[str], out: Path) -> None:
     """Draw what a packed data sample carries on its image (RGB array): ``gt_instances``
     (boxes, masks, names), ``gt_label`` (a class name) and ``texts`` (captions)."""
     from PIL import Image, ImageDraw
 
-    canvas = Image.fromarray(image).convert('RGB')
-    scale = max(1, 384 // max(canvas.size))
-    canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
-    overlay = Image.new('RGBA', canvas.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(overlay)
-    font = _font(13)
+    from up2core.drawing import draw_regions, font
+
     lines: list[str] = []
+    boxes, texts, masks, labels = [], [], None, []
     instances = sample.get('gt_instances') if hasattr(sample, 'get') else None
     if instances is not None and 'bboxes' in instances:
         boxes = instances.bboxes
-        boxes = boxes.tensor if hasattr(boxes, 'tensor') else boxes
+        boxes = (boxes.tensor if hasattr(boxes, 'tensor') else boxes).tolist()
         labels = instances.labels.tolist() if 'labels' in instances else [0] * len(boxes)
         masks = instances.masks if 'masks' in instances else None
         if masks is not None and hasattr(masks, 'to_ndarray'):
             masks = masks.to_ndarray()
-        for k, (box, label) in enumerate(zip(boxes.tolist(), labels)):
-            colour = _palette(int(label))
-            if masks is not None and k < len(masks):
-                mask = Image.fromarray((np.asarray(masks[k]) > 0).astype(np.uint8) * 140)
-                mask = mask.resize(canvas.size, Image.NEAREST)
-                overlay.paste((*colour, 140), (0, 0), mask)
-            x1, y1, x2, y2 = (v * scale for v in box)
-            draw.rectangle([x1, y1, x2, y2], outline=(*colour, 255), width=2)
-            name = names[int(label)] if 0 <= int(label) < len(names) else str(label)
-            left, top, right, bottom = draw.textbbox((0, 0), name, font=font)
-            width, height = right - left + 4, bottom - top + 4
-            # the label stays inside the picture: above the box, else inside its top
-            text_x = min(max(0, x1), max(0, canvas.width - width))
-            text_y = y1 - height if y1 >= height else y1
-            draw.rectangle([text_x, text_y, text_x + width, text_y + height], fill=(*colour, 220))
-            draw.text((text_x + 2 - left, text_y + 2 - top), name, fill=(0, 0, 0, 255), font=font)
+        texts = [names[int(label)] if 0 <= int(label) < len(names) else str(label)
+                 for label in labels]
+    canvas = draw_regions(image, boxes, texts, masks, colour_keys=[int(v) for v in labels])
     if hasattr(sample, 'get') and sample.get('gt_label') is not None:
         label = int(sample.get('gt_label'))
         lines.append(f'class: {names[label] if 0 <= label < len(names) else label}')
     if hasattr(sample, 'get') and sample.get('texts'):
         lines += [f'"{t}"' for t in sample.get('texts')[:4]]
-    canvas = Image.alpha_composite(canvas.convert('RGBA'), overlay).convert('RGB')
     if lines:
         wrapped = []
         for line in lines:
@@ -217,7 +183,7 @@ def draw_sample(image: np.ndarray, sample, names: list[str], out: Path) -> None:
             wrapped.append(line)
         footer = Image.new('RGB', (canvas.width, 14 * len(wrapped) + 6), (255, 255, 255))
         ImageDraw.Draw(footer).multiline_text((4, 3), '\n'.join(wrapped), fill=(20, 20, 20),
-                                              spacing=3, font=_font(11))
+                                              spacing=3, font=font(11))
         joined = Image.new('RGB', (canvas.width, canvas.height + footer.height))
         joined.paste(canvas, (0, 0))
         joined.paste(footer, (0, canvas.height))

@@ -1,14 +1,18 @@
-"""Runtime pieces UP2 adds to MMEngine's Runner (loops, hooks, checkpoint compatibility)."""
+"""Runtime pieces UP2 adds to MMEngine's Runner (loops, hooks, checkpoint compatibility, a
+short console)."""
 
 from up2core.engine.checkpoint import allow_mmengine_checkpoints
+from up2core.engine.console import ConsoleProgressHook
 from up2core.engine.data_card import DataCardHook
 from up2core.engine.hooks import AtomicCheckpointHook, MetricsFileHook
 from up2core.engine.loops import MultiTaskTestLoop, MultiTaskValLoop, UnmixedTrainLoop
+from up2core.engine.runner import UP2Runner
 from up2core.engine.sharding import FullyShardStrategy
 
 # MMEngine 0.10 checkpoints must load under torch >= 2.6's weights_only default wherever UP2's
 # registries are in use (this package is imported when they are first searched).
 allow_mmengine_checkpoints()
 
-__all__ = ['AtomicCheckpointHook', 'DataCardHook', 'FullyShardStrategy', 'MetricsFileHook', 'MultiTaskTestLoop',
-           'MultiTaskValLoop', 'UnmixedTrainLoop', 'allow_mmengine_checkpoints']
+__all__ = ['AtomicCheckpointHook', 'ConsoleProgressHook', 'DataCardHook', 'FullyShardStrategy',
+           'MetricsFileHook', 'MultiTaskTestLoop', 'MultiTaskValLoop', 'UP2Runner',
+           'UnmixedTrainLoop', 'allow_mmengine_checkpoints']

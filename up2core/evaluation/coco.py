@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mmdet.datasets.api_wrappers import COCOeval
 from mmdet.evaluation.metrics import CocoMetric
+from mmengine.logging import MMLogger
 
 from up2core.registry import METRICS
 
@@ -52,8 +53,12 @@ class GroupedCocoMetric(CocoMetric):
     def compute_metrics(self, results: list) -> dict[str, float]:
         # COCOeval writes -1 where a value is undefined (no ground truth in an area range):
         # reported as NaN, never as a number that looks like a score.
-        metrics = {k: (math.nan if v == -1 else v)
-                   for k, v in super().compute_metrics(results).items()}
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):  # COCOeval's tables: the log file's, not
+            computed = super().compute_metrics(results)  # the console's (the metrics are)
+        if printed.getvalue().strip():
+            MMLogger.get_current_instance().info(printed.getvalue().rstrip())
+        metrics = {k: (math.nan if v == -1 else v) for k, v in computed.items()}
         if not self.category_groups and not self.report_dir:
             return metrics
         _, preds = zip(*results)

@@ -50,6 +50,8 @@ Examples:
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
@@ -61,6 +63,10 @@ from up2core.registry import MODELS
 
 def _mmdet():
     """mmdet's DINO building blocks (imported lazily: the core imports without mmdet's models)."""
+    # mmdet 3.3's deformable encoder calls torch.meshgrid without `indexing` (its reference
+    # points, 'ij' as torch defaults to): a UserWarning on every run that a user cannot act on.
+    warnings.filterwarnings('ignore', message=r'torch\.meshgrid: in an upcoming release',
+                            category=UserWarning)
     from mmdet.models.detectors.deformable_detr import DeformableDETR
     from mmdet.models.layers import (
         CdnQueryGenerator,

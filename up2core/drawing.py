@@ -62,11 +62,12 @@ def draw_regions(image: np.ndarray, boxes: Sequence[Sequence[float]], texts: Seq
     draw = ImageDraw.Draw(overlay)
     label_font = font(13)
     keys = list(range(len(boxes))) if colour_keys is None else list(colour_keys)
+    for k, mask in enumerate(masks if masks is not None else []):  # masks first: labels on top
+        mask = Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 140)
+        overlay.paste((*palette(int(keys[k])), 140), (0, 0),
+                      mask.resize(canvas.size, Image.NEAREST))
     for k, (box, text) in enumerate(zip(boxes, texts)):
         colour = palette(int(keys[k]))
-        if masks is not None and k < len(masks):
-            mask = Image.fromarray((np.asarray(masks[k]) > 0).astype(np.uint8) * 140)
-            overlay.paste((*colour, 140), (0, 0), mask.resize(canvas.size, Image.NEAREST))
         x1, y1, x2, y2 = (float(v) * scale for v in box)
         draw.rectangle([x1, y1, x2, y2], outline=(*colour, 255), width=2)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=label_font)

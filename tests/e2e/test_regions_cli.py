@@ -20,7 +20,11 @@ def _ok(result):
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('regions_cli')
     work = tmp / 'work'
-    _ok(run_up2('train', str(CONFIG), '--work-dir', str(work), cwd=tmp, timeout=900))
+    result = _ok(run_up2('train', str(CONFIG), '--work-dir', str(work), cwd=tmp, timeout=900))
+    # COCOeval's tables (every group's too) are in the log file, not on the console
+    assert 'Average Precision' not in result.stdout + result.stderr
+    (log,) = work.glob('*/*.log')
+    assert log.read_text().count('Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all') >= 4
     return tmp, work / 'iter_6.pth'
 
 

@@ -134,8 +134,12 @@ class GroupedCocoMetric(CocoMetric):
         evaluator.params.imgIds = self.img_ids
         evaluator.params.maxDets = list(self.proposal_nums)
         evaluator.params.iouThrs = self.iou_thrs
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):  # the group's COCOeval table: log file only
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        MMLogger.get_current_instance().info(f'{metric} AP of {len(cat_ids)} categories '
+                                             f'({names[0]}, ...):\n{printed.getvalue().rstrip()}')
         ap, ap50 = float(evaluator.stats[0]), float(evaluator.stats[1])
         return (round(ap, 3) if ap >= 0 else math.nan, round(ap50, 3) if ap50 >= 0 else math.nan)

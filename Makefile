@@ -2,13 +2,14 @@
 #   make demo   install into $(VENV), then run the main job on the embedded Shapes data
 #               (all five tasks in one model: train, evaluate, infer on a val image)
 #   make test   install into $(VENV), then run the test suite
+#   make test-quick   the edit loop: the suite without the tests marked slow (< 5 min)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHAPES ?= data/shapes
 DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 
-.PHONY: env demo test lint tox clean
+.PHONY: env demo test test-quick lint tox clean
 
 env:
 	@# (UserWarnings of the build backend, e.g. setuptools on editable installs, are not the user's)
@@ -26,6 +27,11 @@ demo: env
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the tests marked `slow` (trainings, subprocess runs, exports): every unit of
+# the core and the plugins, in under 5 minutes on 2 cores; `make test` before a push.
+test-quick: env
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 lint: env
 	$(VENV)/bin/ruff check .

@@ -111,6 +111,7 @@ def test_every_task_answers_with_its_time(service, tiny_generalist):
     assert set(service.examples) and all(e['captions'] for e in service.examples.values())
 
 
+@pytest.mark.slow  # trains a model first (module fixture)
 def test_the_page_says_what_the_model_was_trained_on(service):
     """The checkpoint's card (its data, names and val metrics) reaches the page's info."""
     info = service.info()

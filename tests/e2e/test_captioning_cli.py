@@ -52,6 +52,7 @@ def test_infer_prints_a_caption_and_json_gives_its_score(trained):
     assert result['score'] <= 0
 
 
+@pytest.mark.slow  # trains a model first (module fixture)
 def test_out_on_a_folder_draws_a_task_without_a_drawing_of_its_own(trained):
     """Captioning draws nothing itself: --out gives the input with its caption beneath, and
     the JSON Lines, instead of stopping at the first image."""

@@ -103,6 +103,7 @@ def test_infer_without_task_runs_every_task_of_the_model(trained, photos):
     assert record['results']['segmentation']['masks'][0]['size'] == [512, 512]
 
 
+@pytest.mark.slow  # trains a model first (module fixture)
 def test_empty_class_list_is_a_user_error(trained, photos):
     tmp, checkpoint = trained
     result = run_up2('infer', str(CONFIG), str(checkpoint), str(photos / 'astronaut.jpg'),

@@ -87,6 +87,11 @@ def _build_runner(cfg):
     from up2core.engine.checkpoint import allow_mmengine_checkpoints
 
     allow_mmengine_checkpoints()
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in ('ConsoleProgressHook', 'up2core.ConsoleProgressHook')
+               for h in hooks if isinstance(h, dict)):
+        # the console's progress lines, whatever the config (one not based on UP2's runtime)
+        cfg.custom_hooks = hooks + [dict(type='ConsoleProgressHook')]
     _cpu_distributed(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS

@@ -81,6 +81,10 @@ def read_caption_file(ann_file: str | Path, split: str | None = None
     if not isinstance(data, dict) or 'images' not in data:
         raise DataError(f"{path}: expected a json object with 'images' (COCO captions or "
                          f"Karpathy format)")
+    for key in ('images', 'annotations'):
+        if key in data and not isinstance(data[key], list):
+            raise DataError(f"{path}: '{key}' must be a list of records, not "
+                            f"{type(data[key]).__name__}")
     records = _karpathy(data, path, split) if 'annotations' not in data else _coco(data, path)
     records = [record for record in records if record[2]]
     if not records:
@@ -167,6 +171,8 @@ def _karpathy(data: dict, path: Path, split: str | None):
     wanted = {split, 'restval'} if split == 'train' else {split}
     records = []
     for index, image in enumerate(data['images']):
+        if not isinstance(image, dict):
+            raise DataError(f'{path}: image #{index} is not a json object: {image!r:.80}')
         if split is not None and image.get('split') not in wanted:
             continue
         try:

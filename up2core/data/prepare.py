@@ -8,6 +8,8 @@ for one generation instead of writing the same files together.
 
 from __future__ import annotations
 
+import logging
+
 import fcntl
 import os
 from dataclasses import asdict
@@ -65,4 +67,4 @@ def _tell_other_spec(root: Path, found: dict, wanted: dict) -> None:
                         if found.get(k) != v)
     print_log(f'{root} holds Shapes generated with {differs}: using the data there; '
               f'`--overwrite-data` (UP2_OVERWRITE_DATA=1) regenerates it with the config\'s '
-              f'spec', logger='current')
+              f'spec', logger='current', level=logging.WARNING)

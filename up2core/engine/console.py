@@ -99,6 +99,10 @@ class ConsoleProgressHook(Hook):
     def before_train(self, runner) -> None:
         self._start, self._first_iter = time.perf_counter(), runner.iter
         log = getattr(runner.logger, 'log_file', None) or runner.log_dir
+        if runner.iter:  # MMEngine resumed before the loop started
+            source = runner.cfg.get('load_from') if hasattr(runner, 'cfg') else None
+            self._say(runner, f'train: resumed at step {runner.iter}'
+                              + (f' from {source}' if source else ''))
         self._say(runner, f'train: {runner.max_iters - runner.iter} steps from step '
                           f'{runner.iter} (details: {log})')
 

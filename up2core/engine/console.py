@@ -1,7 +1,7 @@
 """What a run shows on the terminal: where it is and what it scored, not how it was configured.
 
 MMEngine writes everything a run does to the console and the log file alike: the whole config
-(about 1,500 lines for the main job), the environment, every hook by priority, each parameter the
+(about 2,600 lines for the main job), the environment, every hook by priority, each parameter the
 optimizer leaves out.  UP2 keeps the log file complete and the console short:
 
 * :func:`quiet_console` lowers the console handler of a Runner's logger to warnings, and keeps

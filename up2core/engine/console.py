@@ -119,13 +119,6 @@ class ConsoleProgressHook(Hook):
 
     # ------------------------------------------------------------------ evaluation
 
-    def _before_phase(self, runner) -> None:
-        self._phase_start = self._part_start = time.perf_counter()
-
-    def _before_phase_iter(self, batch_idx: int) -> None:
-        if batch_idx == 0:  # a task's own loader starts (tasks evaluated one after another)
-            self._part_start = time.perf_counter()
-
     def _after_phase_iter(self, runner, name: str, loop, batch_idx: int) -> None:
         try:
             total = len(loop.dataloader)
@@ -145,25 +138,24 @@ class ConsoleProgressHook(Hook):
         self._say(runner, f'{name}: done in {time.perf_counter() - self._phase_start:.0f} s')
 
     def before_val_epoch(self, runner) -> None:
-        self._before_phase(runner)
+        self._phase_start = self._part_start = time.perf_counter()
 
     def before_val_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        self._before_phase_iter(batch_idx)
+        if batch_idx == 0:  # a task's own loader starts (tasks evaluated one after another)
+            self._part_start = time.perf_counter()
+
+    # a test is timed as an evaluation is; only the words and the loop differ
+    before_test_epoch = before_val_epoch
+    before_test_iter = before_val_iter
 
     def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self._after_phase_iter(runner, 'evaluate', runner.val_loop, batch_idx)
 
-    def after_val_epoch(self, runner, metrics=None) -> None:
-        self._after_phase(runner, 'evaluate')
-
-    def before_test_epoch(self, runner) -> None:
-        self._before_phase(runner)
-
-    def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        self._before_phase_iter(batch_idx)
-
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self._after_phase_iter(runner, 'test', runner.test_loop, batch_idx)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._after_phase(runner, 'evaluate')
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         self._after_phase(runner, 'test')

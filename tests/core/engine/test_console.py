@@ -73,3 +73,31 @@ def test_a_line_per_tenth_of_training_with_loss_and_eta(capsys, monkeypatch):
     assert [line.split(']')[0] for line in progress] == [
         'up2: train [ 5/20', 'up2: train [10/20', 'up2: train [15/20', 'up2: train [20/20']
     assert 'loss 2.500' in progress[0] and progress[-1].endswith('eta 0:00:00')
+
+
+class _Loader:
+    current = 'captioning'
+
+    def __len__(self):
+        return 4
+
+
+class _Loop:
+    shared_images = False
+    dataloader = _Loader()
+
+
+def test_evaluation_and_test_lines_name_the_phase_and_task(capsys, monkeypatch):
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    hook, runner = ConsoleProgressHook(lines=2), _Runner()
+    runner.val_loop = runner.test_loop = _Loop()
+    for stage, word in (('val', 'evaluate'), ('test', 'test')):
+        getattr(hook, f'before_{stage}_epoch')(runner)
+        for batch in range(4):
+            getattr(hook, f'before_{stage}_iter')(runner, batch)
+            getattr(hook, f'after_{stage}_iter')(runner, batch)
+        getattr(hook, f'after_{stage}_epoch')(runner)
+        lines = capsys.readouterr().err.splitlines()
+        assert [line.split(']')[0] for line in lines[:2]] == [
+            f'up2: {word} captioning [2/4 batches', f'up2: {word} captioning [4/4 batches']
+        assert lines[2].startswith(f'up2: {word}: done in ')

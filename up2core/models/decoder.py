@@ -69,25 +69,72 @@ class Segment:
 class DecoderCache:
     """Keys and values of the positions decoded so far, for :meth:`UnifiedDecoder.extend`.
 
-    ``keys`` / ``values``: per layer [B, heads, N, head_dims]; ``valid``: [B, N] bool (padding is
-    never attended); ``merged``: each MoE linear's merged weights per attribute, reused by every
-    later step (eval only: weights and gates must not change while a cache lives).
+    ``key_buffers`` / ``value_buffers``: per layer [B, heads, capacity, head_dims], of which the
+    first ``len(self)`` positions are filled (:attr:`keys` / :attr:`values` are those views);
+    ``valid``: [B, N] bool (padding is never attended); ``merged``: each MoE linear's merged
+    weights per attribute, reused by every later step (eval only: weights and gates must not
+    change while a cache lives).
+
+    Why buffers: a decoding step adds one or two positions to a prefix of hundreds (an image's
+    tokens); concatenating the whole cache at every step and layer, and gathering it again at
+    every beam reorder, cost more than the step's own products.  Positions are written in
+    place, and a beam reorder moves only the positions decoded since the beams were copied
+    (``rows``: the source row of each row; ``split``: the length at that copy).  So a cache is
+    consumed by :meth:`UnifiedDecoder.extend` and by an in-place :meth:`select`: continue from
+    the cache they return, not from the one they were given.
     """
 
-    keys: list[Tensor]
-    values: list[Tensor]
+    key_buffers: list[Tensor]
+    value_buffers: list[Tensor]
     valid: Tensor
     merged: dict = field(default_factory=dict)
+    rows: Tensor | None = None
+    split: int = 0
 
     def __len__(self) -> int:
         return self.valid.shape[1]
 
+    @property
+    def keys(self) -> list[Tensor]:
+        """Per layer [B, heads, N, head_dims] (views of the buffers)."""
+        return [k[:, :, :len(self)] for k in self.key_buffers]
+
+    @property
+    def values(self) -> list[Tensor]:
+        return [v[:, :, :len(self)] for v in self.value_buffers]
+
+    def reserve(self, positions: int) -> None:
+        """Make room for ``positions`` more positions (buffers grow by at least 32)."""
+        needed = len(self) + positions
+        capacity = self.key_buffers[0].shape[2] if self.key_buffers else needed
+        if needed <= capacity:
+            return
+        capacity = max(needed, capacity + 32)
+        for buffers in (self.key_buffers, self.value_buffers):
+            for i, old in enumerate(buffers):
+                grown = old.new_empty(*old.shape[:2], capacity, old.shape[3])
+                grown[:, :, :len(self)] = old[:, :, :len(self)]
+                buffers[i] = grown
+
     def select(self, index: Tensor) -> DecoderCache:
         """The cache of batch rows ``index`` (repeat rows for beams, reorder them after a
-        beam-search step)."""
-        return DecoderCache([k.index_select(0, index) for k in self.keys],
-                            [v.index_select(0, index) for v in self.values],
-                            self.valid.index_select(0, index), self.merged)
+        beam-search step).
+
+        A reorder that keeps every row's source (each beam replaced by a beam of the same
+        image) moves only the positions decoded since the rows were copied, in place; any
+        other selection copies the buffers."""
+        n = len(self)
+        rows = self.rows if self.rows is not None else torch.arange(
+            self.valid.shape[0], device=self.valid.device)
+        chosen = rows.index_select(0, index)
+        if index.numel() == rows.numel() and torch.equal(chosen, rows):
+            for buffer in self.key_buffers + self.value_buffers:
+                buffer[:, :, self.split:n] = buffer[:, :, self.split:n].index_select(0, index)
+            return DecoderCache(self.key_buffers, self.value_buffers,
+                                self.valid.index_select(0, index), self.merged, rows, self.split)
+        return DecoderCache([k.index_select(0, index) for k in self.key_buffers],
+                            [v.index_select(0, index) for v in self.value_buffers],
+                            self.valid.index_select(0, index), self.merged, chosen, n)
 
 
 @dataclass
@@ -151,7 +198,8 @@ class DecoderLayer(nn.Module):
             if num_experts > 1 else None
 
     def forward(self, x: Tensor, mask: Tensor, attributes: Tensor,
-                attribute_positions: list[list[int]], past: tuple[Tensor, Tensor] | None = None,
+                attribute_positions: list[list[int]],
+                past: tuple[Tensor, Tensor, int] | None = None,
                 merged: dict | None = None, attribute_keys: list | None = None
                 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """``x`` [B, L, C] -> (output [B, L, C], this call's keys and values).
@@ -159,9 +207,10 @@ class DecoderLayer(nn.Module):
         ``attributes`` [A, ATTRIBUTE_DIM]: the distinct attributes; ``attribute_positions``:
         the positions of ``x`` that use each of them.
 
-        ``past``: keys and values of earlier positions that ``x``'s queries also attend to
-        (then ``mask`` is [B, L, N_past + L]); ``merged``/``attribute_keys``: see
-        :class:`MoELinear`.
+        ``past``: ``(key_buffer, value_buffer, N_past)``, a :class:`DecoderCache` layer whose
+        first ``N_past`` positions ``x``'s queries also attend to; this call's keys and values
+        are written after them, in place (then ``mask`` is [B, L, N_past + L]);
+        ``merged``/``attribute_keys``: see :class:`MoELinear`.
         """
         gates_key = ('gates', id(self), tuple(attribute_keys or ()))
         if merged is not None and gates_key in merged:  # eval: the routes do not change
@@ -176,8 +225,12 @@ class DecoderLayer(nn.Module):
         b, n, c = x.shape
         qkv = self.qkv(x, attn_gates, **route).view(b, n, 3, self.num_heads, -1)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        keys, values = (k, v) if past is None else (torch.cat([past[0], k], dim=2),
-                                                    torch.cat([past[1], v], dim=2))
+        keys, values = k, v
+        if past is not None:  # write after the cached positions, attend to all of them
+            key_buffer, value_buffer, length = past
+            key_buffer[:, :, length:length + n] = k
+            value_buffer[:, :, length:length + n] = v
+            keys, values = key_buffer[:, :, :length + n], value_buffer[:, :, :length + n]
         dropout = self.dropout.p if self.training else 0.0
         attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[:, None],
                                               dropout_p=dropout)
@@ -288,8 +341,8 @@ class UnifiedDecoder(BaseModule):
                               merged=cache.merged if cache is not None else None,
                               attribute_keys=keys)
             if cache is not None:
-                cache.keys.append(k)
-                cache.values.append(v)
+                cache.key_buffers.append(k)
+                cache.value_buffers.append(v)
         outputs, start = [], 1
         for seg in segments:
             outputs.append(x[:, start:start + seg.tokens.shape[1]])
@@ -304,7 +357,8 @@ class UnifiedDecoder(BaseModule):
         positions up to itself (autoregressive continuation); ``mask`` [B, L_new, N + L_new]
         replaces that rule (it is still ANDed with padding).  The first ``keep`` new positions
         (default: all) are appended to the returned cache; the rest are queries only (e.g. the
-        prediction stream of captioning, which no later position may see).
+        prediction stream of captioning, which no later position may see).  The cache's
+        buffers are written in place: continue from the returned cache.
 
         Returns:
             (outputs per new segment, the extended cache).
@@ -333,20 +387,19 @@ class UnifiedDecoder(BaseModule):
         attributes, attribute_positions, keys = self._attribute_table(
             [(s, s.tokens.shape[1]) for s in segments], device)
         keep = new if keep is None else keep
-        out_keys, out_values = [], []
+        length = len(cache)
+        cache.reserve(new)  # the positions after ``keep`` are written too, then left behind
         for i, layer in enumerate(self.layers):
-            x, (k, v) = layer(x, mask, attributes, attribute_positions,
-                              past=(cache.keys[i], cache.values[i]), merged=cache.merged,
-                              attribute_keys=keys)
-            out_keys.append(torch.cat([cache.keys[i], k[:, :, :keep]], dim=2))
-            out_values.append(torch.cat([cache.values[i], v[:, :, :keep]], dim=2))
+            x, _ = layer(x, mask, attributes, attribute_positions,
+                         past=(cache.key_buffers[i], cache.value_buffers[i], length),
+                         merged=cache.merged, attribute_keys=keys)
         outputs, start = [], 0
         for seg in segments:
             outputs.append(x[:, start:start + seg.tokens.shape[1]])
             start += seg.tokens.shape[1]
-        return outputs, DecoderCache(out_keys, out_values,
+        return outputs, DecoderCache(cache.key_buffers, cache.value_buffers,
                                      torch.cat([cache.valid, new_valid[:, :keep]], dim=1),
-                                     cache.merged)
+                                     cache.merged, cache.rows, cache.split)
 
 
 __all__ = ['ATTRIBUTE_DIM', 'DecoderCache', 'DecoderOutput', 'Segment', 'UnifiedDecoder', 'build_attention_mask']

@@ -108,3 +108,29 @@ def test_extend_keeps_only_the_first_positions_and_selects_rows():
     flipped = extended.select(torch.tensor([1, 0, 0]))
     assert flipped.keys[0].shape[0] == 3
     torch.testing.assert_close(flipped.keys[1][0], extended.keys[1][1])
+
+
+def test_a_beam_reorder_moves_only_the_positions_after_the_copy():
+    """Rows copied from one source (beams of an image) are reordered in place from the length
+    at the copy on; the result equals gathering every position, and later steps still match."""
+    dec = _decoder()
+    prefix = dec([Segment(torch.randn(2, 3, 32))], return_cache=True).cache
+    beams = prefix.select(torch.tensor([0, 0, 1, 1]))  # a copy: rows 0,0,1,1 of the prefix
+    assert beams.split == 4 and beams.rows.tolist() == [0, 0, 1, 1]
+    (_,), beams = dec.extend(beams, [Segment(torch.randn(4, 1, 32), modality='text',
+                                             causal=True)])
+    expected = [k.index_select(0, torch.tensor([1, 0, 3, 2])).clone() for k in beams.keys]
+    reordered = beams.select(torch.tensor([1, 0, 3, 2]))
+    assert reordered.key_buffers[0] is beams.key_buffers[0]  # in place, no copy
+    for got, want in zip(reordered.keys, expected):
+        torch.testing.assert_close(got, want)
+    # a reorder across sources (row 0 takes image 1's beam) copies every position
+    crossed = reordered.select(torch.tensor([2, 0, 3, 2]))
+    assert crossed.key_buffers[0] is not reordered.key_buffers[0]
+    torch.testing.assert_close(crossed.keys[0][0], reordered.keys[0][2])
+    # the buffers grow past their capacity without losing what they hold
+    for _ in range(40):
+        (_,), crossed = dec.extend(crossed, [Segment(torch.randn(4, 1, 32), modality='text',
+                                                     causal=True)])
+    assert len(crossed) == 45 and crossed.keys[0].shape[2] == 45
+    torch.testing.assert_close(crossed.keys[0][0, :, :5], reordered.keys[0][2, :, :5])

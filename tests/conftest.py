@@ -10,6 +10,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # `make test` runs two pytest workers on a 2-core machine: one thread each (and in every
+    # process a test starts, which inherits the variable), so trainings never oversubscribe
+    # the cores while the other worker waits on imports, subprocesses or I/O.
+    os.environ['OMP_NUM_THREADS'] = '1'
+    import torch
+
+    torch.set_num_threads(1)
 PLUGIN_SETS = Path(__file__).resolve().parent / 'fixtures' / 'plugin_sets'
 UP2 = Path(sys.executable).with_name('up2')
 

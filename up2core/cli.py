@@ -47,7 +47,12 @@ def _prepare_config(args: argparse.Namespace):
             data.tasks = {t: source for t, source in data.tasks.items() if t in kept}
             if not data.tasks:
                 raise UserError(f'--tasks {args.tasks}: {args.data} names none of them')
-        apply_data_file(cfg, data, need=need)
+        apply_data_file(cfg, data, need=need, replay=getattr(args, 'replay', None))
+    elif getattr(args, 'replay', None) is not None:
+        raise UserError('--replay mixes the config\'s own data back into training on yours: '
+                        'give your data with --data')
+    if getattr(args, 'freeze', None):
+        cfg.model['freeze'] = list(args.freeze)  # (item: addict's Dict has a freeze method)
     check_config(cfg)  # types and task names, before a minute of Runner set-up
     cfg.setdefault('default_scope', 'up2core')
     cfg.launcher = args.launcher
@@ -776,6 +781,13 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
                    '(from copies; your files are unchanged) instead of refusing')
     p.add_argument('--skip-data-check', action='store_true',
                    help='with --data: do not check the data before training')
+    p.add_argument('--replay', type=float, metavar='WEIGHT',
+                   help="with --data: keep training every task of the config on the config's "
+                   'own data too (tasks replay_<task>, evaluated too), sampled at WEIGHT x the '
+                   "task's weight: less forgetting of what the checkpoint knew")
+    p.add_argument('--freeze', nargs='+', metavar='MODULE',
+                   help='submodules to keep fixed, by dotted path, e.g. image_encoder.backbone '
+                   'text_encoder (model.freeze)')
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser('test', help='evaluate a checkpoint on the config\'s test sets')

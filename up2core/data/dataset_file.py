@@ -23,6 +23,8 @@ Examples:
 
 from __future__ import annotations
 
+import copy
+
 import difflib
 import logging
 from dataclasses import dataclass, field
@@ -217,8 +219,69 @@ def task_layouts(cfg) -> dict[str, str]:
     return layouts
 
 
+#: the name a task's replay copy takes (``--replay``)
+REPLAY_PREFIX = 'replay_'
+
+
+def _retarget_pipeline(loader: dict, task: str) -> None:
+    """Make a copied loader's samples name ``task`` (their ``PackUP2Inputs`` step)."""
+    dataset = loader.get('dataset') or {}
+    for step in dataset.get('pipeline') or []:
+        if isinstance(step, dict) and str(step.get('type', '')).split('.')[-1] == \
+                'PackUP2Inputs':
+            step['task'] = task
+
+
+def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
+    """Add, to the plain config dict ``plain``, a replay copy of every task of ``original`` (the
+    config before ``--data``) that has training data: ``replay_<task>``, the same task on the
+    config's own data (its datasets, pipelines, evaluator), sharing every parameter and the
+    task's learned temperature, sampled at ``weight`` x the task's own sampling weight.
+
+    Why copies and not a mixed dataset: a task scores its batch against ONE set of names (the
+    user's categories); the original data has its own names, so its batches must be another
+    task's.  As tasks own no parameters (only what they build from their names), a replay copy
+    trains exactly the weights the user's task trains.
+
+    Returns:
+        The replay tasks added.
+    """
+    weights = dict(((original.get('train_cfg') or {}).get('sampling_weights')) or {})
+    added = []
+    for task, task_cfg in (original['model'].get('tasks') or {}).items():
+        train = (original.get('train_dataloader') or {}).get(task)
+        if not isinstance(train, dict):
+            continue
+        name = REPLAY_PREFIX + task
+        copied = copy.deepcopy(task_cfg)
+        copied.setdefault('likelihood_group', task_cfg.get('likelihood_group') or task)
+        plain['model']['tasks'][name] = copied
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            loader = (original.get(key) or {}).get(task)
+            if isinstance(loader, dict) and isinstance(plain.get(key), dict):
+                loader = copy.deepcopy(loader)
+                _retarget_pipeline(loader, name)
+                plain[key][name] = loader
+        for key in ('val_evaluator', 'test_evaluator'):
+            evaluator = (original.get(key) or {}).get(task)
+            if isinstance(evaluator, dict) and isinstance(plain.get(key), dict) \
+                    and name in plain.get(key.replace('evaluator', 'dataloader'), {}):
+                plain[key][name] = copy.deepcopy(evaluator)
+        train_cfg = plain.setdefault('train_cfg', {})
+        sampling = train_cfg.get('sampling_weights')
+        if isinstance(sampling, dict):
+            sampling[name] = weight * weights.get(task, 1.0)
+        added.append(name)
+    train_cfg = plain.get('train_cfg') or {}
+    if added and not isinstance(train_cfg.get('sampling_weights'), dict):
+        # no weights in the config: every task 1, the replay copies ``weight``
+        train_cfg['sampling_weights'] = {
+            name: weight if name in added else 1.0 for name in plain['model']['tasks']}
+    return added
+
+
 def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'),
-                    quiet: bool = False) -> list[str]:
+                    quiet: bool = False, replay: float | None = None) -> list[str]:
     """Point ``cfg`` at the user's data in place; return the tasks dropped.
 
     * tasks of the config the file does not name are dropped everywhere (``select_tasks``);
@@ -233,6 +296,9 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
 
     ``need`` are the splits every named task must have (``('train',)`` at least for training,
     ``('val',)`` for testing).  ``quiet`` logs nothing (inference: stdout holds results).
+    ``replay``: keep training (and evaluating) every task of the config on its own data too, at
+    this weight (:func:`replay_tasks`): the usual remedy against forgetting what the checkpoint
+    knew, across classes and across tasks.
 
     Raises:
         DataError: a task the config cannot train, a layout the task cannot read, a missing
@@ -245,7 +311,7 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
         level = logger.level
         logger.setLevel(logging.WARNING)
         try:
-            return apply_data_file(cfg, data, need)
+            return apply_data_file(cfg, data, need, replay=replay)
         finally:
             logger.setLevel(level)
     from mmengine.config import ConfigDict
@@ -277,6 +343,9 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
         if missing:
             raise DataError(f"{data.file}: '{task}' has no '{missing[0]}' split; add "
                             f"{task}: {{{missing[0]}: ...}}")
+    if replay is not None and not (0 < replay < float('inf')):
+        raise DataError(f'--replay {replay}: give a weight > 0 (1: as much as your data)')
+    original = cfg.to_dict() if replay else None
     select_tasks(cfg, list(data.tasks), reason=f'--data {data.file.name}')
     stages = {'train_dataloader': 'train', 'val_dataloader': 'val', 'test_dataloader': 'val'}
     plain = cfg.to_dict()
@@ -317,6 +386,10 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
     if changed:
         print_log(f"--data: each task reads its own images, so {', '.join(changed)} "
                   f'(one batch per task, the same weighted sum of losses)', logger='current')
+    if replay:
+        added = replay_tasks(plain, original, replay)
+        print_log(f"--replay {replay:g}: {', '.join(added)} keep training on the config's own "
+                  f'data', logger='current')
     plain['up2_data'] = data.describe()
     for key, value in plain.items():
         if key.startswith('_'):

@@ -14,6 +14,7 @@ from typing import Any
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from up2core.config import ConfigError
 from up2core.deprecation import deprecated_alias
 from up2core.errors import TaskMismatchError
 from up2core.likelihood import UnifiedLikelihood
@@ -38,11 +39,16 @@ class UP2Generalist(BaseModel):
             ``dict(classification=dict(type='classification', class_names=[...]))``.
         likelihood: extra kwargs of :class:`UnifiedLikelihood` (its groups come from the tasks).
         data_preprocessor: MMEngine data preprocessor config (normalisation, batching).
+        freeze: submodules kept as they are while training, by dotted path
+            (``['image_encoder.backbone', 'text_encoder']``; ``up2 train --freeze``): their
+            parameters get no gradient and they stay in eval mode (no dropout, batch-norm
+            statistics unchanged), the usual way to finetune on new data without forgetting
+            what they learned.  Checkpoints are unaffected: nothing is frozen in them.
     """
 
     def __init__(self, image_encoder: dict, text_encoder: dict, decoder: dict, tasks: dict,
                  likelihood: dict | None = None, data_preprocessor: dict | None = None,
-                 init_cfg=None) -> None:
+                 freeze: list[str] | tuple[str, ...] | None = None, init_cfg=None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if not tasks:
             raise ValueError('UP2Generalist needs at least one task in `tasks`')
@@ -64,6 +70,31 @@ class UP2Generalist(BaseModel):
         groups = sorted({t.likelihood_group for t in self.tasks.values()})
         self.likelihood = UnifiedLikelihood(groups=groups, **(likelihood or {}))
         self._shared: dict[Any, Any] | None = None
+        self.frozen_modules = self._freeze(list(freeze or ()))
+
+    def _freeze(self, paths: list[str]) -> list[str]:
+        for path in paths:
+            try:
+                module = self.get_submodule(path)
+            except AttributeError:
+                parent = path.rpartition('.')[0]
+                try:
+                    children = [n for n, _ in self.get_submodule(parent).named_children()]
+                except AttributeError:
+                    parent, children = '', [n for n, _ in self.named_children()]
+                where = f"'{parent}'" if parent else 'the model'
+                raise ConfigError(f"model.freeze: '{path}' is not a submodule; {where} has "
+                                  f"{', '.join(children)}") from None
+            for param in module.parameters():  # (MT-AdamW skips gradient-less parameters)
+                param.requires_grad_(False)
+        return paths
+
+    def train(self, mode: bool = True) -> UP2Generalist:
+        """As ``nn.Module.train``, but frozen submodules (``freeze``) stay in eval mode."""
+        super().train(mode)
+        for path in self.frozen_modules:
+            self.get_submodule(path).eval()
+        return self
 
     # ------------------------------------------------------------------ sharing between tasks
 

@@ -158,3 +158,41 @@ def test_the_datasets_read_the_users_files(example):
         sizes[task] = len(dataset)
     assert sizes['detection'] == 12  # the negative image is kept
     assert sizes['captioning'] == 12 and sizes['classification'] == 12
+
+
+def test_replay_keeps_every_task_of_the_config_on_its_own_data(example, tmp_path, monkeypatch):
+    """``--replay``: the config's tasks stay, as ``replay_<task>``, on the config's data (train
+    and val), at the weight given; their batches hold the config's samples, packed for them."""
+    from mmengine.registry import init_default_scope
+
+    from tests.conftest import TINY_GENERALIST
+    from up2core.registry import DATASETS, MODELS
+
+    monkeypatch.chdir(tmp_path)  # the config's Shapes images are generated under data/
+    text = example.read_text().split('classification:')[0]  # detection + segmentation only
+    path = tmp_path / 'regions.yaml'
+    path.write_text(text.replace('path: .', f'path: {example.parent}'))
+    original = load_config(str(TINY_GENERALIST))
+    cfg = load_config(str(TINY_GENERALIST))
+    apply_data_file(cfg, load_data_file(path), replay=0.5)
+    tasks = ['captioning', 'classification', 'detection', 'retrieval', 'segmentation']
+    assert sorted(cfg.model.tasks) == sorted(['detection', 'segmentation'] +
+                                             [f'replay_{t}' for t in tasks])
+    weights, before = cfg.train_cfg.sampling_weights, original.train_cfg.sampling_weights
+    assert weights.detection == before.detection
+    assert all(weights[f'replay_{t}'] == 0.5 * before[t] for t in tasks)
+    assert cfg.model.tasks.replay_detection.likelihood_group == 'detection'
+    assert cfg.val_evaluator.replay_detection.ann_file == original.val_evaluator.detection.ann_file
+    init_default_scope('up2core')
+    replayed = DATASETS.build(cfg.train_dataloader.replay_detection.dataset)[0]['data_samples']
+    mine = DATASETS.build(cfg.train_dataloader.detection.dataset)[0]['data_samples']
+    assert replayed.task == 'replay_detection' and mine.task == 'detection'
+    assert 'shapes_generalist_e2e' in replayed.img_path
+    assert mine.img_path.startswith(str(example.parent))
+    captions = DATASETS.build(cfg.val_dataloader.replay_captioning.dataset)[0]['data_samples']
+    assert captions.task == 'replay_captioning'
+    # one model holds them; a replay task scores with its task's learned temperature
+    model = MODELS.build(cfg.model)
+    assert model.tasks['replay_classification'].likelihood_group == 'classification'
+    with pytest.raises(DataError, match='--replay 0: give a weight > 0'):
+        apply_data_file(load_config(str(TINY_GENERALIST)), load_data_file(path), replay=0)

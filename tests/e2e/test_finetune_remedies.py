@@ -1,0 +1,61 @@
+"""Finetuning on new data without forgetting, from the CLI: ``--replay`` keeps the config's own
+tasks training (and evaluated) on its own data beside the user's, ``--freeze`` keeps modules
+bit-identical to the checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import run_up2
+from up2core.data.example import write_example_data
+
+TASKS = ('captioning', 'classification', 'detection', 'retrieval', 'segmentation')
+
+
+@pytest.mark.slow
+def test_finetune_with_replay_and_a_frozen_backbone_and_text_encoder(tiny_generalist, tmp_path):
+    config, checkpoint, val_images = tiny_generalist
+    cwd = val_images.parents[3]  # where the fixture's config finds its Shapes images
+    example = write_example_data(tmp_path / 'mydata', num_train=8, num_val=4)
+    regions = tmp_path / 'regions.yaml'  # detection + segmentation on the user's names
+    regions.write_text(example.read_text().split('classification:')[0]
+                       .replace('path: .', f'path: {example.parent}'))
+    work = tmp_path / 'ft'
+    result = run_up2('train', str(config), '--load-from', str(checkpoint), '--data', str(regions),
+                     '--replay', '1', '--freeze', 'image_encoder.backbone', 'text_encoder',
+                     '--work-dir', str(work), '--cfg-options', 'max_iters=3',
+                     'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=3',
+                     cwd=cwd, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((work / 'metrics.json').read_text())
+    # the user's tasks on the user's val set, and the config's tasks on its own: forgetting shows
+    assert {'detection/bbox_mAP', 'segmentation/segm_mAP'} <= set(metrics)
+    for key in ('replay_classification/top1', 'replay_retrieval/i2t_R@1',
+                'replay_detection/bbox_mAP', 'replay_segmentation/segm_mAP',
+                'replay_captioning/CIDEr'):
+        assert key in metrics, (key, sorted(metrics))
+    start = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
+    end = torch.load(work / 'iter_3.pth', map_location='cpu', weights_only=False)['state_dict']
+    frozen = [k for k in start if k.startswith(('image_encoder.backbone.', 'text_encoder.'))]
+    assert frozen and all(torch.equal(start[k], end[k]) for k in frozen)
+    trained = [k for k in start if k.startswith('decoder.') and k in end]
+    assert any(not torch.equal(start[k], end[k]) for k in trained)
+
+
+def test_remedy_mistakes_are_one_error_line(tmp_path):
+    from tests.conftest import TINY_GENERALIST
+
+    for args, message in (
+            (['--freeze', 'image_encoder.bakbone'],
+             "up2: error: model.freeze: 'image_encoder.bakbone' is not a submodule; "
+             "'image_encoder' has backbone, neck, pool, proposal_generator"),
+            (['--replay', '1'], 'up2: error: --replay mixes the config\'s own data back into '
+                                'training on yours: give your data with --data')):
+        result = run_up2('train', str(TINY_GENERALIST), '--work-dir', str(tmp_path / 'w'),
+                         *args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1] == message
+        assert 'Traceback' not in result.stderr

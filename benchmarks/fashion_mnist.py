@@ -104,9 +104,9 @@ def _options(steps: int, batch: int, size: int, seed: int) -> list[str]:
     return [f'max_iters={steps}', f'train_cfg.val_interval={steps}',
             f'param_scheduler.1.end={steps}', f'randomness.seed={seed}',
             f'train_dataloader.classification.batch_size={batch}',
-            f'train_dataloader.classification.dataset.pipeline.1.min_side={size}',
+            f'+train_dataloader.classification.dataset.pipeline.1.min_side={size}',
             f'train_dataloader.classification.dataset.pipeline.1.max_side={size}',
-            f'val_dataloader.classification.dataset.pipeline.1.min_side={size}',
+            f'+val_dataloader.classification.dataset.pipeline.1.min_side={size}',
             f'val_dataloader.classification.dataset.pipeline.1.max_side={size}',
             f'model.tasks.classification.prompt={PROMPT}']
 
@@ -150,12 +150,12 @@ def run_specialist(data: Path, options: list[str], steps: int, seed: int) -> dic
     from torch import nn
 
     import up2core  # noqa: F401
-    from up2core.config import load_config
+    from up2core.config import load_config, parse_cfg_options
     from up2core.data.dataset_file import apply_data_file, load_data_file
     from up2core.registry import DATASETS, MODELS
 
     start = time.perf_counter()
-    cfg = load_config(CONFIG, options)
+    cfg = load_config(CONFIG, parse_cfg_options(options))
     apply_data_file(cfg, load_data_file(data), quiet=True)
     init_default_scope('up2core')
     torch.manual_seed(seed)
@@ -178,7 +178,7 @@ def run_specialist(data: Path, options: list[str], steps: int, seed: int) -> dic
           'lr': lr * backbone_mult},
          {'params': head.parameters(), 'lr': lr}],
         betas=tuple(optimiser_cfg.betas), weight_decay=optimiser_cfg.weight_decay)
-    warmup = cfg.param_scheduler[0].end
+    warmup = cfg.param_scheduler[0]['end']
 
     def factor(step: int) -> float:  # LinearLR(0.01 -> 1) then cosine to 5 %, as UP2's
         if step < warmup:

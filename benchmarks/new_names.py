@@ -23,7 +23,9 @@ job's ``CHECKPOINT``:
 
 After each finetune the checkpoint is also scored on Shapes val with the main job's config (the
 five tasks' metrics: forgetting across classes and tasks), next to the checkpoint's own scores
-before.  Every run trains at the config's batch and learning rate with ``max_iters`` set to
+before; the tasks the finetune dropped get back their own few tensors (temperature, caption
+vocabulary: untouched by the finetune) from the main job's checkpoint, every shared weight
+stays the finetuned one (:func:`_with_base_tensors`).  Every run trains at the config's batch and learning rate with ``max_iters`` set to
 ``--steps`` (as the own-data guide does).  JSON goes to ``benchmarks/results/new_names.json``
 (one record per run, kept between invocations, so seeds can be added); ``--table`` prints the
 mean +- std over seeds.  Run it on an idle machine; a measurement, never asserted in tests.
@@ -163,6 +165,23 @@ def _test(config: str, checkpoint: Path, work: Path, cwd: Path, data: Path | Non
     return _metrics(work)
 
 
+def _with_base_tensors(finetuned: Path, base: Path) -> Path:
+    """``finetuned`` plus the tensors of ``base`` it lacks: the own tensors of the tasks the
+    finetune dropped (their learned temperatures, the caption vocabulary), which it never
+    trained.  Every shared weight is the finetuned one, so the main job's config scores what
+    finetuning left of each task."""
+    import torch
+
+    out = finetuned.with_name(finetuned.stem + '_all_tasks.pth')
+    if not out.is_file():
+        state = torch.load(finetuned, map_location='cpu', weights_only=False)
+        own = torch.load(base, map_location='cpu', weights_only=False)['state_dict']
+        for name, value in own.items():
+            state['state_dict'].setdefault(name, value)
+        torch.save(state, out)
+    return out
+
+
 def _records() -> list[dict]:
     return json.loads(RESULTS.read_text())['runs'] if RESULTS.is_file() else []
 
@@ -201,15 +220,18 @@ def run(args) -> None:
             if (variant, seed) in done:
                 continue
             out = work / f'{variant}_seed{seed}'
-            start = [] if variant == 'scratch' else ['--load-from', str(checkpoint)]
-            seconds = _up2('train', args.config, '--data', str(data), *start, *options[variant],
-                           '--work-dir', str(out), '--cfg-options', f'max_iters={args.steps}',
-                           f'randomness.seed={seed}', *args.cfg_options, cwd=ROOT)
-            new = _metrics(out)
             final = out / f'iter_{args.steps}.pth'
-            base = _test(args.config, final, out / 'base_after', ROOT) \
-                if variant != 'scratch' else {}
-            record(run=variant, seed=seed, train_s=round(seconds, 1),
+            start = [] if variant == 'scratch' else ['--load-from', str(checkpoint)]
+            seconds = None
+            if not (final.is_file() and (out / 'metrics.json').is_file()):
+                seconds = _up2('train', args.config, '--data', str(data), *start,
+                               *options[variant], '--work-dir', str(out), '--cfg-options',
+                               f'max_iters={args.steps}', f'randomness.seed={seed}',
+                               *args.cfg_options, cwd=ROOT)
+            new = _metrics(out)
+            base = _test(args.config, _with_base_tensors(final, checkpoint), out / 'base_after',
+                         ROOT) if variant != 'scratch' else {}
+            record(run=variant, seed=seed, train_s=seconds and round(seconds, 1),
                    new={k: new.get(k) for k in NEW_METRICS},
                    base={k: base.get(k) for k in BASE_METRICS} if base else None)
 

@@ -446,13 +446,31 @@ def _select(node: Any, parts: list[str], path: str = '') -> list[tuple[str, Any]
     return []
 
 
+def _check_schedulers(data: dict) -> None:
+    schedulers = data.get('param_scheduler')
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    for index, scheduler in enumerate(schedulers or []):
+        if not isinstance(scheduler, dict) or scheduler.get('by_epoch', True):
+            continue
+        begin, end = scheduler.get('begin', 0), scheduler.get('end')
+        if isinstance(begin, int) and isinstance(end, int) and end <= begin:
+            raise ConfigError(
+                f'param_scheduler.{index} ({scheduler.get("type")}) ends at step {end}, not '
+                f'after it begins at step {begin}: shift the schedule with '
+                f'--cfg-options param_scheduler.{index}.begin=... param_scheduler.{index}.end=... '
+                f'or train longer')
+
+
 def check_config(cfg: Config) -> None:
     """Check what can be checked before a Runner is built (seconds, not a minute of set-up):
 
     * every registered type the config names exists (optimiser, schedulers, tasks, datasets,
       transforms, metrics, hooks, loops), with close matches when it does not;
     * every task a multi-task dataloader, evaluator or sampling weight names is in
-      ``model.tasks``, and each dataloader's pipeline packs samples for its own task.
+      ``model.tasks``, and each dataloader's pipeline packs samples for its own task;
+    * each learning-rate schedule by steps ends after it begins (``--cfg-options max_iters=20``
+      on a config whose warm-up ends at step 50 would otherwise be MMEngine's traceback).
 
     Raises:
         ConfigError or UnknownNameError: naming the config key and the fix.
@@ -460,6 +478,7 @@ def check_config(cfg: Config) -> None:
     from up2core import registry
 
     data = cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)
+    _check_schedulers(data)
     for section, registry_name in _TYPED_SECTIONS:
         reg = getattr(registry, registry_name)
         for path, node in _select(data, section.split('.')):

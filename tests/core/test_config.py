@@ -256,3 +256,14 @@ def test_shapes_of_another_spec_are_used_as_found_or_regenerated_on_request(tmp_
     (tmp_path / 'other' / 'notes.txt').write_text('not shapes')
     with pytest.raises(FileExistsError, match='not empty and does not hold Shapes'):
         prepare_data(str(tmp_path / 'other'), wanted)
+
+
+def test_a_schedule_that_ends_before_it_begins_is_one_config_error():
+    from up2core.config import ConfigError, check_config, load_config, parse_cfg_options
+
+    cfg = load_config('up2_tiny_shapes_classification',
+                      parse_cfg_options(['max_iters=20', 'param_scheduler.1.end=20']))
+    with pytest.raises(ConfigError, match=r'param_scheduler.1 \(CosineAnnealingLR\) ends at step '
+                                          r'20, not after it begins at step 50: shift'):
+        check_config(cfg)
+    check_config(load_config('up2_tiny_shapes_classification'))  # the packaged one is fine

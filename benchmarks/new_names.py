@@ -236,32 +236,34 @@ def run(args) -> None:
                    base={k: base.get(k) for k in BASE_METRICS} if base else None)
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], key: str) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return '-'
-    scale = 100 if max(values) <= 1.0 else 1  # AP as a fraction -> points
+    scale = 100 if 'mAP' in key else 1  # AP as a fraction -> points
     mean = statistics.mean(values) * scale
-    std = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f'{mean:.1f} ± {std:.1f}'
+    if len(values) == 1:
+        return f'{mean:.1f}'
+    return f'{mean:.1f} ± {statistics.stdev(values) * scale:.1f}'
 
 
 def table() -> str:
     records = _records()
     before = next(r for r in records if r['run'] == 'before')['base']
     zero = next(r for r in records if r['run'] == 'zero_shot')['new']
-    head = ['run', 'seeds', 'new box AP', 'new mask AP'] + [
-        k.split('/')[1] + f' ({k.split("/")[0][:4]})' for k in BASE_METRICS]
-    rows = [['before (main job)', '-', '-', '-'] + [_mean_std([before[k]]) for k in BASE_METRICS],
-            ['zero-shot', '-'] + [_mean_std([zero[k]]) for k in NEW_METRICS] +
+    head = ['run', 'seeds', 'new: box AP', 'new: mask AP', 'Shapes: top-1', 'i2t R@1',
+            't2i R@1', 'box AP', 'mask AP', 'CIDEr']
+    rows = [['before (main job)', '-', '-', '-'] +
+            [_mean_std([before[k]], k) for k in BASE_METRICS],
+            ['zero-shot', '-'] + [_mean_std([zero[k]], k) for k in NEW_METRICS] +
             ['='] * len(BASE_METRICS)]
     for variant in VARIANTS:
         runs = [r for r in records if r['run'] == variant]
         if not runs:
             continue
-        row = [variant, str(len(runs))] + [_mean_std([r['new'][k] for r in runs])
+        row = [variant, str(len(runs))] + [_mean_std([r['new'][k] for r in runs], k)
                                            for k in NEW_METRICS]
-        row += [_mean_std([r['base'][k] for r in runs]) if runs[0]['base'] else '-'
+        row += [_mean_std([r['base'][k] for r in runs], k) if runs[0]['base'] else '-'
                 for k in BASE_METRICS]
         rows.append(row)
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]

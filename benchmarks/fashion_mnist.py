@@ -12,8 +12,8 @@ in the image-folder layout a user has: ``train/<k>/*.png`` (60,000), ``val/<k>/*
 10,000 test images), ``classes.txt`` with the readable names, and ``data.yaml``.  The library
 never downloads anything: this script is how the data gets here.
 
-**run** trains, per seed, on exactly the same images in the same order of batches' draws, at the
-same resolution (``LimitImageSize(min_side=--size)``: 28 px brought up to ``--size``), steps,
+**run** trains, per seed, on the same images (each drawn at random: UP2 by MMEngine's shuffled
+sampler, the specialist with replacement, both seeded), at the same resolution (``LimitImageSize(min_side=--size)``: 28 px brought up to ``--size``), steps,
 batch, optimiser and schedule (AdamW 5e-4, backbone lr x 0.1, weight decay 0.05, clip 1.0,
 warm-up 50 steps then cosine to 5 %: ``up2_tiny_shapes_classification``'s):
 
@@ -22,7 +22,7 @@ warm-up 50 steps then cosine to 5 %: ``up2_tiny_shapes_classification``'s):
   of its name, prompt "a photo of a {}."), then its top-1 on the 10,000 test images;
 * ``specialist``: the same EfficientNet-Lite0 (the same packaged ImageNet weights and frozen
   stages), global average pooling and a linear layer to 10 logits, plain cross-entropy, trained
-  in this process on the batches UP2's own dataset and data preprocessor make.
+  in this process on batches that UP2's own dataset and data preprocessor make.
 
 Records go to ``benchmarks/results/fashion_mnist.json`` (kept between invocations); ``table``
 prints top-1 mean +- std and seconds per run.  Run it on an idle machine: a measurement, never

@@ -200,6 +200,7 @@ def run(args) -> None:
     records = [r for r in _records() if r.get('checkpoint') == str(checkpoint)]
     meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cpus', 'idle': args.idle,
             'config': args.config, 'steps': args.steps, 'replay': args.replay,
+            'cfg_options': args.cfg_options,
             'new_shapes': NEW_SHAPES, 'new_colours': list(NEW_COLOURS)}
 
     def record(**entry) -> None:

@@ -22,6 +22,8 @@ from typing import Any
 from up2core.errors import UserError
 
 EXIT_USAGE = 2
+#: ``up2 infer`` over several images: it ran to the end, but some images were skipped
+EXIT_PARTIAL = 1
 #: what ``up2 train`` trains when no config is named (``up2 train --data mine.yaml``)
 MAIN_JOB_CONFIG = 'up2_tiny_shapes_generalist'
 
@@ -417,10 +419,12 @@ def cmd_infer(args: argparse.Namespace) -> int:
             _print_record(model, record, args, stdout)
             if progress is not None:
                 progress.step()
-    if failed:
-        print(f'up2: {failed} of {len(todo)} images could not be read (their lines in the '
-              f'results say why)', file=sys.stderr)
-    return 0
+    if not single:
+        where = f' (their lines in {results} say why)' if failed and results else ''
+        print(f'up2: infer: {len(todo) - failed} images answered, {failed} skipped{where}',
+              file=sys.stderr)
+    # 1, not the usage errors' 2: the run went through, but not every image has an answer
+    return EXIT_PARTIAL if failed else 0
 
 
 def _print_card(model, data: str | None) -> None:
@@ -798,7 +802,10 @@ def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser('infer', help='predict every task (or one) on images with a trained '
-                       'model')
+                       'model',
+                       epilog='An image that cannot be read or answered is reported in one '
+                       'line and skipped; the others go on. Exit status: 0 every image '
+                       'answered, 1 some skipped (the last line counts them), 2 a usage error.')
     p.add_argument('config', help='config file, or the name of a packaged config')
     p.add_argument('checkpoint', help='checkpoint file (.pth)')
     p.add_argument('images', nargs='+', metavar='IMAGE',

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,7 +39,7 @@ from mmengine.runner import load_checkpoint
 
 from up2core.config import load_config
 from up2core.engine.checkpoint import allow_mmengine_checkpoints, verify_checkpoint
-from up2core.errors import DataError
+from up2core.errors import DataError, UserError
 from up2core.registry import MODELS
 
 #: file extensions a folder of images is searched for
@@ -233,6 +234,15 @@ def _predict(model, tasks: Sequence[str], samples: list[dict[str, dict]],
     return out
 
 
+def _unanswered(name: str, tasks: Sequence[str]) -> str:
+    """The message of an image that was read and prepared but that the model failed on (the
+    exception in progress): named, with the error, so a folder run reports it and goes on."""
+    kind, error = sys.exc_info()[:2]
+    return (f"could not answer image '{name}' ({', '.join(tasks)}): "
+            f"{getattr(kind, '__name__', 'error')}: {error}; this is a bug of UP2 or of a "
+            f"task plugin: please report it with the image")
+
+
 def iter_inference(model, images: Iterable[str | np.ndarray], tasks: Sequence[str],
                    batch_size: int = 8, timings: dict[str, float] | None = None,
                    **infer_kwargs: Any
@@ -254,13 +264,31 @@ def iter_inference(model, images: Iterable[str | np.ndarray], tasks: Sequence[st
         for index, (_, _, prepared) in enumerate(pending):
             key = tuple((t, tuple(p['inputs'].shape)) for t, p in prepared.items())
             groups.setdefault(key, []).append(index)
-        results: dict[int, dict[str, Any]] = {}
+        results: dict[int, dict[str, Any] | str] = {}
         for rows in groups.values():
-            predicted = _predict(model, tasks, [pending[i][2] for i in rows], infer_kwargs,
-                                 timings)
+            try:
+                predicted = _predict(model, tasks, [pending[i][2] for i in rows],
+                                     infer_kwargs, timings)
+            except UserError:
+                raise  # the request is wrong (e.g. --classes), not this batch's images
+            except Exception:
+                if len(rows) == 1:
+                    results[rows[0]] = _unanswered(pending[rows[0]][0], tasks)
+                    continue
+                # one image must not take its batch down: each alone, to find which
+                for row in rows:
+                    try:
+                        (results[row],) = _predict(model, tasks, [pending[row][2]],
+                                                   infer_kwargs, timings)
+                    except UserError:
+                        raise
+                    except Exception:
+                        results[row] = _unanswered(pending[row][0], tasks)
+                continue
             results.update(zip(rows, predicted))
         for index, (name, array, _) in enumerate(pending):
-            yield name, array, results[index]
+            answer = results[index]
+            yield name, (None if isinstance(answer, str) else array), answer
         pending.clear()
 
     for index, image in enumerate(images):

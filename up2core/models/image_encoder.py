@@ -106,10 +106,41 @@ class ImageEncoder(BaseModule):
             pos = F.interpolate(pos, size=(height, width), mode='bilinear', align_corners=False)
         return pos.flatten(2).transpose(1, 2)
 
-    def forward(self, images: Tensor) -> ImageTokens:
+    def _features(self, images: Tensor) -> tuple[Tensor, ...]:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        features = tuple(self.neck(self.backbone(images)))
+        return tuple(self.neck(self.backbone(images)))
+
+    def _enough_positions(self, images: Tensor, features: tuple[Tensor, ...]
+                          ) -> tuple[Tensor, ...]:
+        """``features``, or those of ``images`` enlarged until the proposal network has as many
+        positions as it selects queries.
+
+        Two-stage query selection picks the ``num_queries`` best positions of the encoder's
+        maps; a 1 x 1 photo has 3 (one per level).  Enlarging the batch (bilinear, each side to
+        at least 32, 64, 128... pixels) keeps what every prediction means: boxes and masks are
+        fractions of the image, so they map back onto the original size unchanged.  Batches of
+        ordinary images never get here."""
+        generator = self.proposal_generator
+        needed = int(getattr(generator, 'num_queries', 0))
+        levels = list(getattr(generator, 'encoder_levels', range(len(features))))
+
+        def positions(maps: tuple[Tensor, ...]) -> int:
+            return sum(maps[i].shape[-2] * maps[i].shape[-1] for i in levels)
+
+        side = 32
+        height, width = images.shape[-2:]
+        while positions(features) < needed:
+            size = (max(height, side), max(width, side))
+            features = self._features(F.interpolate(images, size=size, mode='bilinear',
+                                                    align_corners=False))
+            side *= 2
+        return features
+
+    def forward(self, images: Tensor) -> ImageTokens:
+        features = self._features(images)
+        if self.proposal_generator is not None:
+            features = self._enough_positions(images, features)
         last = features[-1]
         b, c, h, w = last.shape
         flat = last.flatten(2).transpose(1, 2) + self._positions(h, w)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tests.conftest import ROOT
@@ -162,3 +164,62 @@ def test_one_picture_with_every_task(model, workdir, tmp_path):
     picture = Image.open(out)
     # the input and the two drawing tasks side by side, the result lines below
     assert picture.width >= 3 * 320 and picture.height > 344
+
+
+# Any image that decodes is answered (issue #35): sizes from 1 x 1 to extreme aspect ratios,
+# every PIL mode a photo comes in, alone or batched with others, every task and all at once.
+_SIDES = st.one_of(
+    st.tuples(st.integers(1, 6), st.integers(1, 6)),          # a few pixels
+    st.tuples(st.integers(1, 4), st.integers(300, 4000)),     # a line, wide
+    st.tuples(st.integers(300, 4000), st.integers(1, 4)),     # a line, tall
+    st.tuples(st.integers(7, 400), st.integers(7, 400)))      # anything ordinary
+# mode -> file type that stores it (CMYK is a JPEG's mode; '1', 'P', 'I;16', 'LA' PNG's)
+_MODES = {'RGB': 'png', 'L': 'png', 'RGBA': 'png', 'LA': 'png', 'P': 'png', '1': 'png',
+          'I;16': 'png', 'CMYK': 'jpg'}
+_TASKS = st.sampled_from(['all', 'classification', 'retrieval', 'detection', 'segmentation',
+                          'captioning'])
+
+
+def _write_image(folder: Path, index: int, size: tuple[int, int], mode: str) -> str:
+    height, width = size
+    pixels = np.random.default_rng(index).integers(0, 255, (height, width, 3), np.uint8)
+    image = Image.fromarray(pixels, 'RGB')
+    image = image.convert('I;16') if mode == 'I;16' else image.convert(mode)
+    path = folder / f'{index:02d}_{width}x{height}_{mode.replace(";", "")}.{_MODES[mode]}'
+    image.save(path)
+    return str(path)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(images=st.lists(st.tuples(_SIDES, st.sampled_from(sorted(_MODES))), min_size=1,
+                       max_size=4),
+       task=_TASKS, batch_size=st.integers(1, 4))
+def test_every_image_that_decodes_is_answered(model, workdir, tmp_path_factory, images, task,
+                                              batch_size):
+    from up2core.apis import inference
+
+    folder = tmp_path_factory.mktemp('odd')
+    paths = [_write_image(folder, i, size, mode) for i, (size, mode) in enumerate(images)]
+    if task == 'all':
+        records = inference(model, paths, tasks='all', texts=TEXTS, batch_size=batch_size)
+        assert [r['image'] for r in records] == paths
+        assert all(set(r.get('results', {})) == set(model.tasks) for r in records), records
+        answers = [(r['image'], r['results']) for r in records]
+    else:
+        records = inference(model, paths, task=task, texts=TEXTS, batch_size=batch_size)
+        assert all('error' not in r for r in records), records
+        answers = [(p, {task: r}) for p, r in zip(paths, records)]
+    for path, results in answers:
+        width, height = Image.open(path).size
+        for result in results.values():
+            if 'boxes' in result and result['boxes']:
+                boxes = np.asarray(result['boxes'])
+                assert np.isfinite(boxes).all()
+                assert (boxes[:, [0, 2]] >= -1e-3).all() and (boxes[:, [1, 3]] >= -1e-3).all()
+                assert (boxes[:, [0, 2]] <= width + 1e-3).all()
+                assert (boxes[:, [1, 3]] <= height + 1e-3).all()
+            if 'scores' in result:
+                assert np.isfinite(result['scores']).all()
+            if 'caption' in result:
+                assert isinstance(result['caption'], str)

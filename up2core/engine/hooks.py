@@ -24,16 +24,52 @@ def _plain(value):
 
 @HOOKS.register_module()
 class MetricsFileHook(Hook):
-    """Write the latest validation metrics to ``<work_dir>/metrics.json`` as flat JSON.
+    """Write the latest validation metrics to ``<work_dir>/metrics.json`` as flat JSON, and
+    every validation's as one line of ``<work_dir>/metrics.jsonl``.
 
     Keys are ``task/metric``; ``iter`` says after which training iteration they were measured.
-    Scripts (quality runs, benchmarks) read this file instead of parsing logs.
+    Scripts (quality runs, benchmarks) read these files instead of parsing logs.  A run resumed
+    with ``--resume`` appends to the history; a validation interrupted by a kill is run again on
+    resume (:class:`UnmixedTrainLoop`), so each one has exactly one line.
+
+    Args:
+        filename: the latest metrics, relative to the work dir.
+        history: the history file (JSON Lines); ``None``: none.
     """
 
     priority = 'LOW'
 
-    def __init__(self, filename: str = 'metrics.json') -> None:
+    def __init__(self, filename: str = 'metrics.json',
+                 history: str | None = 'metrics.jsonl') -> None:
         self.filename = filename
+        self.history = history
+
+    def recorded_iteration(self, runner) -> int | None:
+        """The ``iter`` of the metrics file in ``runner``'s work dir, if it holds one.
+
+        Called on resume, it also settles the history after a kill: a cut last line is
+        removed, and metrics the kill kept from the history (between the two writes) are
+        added to it."""
+        work_dir = Path(runner.work_dir)
+        try:
+            latest = json.loads((work_dir / self.filename).read_text())
+            iteration = int(latest['iter'])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if self.history:
+            path = work_dir / self.history
+            text = path.read_text() if path.is_file() else ''
+            if text and not text.endswith('\n'):
+                text = text[:text.rfind('\n') + 1]
+            lines = text.splitlines()
+            try:
+                last = json.loads(lines[-1]).get('iter') if lines else None
+            except ValueError:
+                last = None
+            if last != iteration:
+                text += json.dumps(latest, sort_keys=True) + '\n'
+            path.write_text(text)
+        return iteration
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         if not metrics or runner.rank != 0:
@@ -43,7 +79,12 @@ class MetricsFileHook(Hook):
         # what LearningWatch found (learning/<group>/collapsed_at: iteration), if anything
         flat.update(runner.message_hub.get_info(WARNINGS_KEY) or {})
         path = Path(runner.work_dir) / self.filename
-        path.write_text(json.dumps(flat, indent=2, sort_keys=True) + '\n')
+        staged = path.with_name(f'.{path.name}.partial')
+        staged.write_text(json.dumps(flat, indent=2, sort_keys=True) + '\n')
+        os.replace(staged, path)  # a kill never leaves half a metrics.json
+        if self.history:  # (a kill before this line: recorded_iteration adds it on resume)
+            with (Path(runner.work_dir) / self.history).open('a') as handle:
+                handle.write(json.dumps(flat, sort_keys=True) + '\n')
 
 
 @HOOKS.register_module()

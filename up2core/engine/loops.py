@@ -13,8 +13,13 @@ generator is re-seeded per iteration too, so dropout and router noise match as w
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import inspect
 import logging
+import os
+import signal
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -63,8 +68,33 @@ def _build_loaders(runner, dataloaders: dict) -> dict[str, DataLoader]:
             built[name] = cfg
             continue
         diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
-        built[name] = runner.build_dataloader(cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+        loader = runner.build_dataloader(cfg, seed=runner.seed, diff_rank_seed=diff_rank_seed)
+        if loader.num_workers > 0:
+            loader.worker_init_fn = functools.partial(_die_with_parent, loader.worker_init_fn,
+                                                      os.getpid())
+        built[name] = loader
     return built
+
+
+def _die_with_parent(worker_init_fn, parent: int, worker_id: int) -> None:
+    """A dataloader worker's start: ask Linux to SIGKILL it when the training process dies,
+    then the loader's own ``worker_init_fn``.
+
+    When the training process is SIGKILLed (``kill -9``, the OOM killer, a scheduler killing
+    one process), a worker with batches ready blocks forever writing them to a pipe whose
+    reading end it holds itself (forked), so it never sees the parent go: found by the
+    kill/resume tests, one orphan per task kept its memory until rebooted.  Elsewhere than
+    Linux, nothing is changed."""
+    if sys.platform.startswith('linux'):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # it died before the request took effect
+                os._exit(1)
+        except (OSError, AttributeError):
+            pass
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
 
 
 def _infinite(loader: DataLoader) -> Iterator:
@@ -175,6 +205,11 @@ class UnmixedTrainLoop(BaseLoop):
                 self._seed_iteration(past)
                 for task in self._tasks_at(past):
                     next(self._iterators[task])
+            if self._val_due(self._iter) and not self._validated(self._iter):
+                print_log(f'The validation after iteration {self._iter} did not finish before '
+                          f'the run stopped: running it now', logger='current',
+                          level=logging.WARNING)
+                self.runner.val_loop.run()
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             self._seed_iteration(self._iter)
@@ -189,12 +224,29 @@ class UnmixedTrainLoop(BaseLoop):
                                                     self.sampling_ratios[task])
                 self._announce(task)
                 self.run_iter(next(self._iterators[task]))
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+            if self._val_due(self._iter):
                 self.runner.val_loop.run()
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
+
+    def _val_due(self, iteration: int) -> bool:
+        """Whether a validation follows training iteration ``iteration`` (1-based count)."""
+        return (self.runner.val_loop is not None and iteration >= self.val_begin
+                and (iteration % self.val_interval == 0 or iteration == self._max_iters))
+
+    def _validated(self, iteration: int) -> bool:
+        """Whether ``metrics.json`` (the :class:`MetricsFileHook`'s file) holds the
+        validation after ``iteration``.  A checkpoint is written before the validation that
+        follows its iteration, so a run killed during that validation resumes from a
+        checkpoint whose validation never finished: it is run again, or the metrics of that
+        point would be missing from the resumed run.  Without the hook: run it again."""
+        from up2core.engine.hooks import MetricsFileHook
+
+        for hook in self.runner.hooks:
+            if isinstance(hook, MetricsFileHook):
+                return hook.recorded_iteration(self.runner) == iteration
+        return False
 
     def _seed_iteration(self, iteration: int) -> None:
         """Seed torch's generator from (seed, iteration, rank if ranks differ).

@@ -123,14 +123,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         from up2core.engine.checkpoint import latest_valid_checkpoint
 
         found, skipped = latest_valid_checkpoint(cfg.work_dir)
-        for reason in skipped:
-            print(f'up2: skipped while looking for a checkpoint to resume: {reason}',
-                  file=sys.stderr)
+        fallback = f'resuming from {found} instead' if found is not None else \
+            f'no valid checkpoint in {cfg.work_dir}: training starts from the beginning'
+        for reason in skipped:  # one line each: what is wrong, and what is used instead
+            print(f'up2: warning: {reason}; {fallback}', file=sys.stderr)
         cfg.resume = found is not None
         cfg.load_from = None if found is None else str(found)
-        if found is None:
-            print(f'up2: no valid checkpoint in {cfg.work_dir}: training starts from the '
-                  f'beginning', file=sys.stderr)
+        if found is None and not skipped:
+            print(f'up2: {fallback}', file=sys.stderr)
     elif args.resume is not None:
         from up2core.engine.checkpoint import verify_checkpoint
 

@@ -99,3 +99,40 @@ def test_killed_in_every_phase_and_resumed_ends_bit_identical(tmp_path):
     assert {step for step, _ in logged} == set(range(1, 9))
     for step, loss in logged:
         assert loss == reference_losses[step], (step, loss, reference_losses[step])
+
+
+@pytest.mark.slow
+def test_a_full_disk_and_a_broken_last_checkpoint_each_get_one_line(tmp_path):
+    """A real ENOSPC (the checkpoint's staging file is a link to ``/dev/full``, whose writes
+    the kernel answers with 'No space left on device'): one ``up2: error:`` line naming the
+    checkpoint and the one kept, exit 2; the kept one loads.  Then ``last_checkpoint`` naming
+    a missing file, beside a truncated newer checkpoint: one line each, naming the checkpoint
+    resumed from instead, and the run completes."""
+    from up2core.engine.checkpoint import verify_checkpoint
+
+    assert Path('/dev/full').exists()  # Linux's always-full device
+    work = tmp_path / 'full'
+    work.mkdir()
+    (work / '.iter_4.pth.partial').symlink_to('/dev/full')
+    full = _train(tmp_path, 'full')
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 2 and 'Traceback' not in full.stderr, full.stderr[-3000:]
+    assert lines[-1].startswith('up2: error: could not write checkpoint iter_4.pth in ')
+    assert 'no space left on device' in lines[-1]
+    assert 'the previous checkpoint iter_2.pth is intact' in lines[-1]
+    assert verify_checkpoint(work / 'iter_2.pth')['meta']['iter'] == 2
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
+    assert not (work / 'iter_4.pth').exists() and not (work / '.iter_4.pth.partial').exists()
+
+    (work / 'iter_4.pth').write_bytes((work / 'iter_2.pth').read_bytes()[:5000])  # truncated
+    (work / 'last_checkpoint').write_text(str(work / 'iter_6.pth'))  # names a missing file
+    resumed = _train(tmp_path, 'full', '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith('up2: warning:')]
+    assert len(warnings) == 2, warnings
+    assert 'iter_6.pth' in warnings[0] and 'does not exist' in warnings[0]
+    assert 'named by' in warnings[0] and 'last_checkpoint' in warnings[0]
+    assert 'iter_4.pth' in warnings[1] and 'truncated' in warnings[1]
+    assert all(line.endswith(f'resuming from {work / "iter_2.pth"} instead')
+               for line in warnings)
+    assert verify_checkpoint(work / 'iter_8.pth')['meta']['iter'] == 8

@@ -137,8 +137,10 @@ def latest_valid_checkpoint(work_dir: str | Path) -> tuple[Path | None, list[str
     work_dir = Path(work_dir)
     candidates: list[Path] = []
     pointer = work_dir / 'last_checkpoint'
+    named = None
     if pointer.is_file() and pointer.read_text().strip():
-        candidates.append(Path(pointer.read_text().strip()))
+        named = Path(pointer.read_text().strip())
+        candidates.append(named)
     candidates += sorted(work_dir.glob('*.pth'), key=_iteration, reverse=True)
     skipped: list[str] = []
     seen: set[Path] = set()
@@ -150,7 +152,7 @@ def latest_valid_checkpoint(work_dir: str | Path) -> tuple[Path | None, list[str
         try:
             verify_checkpoint(candidate)
         except CheckpointError as exc:
-            skipped.append(str(exc))
+            skipped.append(f'{exc} (named by {pointer})' if candidate == named else str(exc))
             continue
         return candidate, skipped
     return None, skipped

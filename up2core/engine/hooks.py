@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -87,6 +88,29 @@ class MetricsFileHook(Hook):
                 handle.write(json.dumps(flat, sort_keys=True) + '\n')
 
 
+def _write_failure(exc: OSError, final: Path, previous: str | None) -> str:
+    """One line: why ``final`` could not be written, and which checkpoint is still there."""
+    folder = final.parent
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = 'no space left on device' if exc.errno == errno.ENOSPC else 'disk quota exceeded'
+        try:
+            free = f'{shutil.disk_usage(folder).free / 2**20:.0f} MiB free'
+        except OSError:
+            free = 'free space unknown'
+        size = ''
+        if previous and Path(previous).is_file():
+            size = f', the last checkpoint took {Path(previous).stat().st_size / 2**20:.0f} MiB'
+        reason += f' ({free}{size})'
+    else:
+        reason = (exc.strerror or str(exc)).lower()
+    if previous and Path(previous).is_file():
+        kept = (f'the previous checkpoint {Path(previous).name} is intact and last_checkpoint '
+                f'names it: fix this, then continue from it with up2 train ... --resume')
+    else:
+        kept = 'no earlier checkpoint of this run was written: fix this and train again'
+    return f'could not write checkpoint {final.name} in {folder}: {reason}; {kept}'
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """MMEngine's CheckpointHook, made safe against kills and divergence.
@@ -121,13 +145,21 @@ class AtomicCheckpointHook(CheckpointHook):
         filename = self.filename_tmpl.format(step)
         final = Path(self.file_backend.join_path(self.out_dir, filename))
         partial = final.with_name(f'.{filename}.partial')
+        previous = self.last_ckpt
         self.last_ckpt = str(final)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(self.out_dir, partial.name, self.file_client_args,
-                               save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta,
-                               by_epoch=self.by_epoch, backend_args=self.backend_args,
-                               **self.args)
+        try:
+            runner.save_checkpoint(self.out_dir, partial.name, self.file_client_args,
+                                   save_optimizer=self.save_optimizer,
+                                   save_param_scheduler=self.save_param_scheduler, meta=meta,
+                                   by_epoch=self.by_epoch, backend_args=self.backend_args,
+                                   **self.args)
+        except OSError as exc:  # a full disk, a quota, a read-only or vanished folder
+            self.last_ckpt = previous
+            runner.message_hub.update_info('last_ckpt', previous)
+            if partial.is_file() or partial.is_symlink():
+                partial.unlink()  # what was written of it: the space back
+            raise CheckpointError(_write_failure(exc, final, previous)) from None
         if not is_main_process():
             return
         os.replace(partial, final)

@@ -149,7 +149,7 @@ def server(service):
 
 
 def _post(url: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None,
-          extra_headers: dict | None = None) -> tuple[int, dict]:
+          extra_headers: dict | None = None, with_headers: bool = False):
     boundary = uuid.uuid4().hex
     body = b''
     for name, value in fields.items():
@@ -165,9 +165,10 @@ def _post(url: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]] 
     request = urllib.request.Request(url + '/api/predict', data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
+            answer = response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        answer = error.code, json.loads(error.read()), error.headers
+    return answer if with_headers else answer[:2]
 
 
 @pytest.mark.slow
@@ -207,7 +208,7 @@ def test_bad_requests_get_a_message_never_a_trace(server):
 def test_a_body_announced_far_over_the_limit_is_refused_unread(server):
     host, port = server.removeprefix('http://').split(':')
     with socket.create_connection((host, int(port)), timeout=30) as connection:
-        connection.sendall(f'POST /api/predict HTTP/1.1\r\nHost: {host}\r\n'
+        connection.sendall(f'POST /api/predict HTTP/1.1\r\nHost: {host}:{port}\r\n'
                            f'Content-Type: multipart/form-data; boundary=x\r\n'
                            f'Content-Length: {50 * 2**20}\r\n\r\n'.encode())
         answer = b''
@@ -261,3 +262,165 @@ def test_serving_leaves_the_open_log_files_open(tmp_path, service):
         assert handler.stream is not None and not handler.stream.closed
     finally:
         handler.close()
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A PNG of a few hundred bytes whose header declares ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b'\0' * (3 * width + 1) * 4)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', rows)
+            + chunk(b'IEND', b''))
+
+
+def _animated_gif(frames: int) -> bytes:
+    pictures = [Image.new('P', (4, 4), color=i % 256) for i in range(frames)]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, 'GIF', save_all=True, append_images=pictures[1:], duration=10)
+    return buffer.getvalue()
+
+
+def _raw(server: str, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as is; the status and body of the answer."""
+    host, port = server.removeprefix('http://').split(':')
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(request)
+        answer = b''
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+            head, _, body = answer.partition(b'\r\n\r\n')
+            length = [int(line.split(b':')[1]) for line in head.split(b'\r\n')
+                      if line.lower().startswith(b'content-length:')]
+            if length and len(body) >= length[0]:
+                break
+    head, _, body = answer.partition(b'\r\n\r\n')
+    return int(head.split()[1]), body
+
+
+@pytest.mark.slow
+def test_hostile_uploads_get_a_4xx_with_a_message_and_the_server_keeps_serving(server):
+    truncated = io.BytesIO()
+    Image.effect_noise((200, 200), 60).convert('RGB').save(truncated, 'PNG')
+    polyglot = _png(32, 24) + b'<html><script>alert(1)</script></html>'
+    many = ','.join(f'name {i}' for i in range(301))
+    cases = [  # (fields, files, status, the answer's start)
+        ({}, {'image': ('bomb.png', _bomb_png(30000, 30000))}, 413,
+         "'bomb.png' declares a size of over 178 megapixels; the demo takes up to 40"),
+        ({}, {'image': ('big.png', _bomb_png(7000, 7000))}, 413,
+         "'big.png' is 7000x7000 pixels; the demo takes up to 40 megapixels"),
+        ({}, {'image': ('cut.png', truncated.getvalue()[:5000])}, 400,
+         "'cut.png' is truncated: the file ends before the image does"),
+        ({}, {'image': ('vector.png', b'<svg xmlns="http://www.w3.org/2000/svg"><script>'
+                                      b'alert(1)</script></svg>')}, 400,
+         "'vector.png' is not an image PIL can read"),
+        ({}, {'image': ('page.png', b'<!DOCTYPE html><html><body>hi</body></html>')}, 400,
+         "'page.png' is not an image PIL can read"),
+        ({'example': '000000.png', 'classes': many}, None, 400,
+         "'classes' gives 301 names; the demo takes up to 300 per request"),
+        ({'example': '000000.png', 'texts': '\n'.join(['a red circle'] * 10000)}, None, 413,
+         "'texts' is 129999 characters; the demo takes up to 300 names"),
+        ({'example': '000000.png', 'classes': 'x' * 201}, None, 400,
+         "'classes' has a name of 201 characters; the demo takes names of up to 200"),
+        ({'example': '000000.png', 'texts': 'a' * (2 * 2**20)}, None, 413,
+         'a form field is larger than the form parser takes'),
+        ({'example': '../../../../etc/passwd'}, None, 404,
+         "no example '../../../../etc/passwd'; the examples are"),
+    ]
+    for fields, files, status, message in cases:
+        code, answer = _post(server, fields, files)
+        assert code == status, (message, answer)
+        assert set(answer) == {'error'} and answer['error'].startswith(message), answer
+    # a real PNG with a page appended is answered as the image it is; what comes back is
+    # re-encoded from its pixels, never the bytes sent
+    code, answer = _post(server, {}, {'image': ('poly.png', polyglot)})
+    assert code == 200 and (answer['image']['width'], answer['image']['height']) == (32, 24)
+    import base64
+    sent_back = base64.b64decode(answer['image']['src'].split(',', 1)[1])
+    assert sent_back.startswith(b'\x89PNG') and b'<script>' not in sent_back
+    # thousands of frames: the first is the image
+    code, answer = _post(server, {}, {'image': ('anim.gif', _animated_gif(3000))})
+    assert code == 200 and answer['image']['width'] == 4
+    # bodies that are not forms, or broken ones
+    port = server.rsplit(':', 1)[1]
+    for content_type, body in [('multipart/form-data; boundary=x', b''),
+                               ('multipart/form-data; boundary=x', b'--x\r\nnonsense'),
+                               ('multipart/form-data', b'no boundary at all'),
+                               ('application/json', b'{"image": 1}')]:
+        status, text = _raw(server, (f'POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n'
+                                     f'Content-Type: {content_type}\r\n'
+                                     f'Content-Length: {len(body)}\r\nConnection: close\r\n\r\n'
+                                     ).encode() + body)
+        assert 400 <= status < 500, (content_type, body, status, text)
+        assert 'error' in json.loads(text), text
+    status, text = _raw(server, f'GET /api/examples/..%2F..%2F..%2Fetc%2Fpasswd HTTP/1.1\r\n'
+                                f'Host: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n'.encode())
+    assert status == 404 and b'root:' not in text
+    # ... and it still serves
+    assert _post(server, {'example': '000000.png'})[0] == 200
+
+
+@pytest.mark.slow
+def test_other_sites_and_other_host_names_are_refused(server):
+    port = server.rsplit(':', 1)[1]
+    example = {'example': '000000.png'}
+    for headers in ({'Origin': 'http://evil.example'}, {'Origin': 'null'},
+                    {'Origin': f'http://localhost:{port}'},  # another origin than the Host
+                    {'Sec-Fetch-Site': 'cross-site'}):
+        code, answer = _post(server, example, extra_headers=headers)
+        assert code == 403 and answer['error'].startswith('refused: '), (headers, answer)
+    for host in ('evil.example', f'evil.example:{port}', '127.0.0.1:1'):  # DNS rebinding
+        code, answer = _post(server, example, extra_headers={'Host': host})
+        assert code == 403 and answer['error'].startswith(f"host '{host}' is not this demo")
+        status, _ = _raw(server, f'GET /api/info HTTP/1.1\r\nHost: {host}\r\n'
+                                 f'Connection: close\r\n\r\n'.encode())
+        assert status == 403
+    # its own page, and clients that are not browsers
+    assert _post(server, example, extra_headers={'Origin': server,
+                                                 'Sec-Fetch-Site': 'same-origin'})[0] == 200
+    assert _post(server, example, extra_headers={'Host': f'localhost:{port}'})[0] == 200
+
+
+def test_the_host_check_accepts_exactly_the_served_names():
+    from up2core.demo.app import allowed_hosts, host_allowed
+
+    names = allowed_hosts('127.0.0.1')
+    assert host_allowed('127.0.0.1:7860', names, 7860)
+    assert host_allowed('LOCALHOST:7860', names, 7860) and host_allowed('[::1]:7860', names, 7860)
+    assert not host_allowed('127.0.0.1:7861', names, 7860)
+    assert not host_allowed('evil.example:7860', names, 7860)
+    assert not host_allowed('127.0.0.1.evil.example:7860', names, 7860)
+    assert not host_allowed('', names, 7860)
+    assert host_allowed('localhost', names, 80) and not host_allowed('localhost', names, 7860)
+    assert host_allowed('[fe80::1]:8000', allowed_hosts('fe80::1'), 8000)
+    assert allowed_hosts('0.0.0.0') is None and host_allowed('anything:1', None, 7860)
+
+
+@pytest.mark.slow
+def test_a_request_past_the_queue_is_told_the_demo_is_busy(server, service):
+    service.max_waiting = 1
+    service._lock.acquire()  # the model is busy with someone else's image
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(_post, server, {'example': '000000.png'})
+            deadline = time.time() + 30
+            while service._waiting < 1 and time.time() < deadline:
+                time.sleep(0.01)
+            code, answer, headers = _post(server, {'example': '000000.png'}, with_headers=True)
+            assert code == 503 and answer['error'].startswith(
+                'the demo is busy: 1 requests are waiting for the model; try again in about ')
+            assert int(headers['Retry-After']) >= 1
+            service._lock.release()
+            assert first.result(timeout=120)[0] == 200  # the one that queued is answered
+    finally:
+        if service._lock.locked():
+            service._lock.release()
+        service.max_waiting = 8

@@ -31,6 +31,13 @@ from up2core.errors import DataError, UserError
 #: largest upload accepted (bytes), and largest image (pixels): a photo fits, a bomb does not
 MAX_BYTES = 10 * 2**20
 MAX_PIXELS = 40_000_000
+#: most class names, or candidate captions, one request may give, and the longest one: each
+#: goes through the text encoder and the decoder, so 20,000 names held the model for two
+#: minutes while every other user waited
+MAX_NAMES = 300
+MAX_NAME_CHARS = 200
+#: requests that may wait for the model at once; one more is answered 503 "busy"
+MAX_WAITING = 8
 #: box and mask colours (RGB), by rank
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)]
@@ -39,9 +46,35 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30
 class RequestError(ValueError):
     """A request the demo refuses (not an image, too large, bad field): shown on the page."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+def field_list(value: str, separator: str, field: str) -> list[str]:
+    """A form field's names (``separator``-separated, stripped, empty ones dropped), or a
+    :class:`RequestError` when there are more than :data:`MAX_NAMES` or one is longer than
+    :data:`MAX_NAME_CHARS`."""
+    if len(value) > MAX_NAMES * (MAX_NAME_CHARS + 1):
+        raise RequestError(f"'{field}' is {len(value)} characters; the demo takes up to "
+                           f'{MAX_NAMES} names of up to {MAX_NAME_CHARS} characters', status=413)
+    names = [item.strip() for item in value.split(separator) if item.strip()]
+    _check_names(names, field)
+    return names
+
+
+def _check_names(names: list[str] | None, field: str) -> None:
+    if not names:
+        return
+    if len(names) > MAX_NAMES:
+        raise RequestError(f"'{field}' gives {len(names)} names; the demo takes up to "
+                           f'{MAX_NAMES} per request (each one is encoded while other users '
+                           f'wait)')
+    longest = max(names, key=len)
+    if len(longest) > MAX_NAME_CHARS:
+        raise RequestError(f"'{field}' has a name of {len(longest)} characters; the demo takes "
+                           f'names of up to {MAX_NAME_CHARS}')
 
 
 def decode_image(data: bytes, name: str = 'upload') -> np.ndarray:
@@ -60,6 +93,16 @@ def decode_image(data: bytes, name: str = 'upload') -> np.ndarray:
             rgb = np.asarray(probe.convert('RGB'))
     except RequestError:
         raise
+    except Image.DecompressionBombError:  # declared far larger still: PIL refuses to open it
+        raise RequestError(f"'{name}' declares a size of over "
+                           f'{2 * Image.MAX_IMAGE_PIXELS // 1_000_000} megapixels; the demo '
+                           f'takes up to {MAX_PIXELS // 1_000_000} megapixels', status=413) from None
+    except OSError as exc:
+        if 'truncated' in str(exc):
+            raise RequestError(f"'{name}' is truncated: the file ends before the image does; "
+                               f'upload it again') from None
+        raise RequestError(f"'{name}' is not an image PIL can read (PNG, JPEG, BMP, WebP, "
+                           f'TIFF...)') from None
     except Exception:  # PIL raises several types for files that are not images
         raise RequestError(f"'{name}' is not an image PIL can read (PNG, JPEG, BMP, WebP, "
                            f'TIFF...)') from None
@@ -127,7 +170,8 @@ class DemoService:
     """
 
     def __init__(self, config: str, checkpoint: str | None, cfg_options: list[str] | None = None,
-                 examples: int = 4, data: str | None = None, partial: bool = False) -> None:
+                 examples: int = 4, data: str | None = None, partial: bool = False,
+                 max_waiting: int = MAX_WAITING) -> None:
         from up2core.apis.inference import init_model
 
         self.model = init_model(config, checkpoint, cfg_options=cfg_options, data=data,
@@ -135,6 +179,10 @@ class DemoService:
         self.loads = 1
         self.config, self.checkpoint = str(config), checkpoint
         self._lock = threading.Lock()
+        self.max_waiting = max_waiting
+        self._waiting = 0
+        self._counter = threading.Lock()
+        self._seconds = 1.0  # a running mean of the model's time per request
         self._examples_dir = tempfile.TemporaryDirectory(prefix='up2-demo-')
         self.examples = self._make_examples(Path(self._examples_dir.name), examples)
 
@@ -172,7 +220,7 @@ class DemoService:
                 'card': card, 'card_lines': card_lines(card),
                 'examples': [{'name': n, 'captions': e['captions']}
                              for n, e in self.examples.items()],
-                'max_bytes': MAX_BYTES}
+                'max_bytes': MAX_BYTES, 'max_names': MAX_NAMES}
 
     def example_bytes(self, name: str) -> bytes:
         if name not in self.examples:
@@ -184,24 +232,41 @@ class DemoService:
                 texts: list[str] | None = None, score_threshold: float = 0.3
                 ) -> dict[str, Any]:
         """Every task the inputs allow on ``image`` (BGR): what the page draws, and the
-        seconds each part took (milliseconds in ``timings_ms``)."""
+        seconds each part took (milliseconds in ``timings_ms``).
+
+        Requests wait for the model in turn; with :attr:`max_waiting` already waiting, a
+        :class:`RequestError` with status 503 says the demo is busy and when to try again."""
         from up2core.apis.inference import iter_inference, runnable_tasks
 
         if not 0.0 <= score_threshold <= 1.0:
             raise RequestError(f'score threshold {score_threshold}: give a number from 0 to 1')
+        _check_names(classes, 'classes')
+        _check_names(texts, 'texts')
         given: dict[str, Any] = {'texts': texts or None}
         if classes:
             given['classes'] = classes
         tasks = runnable_tasks(self.model, list(self.model.tasks), given)
         timings: dict[str, float] = {}
         wall = time.perf_counter()
-        with self._lock:
+        with self._counter:
+            if self._waiting >= self.max_waiting:
+                wait = max(1, round(self._seconds * (self._waiting + 1)))
+                raise RequestError(f'the demo is busy: {self._waiting} requests are waiting '
+                                   f'for the model; try again in about {wait} s', status=503,
+                                   retry_after=wait)
+            self._waiting += 1
+        with self._lock:  # (waiting ends when the model is ours)
+            with self._counter:
+                self._waiting -= 1
             waited = time.perf_counter() - wall
             try:
                 ((_, _, samples),) = list(iter_inference(self.model, [image], tasks, 1,
                                                          timings=timings, **given))
             except (DataError, UserError) as exc:
                 raise RequestError(str(exc)) from None
+            finally:
+                self._seconds = 0.8 * self._seconds + 0.2 * (
+                    time.perf_counter() - wall - waited)
         if isinstance(samples, str):
             raise RequestError(samples)
         height, width = image.shape[:2]
@@ -222,4 +287,5 @@ class DemoService:
                 'score_threshold': score_threshold}
 
 
-__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'DemoService', 'RequestError', 'decode_image', 'describe']
+__all__ = ['MAX_BYTES', 'MAX_NAMES', 'MAX_NAME_CHARS', 'MAX_PIXELS', 'MAX_WAITING', 'DemoService',
+           'RequestError', 'decode_image', 'describe', 'field_list']

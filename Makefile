@@ -3,13 +3,14 @@
 #               (all five tasks in one model: train, evaluate, infer on a val image)
 #   make test   install into $(VENV), then run the test suite
 #   make test-quick   the edit loop: the suite without the tests marked slow (~2.5 min)
+#   make docs   build the documentation site into site/ (strict: a warning or broken link fails)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHAPES ?= data/shapes
 DEMO_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
 
-.PHONY: env demo test test-quick lint tox clean
+.PHONY: env demo test test-quick docs lint tox clean
 
 env:
 	@# (UserWarnings of the build backend, e.g. setuptools on editable installs, are not the user's)
@@ -37,6 +38,12 @@ test: env
 test-quick: env
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" -q $(PYTEST_ARGS)
 
+# The documentation site (mkdocs.yml; MkDocs Material + mkdocstrings), offline, strict; the
+# result tables in it are written from benchmarks/results/*.json first.
+docs: env
+	$(PY) scripts/docs_tables.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 lint: env
 	$(VENV)/bin/ruff check .
 
@@ -44,4 +51,4 @@ tox: env
 	$(VENV)/bin/tox
 
 clean:
-	rm -rf work_dirs .pytest_cache .ruff_cache .tox
+	rm -rf work_dirs .pytest_cache .ruff_cache .tox site

@@ -3,7 +3,7 @@
     python benchmarks/ablations.py --runs generalist alone_classification ... --seeds 0 1 2
         [--reuse] [--out benchmarks/results/ablations.json] [--work-root work_dirs/ablations]
     python benchmarks/ablations.py --table [--readme] # print the tables from the JSON only
-                                                      # (--readme: into README.md too)
+                                                      # (--readme: into docs/ablations.md too)
 
 Every run trains the main job's config (``up2_tiny_shapes_generalist``: its data, model and
 step budget) with one change, once per seed (``randomness.seed``), then evaluates its checkpoint
@@ -333,7 +333,8 @@ README_MARKERS = ('<!-- ablations tables: benchmarks/ablations.py --readme -->',
                   '<!-- end of ablations tables -->')
 
 
-README = Path(__file__).resolve().parents[1] / 'README.md'
+#: the page holding the tables (between README_MARKERS); scripts/docs_tables.py checks it
+README = Path(__file__).resolve().parents[1] / 'docs' / 'ablations.md'
 
 
 def write_readme(text: str, readme: Path = README) -> None:

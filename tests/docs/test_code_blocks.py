@@ -1,0 +1,82 @@
+"""Every shell and Python block of the documentation runs here, or says why not.
+
+A block is a fenced ``bash`` or ``python`` block of ``README.md`` or ``docs/**.md``.  The line
+before its fence may say:
+
+* ``<!-- not run: REASON -->``: shown only (needs GPUs, COCO, the main job's checkpoint...);
+* ``<!-- run by: tests/PATH.py -->``: another test runs it (that file must exist and name the
+  page);
+
+otherwise the block is run by :func:`test_the_block_runs`: Python in a fresh interpreter, shell
+with ``bash -euo pipefail``, both in a temporary folder with the venv's ``up2`` on ``PATH``.
+A block without a marker that cannot run fails the suite, so the pages cannot drift from the
+code.  Output listings (fences without a language), YAML and TOML are not code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PAGES = [ROOT / 'README.md', *sorted((ROOT / 'docs').rglob('*.md'))]
+LANGUAGES = ('bash', 'python')
+_FENCE = re.compile(r'^```(\w*)\s*$')
+_MARK = re.compile(r'^<!-- (not run|run by): (.+?) -->$')
+
+
+def blocks() -> list[tuple[Path, int, str, str, tuple[str, str] | None]]:
+    """(page, line, language, code, marker) of every bash and Python block."""
+    found = []
+    for page in PAGES:
+        lines = page.read_text().splitlines()
+        index = 0
+        while index < len(lines):
+            fence = _FENCE.match(lines[index])
+            if not fence:
+                index += 1
+                continue
+            end = index + 1
+            while not lines[end].startswith('```'):
+                end += 1
+            if fence[1] in LANGUAGES:
+                previous = lines[index - 1].strip() if index else ''
+                mark = _MARK.match(previous)
+                found.append((page, index + 1, fence[1], '\n'.join(lines[index + 1:end]),
+                              (mark[1], mark[2]) if mark else None))
+            index = end + 1
+    return found
+
+
+BLOCKS = blocks()
+RUN_HERE = [block for block in BLOCKS if block[4] is None]
+
+
+def test_every_block_not_run_here_says_why_or_who_runs_it():
+    assert len(BLOCKS) > 30
+    for page, line, _, _, mark in BLOCKS:
+        if mark and mark[0] == 'run by':
+            runner = ROOT / mark[1]
+            assert runner.is_file(), f'{page}:{line}: {mark[1]} does not exist'
+            assert page.name in runner.read_text(), f'{mark[1]} does not name {page.name}'
+        if mark and mark[0] == 'not run':
+            assert len(mark[1]) > 10, f'{page}:{line}: say why it is not run'
+
+
+@pytest.mark.parametrize('page,line,language,code,mark', RUN_HERE,
+                         ids=[f'{page.relative_to(ROOT)}:{line}' for page, line, *_ in RUN_HERE])
+def test_the_block_runs(page, line, language, code, mark, tmp_path):
+    env = dict(os.environ, PATH=f'{Path(sys.executable).parent}{os.pathsep}{os.environ["PATH"]}',
+               PYTHONPATH=str(ROOT))
+    command = [sys.executable, '-c', code] if language == 'python' else \
+        ['bash', '-euo', 'pipefail', '-c', code]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, (f'{page.relative_to(ROOT)}:{line} failed:\n{code}\n'
+                                    f'{result.stdout[-2000:]}{result.stderr[-3000:]}')

@@ -10,6 +10,8 @@ plugins (plugin API 1.2):
   input pixels, objectness, mask logits); ``model.regions(image, canvas)`` returns it;
 * :func:`boxes_to_original` / :func:`masks_to_original`: from the network input back to the
   original image (the pipeline's resize and flip undone);
+  these three live in :mod:`up2core.structures` (the models build them) and are part of this
+  module's public names;
 * :class:`RegionTaskBase`: a task over regions: ground-truth instances from the samples, the
   proposal network's loss and matches, results as boxes (and masks) mapped back, their JSON,
   printout and drawing.  Subclasses decide what the regions are scored against: category
@@ -40,14 +42,13 @@ absent from training are recognised through their text alone (open vocabulary).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from up2core.structures import Regions, _as_tensor, boxes_to_original, masks_to_original
 from up2core.task import Task
 
 SCORE_RULES = ('product', 'geometric', 'class')
@@ -63,92 +64,6 @@ def combine_scores(objectness: Tensor, class_probs: Tensor, rule: str = 'product
     if rule == 'geometric':
         return joint.sqrt()
     raise ValueError(f'score_rule must be one of {SCORE_RULES}, got {rule!r}')
-
-
-def _as_tensor(boxes) -> Tensor:
-    """mmdet's box structures (``HorizontalBoxes``) or plain tensors -> a tensor."""
-    return boxes.tensor if hasattr(boxes, 'tensor') else torch.as_tensor(boxes)
-
-
-def boxes_to_original(boxes: Tensor, meta: dict) -> Tensor:
-    """Boxes (x0, y0, x1, y1) on the network's input back to the original image: clip to the
-    resized image, undo the pipeline's flip, undo its resize (``scale_factor``), clip again."""
-    h, w = meta['img_shape'][:2]
-    boxes = boxes.clone()
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-    if meta.get('flip', False):
-        direction = meta.get('flip_direction', 'horizontal')
-        if direction in ('horizontal', 'diagonal'):
-            boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
-        if direction in ('vertical', 'diagonal'):
-            boxes[:, [1, 3]] = h - boxes[:, [3, 1]]
-    if 'scale_factor' in meta:
-        sx, sy = meta['scale_factor'][:2]
-        boxes = boxes / boxes.new_tensor([sx, sy, sx, sy])
-    oh, ow = meta.get('ori_shape', (h, w))[:2]
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, ow)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, oh)
-    return boxes
-
-
-def masks_to_original(mask_logits: Tensor, canvas: tuple[int, int], meta: dict,
-                      threshold: float = 0.5) -> Tensor:
-    """Mask logits [N, h, w] over the padded canvas -> bool masks [N, H, W] of the original
-    image: upsample to the canvas, crop the resized image, undo the flip, resize to the original
-    size, threshold the probability."""
-    if len(mask_logits) == 0:
-        oh, ow = meta.get('ori_shape', meta['img_shape'])[:2]
-        return torch.zeros(0, oh, ow, dtype=torch.bool)
-    masks = F.interpolate(mask_logits[None].float(), size=canvas, mode='bilinear',
-                          align_corners=False)[0]
-    h, w = meta['img_shape'][:2]
-    masks = masks[:, :h, :w]
-    if meta.get('flip', False):
-        direction = meta.get('flip_direction', 'horizontal')
-        if direction in ('horizontal', 'diagonal'):
-            masks = masks.flip(-1)
-        if direction in ('vertical', 'diagonal'):
-            masks = masks.flip(-2)
-    oh, ow = meta.get('ori_shape', (h, w))[:2]
-    if (oh, ow) != (h, w):
-        masks = F.interpolate(masks[None], size=(oh, ow), mode='bilinear',
-                              align_corners=False)[0]
-    return masks.sigmoid() > threshold
-
-
-@dataclass
-class Regions:
-    """The region proposals of a batch of images, as region-level tasks use them.
-
-    Attributes:
-        features: ``[B, K, C]`` outputs of the shared decoder at the proposal tokens.
-        boxes: ``[B, K, 4]`` ``(x0, y0, x1, y1)`` in pixels of the network input.
-        objectness: ``[B, K]`` logits: how likely each proposal is an object at all.
-        mask_logits: ``[B, K, h, w]`` over the canvas at low resolution, or None.
-        canvas: ``(H, W)`` of the batch tensor (the padded network input).
-    """
-
-    features: Tensor
-    boxes: Tensor
-    objectness: Tensor
-    mask_logits: Tensor | None
-    canvas: tuple[int, int]
-
-    def boxes_on_original(self, index: int, meta: dict, which: Tensor | None = None) -> Tensor:
-        """Boxes of image ``index`` (all, or the proposals ``which`` selects) in pixels of its
-        original image (``meta`` is the sample's metainfo)."""
-        boxes = self.boxes[index] if which is None else self.boxes[index][which]
-        return boxes_to_original(boxes, meta)
-
-    def masks_on_original(self, index: int, meta: dict, which: Tensor | None = None,
-                          threshold: float = 0.5) -> Tensor:
-        """Bool masks of image ``index`` (all, or ``which``) at its original size."""
-        if self.mask_logits is None:
-            raise ValueError('these proposals have no masks (the proposal generator predicts '
-                             'none)')
-        logits = self.mask_logits[index] if which is None else self.mask_logits[index][which]
-        return masks_to_original(logits, self.canvas, meta, threshold)
 
 
 class RegionTaskBase(Task):
@@ -399,3 +314,7 @@ class RegionTask(RegionTaskBase):
               classes: Sequence[str] | None = None, **kwargs) -> list:
         """:meth:`predict` with an optional list of category names to look for."""
         return self.predict(model, inputs, data_samples, class_names=classes)
+
+
+__all__ = ['SCORE_RULES', 'RegionTask', 'RegionTaskBase', 'Regions', 'boxes_to_original',
+           'combine_scores', 'masks_to_original']

@@ -75,3 +75,26 @@ def test_the_graph_sees_lazy_and_type_only_imports():
     assert 'up2core.registry' in graph['up2core.plugin']  # module level
     assert 'up2core.models.decoder' in graph['up2core.task']  # under TYPE_CHECKING
     assert 'up2core.apis.inference' in graph['up2core.cli']  # inside a function
+
+
+#: packages and the ones they must never import (not even lazily or for types): the layers of
+#: the core, bottom up -- structures, the models, the task contract, the engine, the entry
+#: points (apis, export, demo, cli)
+LAYERS = {
+    'up2core.structures': ('up2core.',),
+    'up2core.models': ('up2core.task', 'up2core.regions', 'up2core.engine', 'up2core.apis',
+                       'up2core.export', 'up2core.demo', 'up2core.cli'),
+    'up2core.task': ('up2core.regions', 'up2core.engine', 'up2core.apis', 'up2core.demo',
+                     'up2core.cli'),
+    'up2core.engine': ('up2core.apis', 'up2core.export', 'up2core.demo', 'up2core.cli'),
+    'up2core.data': ('up2core.apis', 'up2core.export', 'up2core.demo', 'up2core.cli'),
+}
+
+
+def test_no_layer_imports_one_above_it():
+    graph = _graph()
+    broken = [f'{module} -> {target}' for module, targets in graph.items()
+              for layer, above in LAYERS.items()
+              if module == layer or module.startswith(layer + '.')
+              for target in targets if target.startswith(above)]
+    assert not broken, '\n'.join(sorted(broken))

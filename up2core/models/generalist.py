@@ -21,9 +21,8 @@ from up2core.likelihood import UnifiedLikelihood
 from up2core.models.decoder import DecoderCache, DecoderOutput, Segment, UnifiedDecoder
 from up2core.models.image_encoder import ImageEncoder, ImageTokens
 from up2core.models.proposals import cxcywh_to_xyxy
-from up2core.regions import Regions
 from up2core.registry import MODELS, TASKS
-from up2core.task import Task
+from up2core.structures import Regions
 
 
 @MODELS.register_module()
@@ -63,7 +62,7 @@ class UP2Generalist(BaseModel):
         self.decoder: UnifiedDecoder = MODELS.build(decoder)
         self.tasks = nn.ModuleDict()
         for name, cfg in tasks.items():
-            task: Task = TASKS.require(cfg['type'])(**{k: v for k, v in cfg.items()
+            task = TASKS.require(cfg['type'])(**{k: v for k, v in cfg.items()
                                                         if k != 'type'})
             task.name = name
             self.tasks[name] = task
@@ -231,7 +230,8 @@ class UP2Generalist(BaseModel):
 
     # ------------------------------------------------------------------ MMEngine interface
 
-    def task_of(self, data_samples: list) -> Task:
+    def task_of(self, data_samples: list):
+        """The :class:`~up2core.task.Task` of a batch (its samples must all name one)."""
         names = {getattr(s, 'task', None) for s in data_samples}
         if len(names) != 1:
             raise TaskMismatchError(f'a batch must hold one task, got {sorted(map(str, names))}; '

@@ -74,7 +74,7 @@ def test_the_graph_sees_lazy_and_type_only_imports():
     graph = _graph()
     assert 'up2core.registry' in graph['up2core.plugin']  # module level
     assert 'up2core.models.decoder' in graph['up2core.task']  # under TYPE_CHECKING
-    assert 'up2core.apis.inference' in graph['up2core.cli']  # inside a function
+    assert 'up2core.apis.inference' in graph['up2core.cli.infer']  # inside a function
 
 
 #: packages and the ones they must never import (not even lazily or for types): the layers of
@@ -98,3 +98,17 @@ def test_no_layer_imports_one_above_it():
               if module == layer or module.startswith(layer + '.')
               for target in targets if target.startswith(above)]
     assert not broken, '\n'.join(sorted(broken))
+
+
+def test_the_command_line_is_one_module_per_command_and_old_names_still_resolve():
+    import warnings
+
+    from up2core import cli
+
+    assert {c.__name__.rsplit('.', 1)[1] for c in cli.COMMANDS} == {
+        'train', 'test', 'infer', 'export', 'demo', 'plugins', 'registry', 'data'}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert cli.cmd_train is cli.train.cmd_train
+    assert any(issubclass(w.category, DeprecationWarning) and 'up2core.cli.train.cmd_train'
+               in str(w.message) for w in caught)

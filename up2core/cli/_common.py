@@ -1,0 +1,157 @@
+"""What the ``up2`` commands share: exit statuses, the runner commands' options and config
+preparation, and the one-line error every user error ends in."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from up2core.errors import UserError
+
+EXIT_USAGE = 2
+
+#: ``up2 infer`` over several images: it ran to the end, but some images were skipped
+EXIT_PARTIAL = 1
+
+#: what ``up2 train`` trains when no config is named (``up2 train --data mine.yaml``)
+MAIN_JOB_CONFIG = 'up2_tiny_shapes_generalist'
+
+
+def loading_args(p: argparse.ArgumentParser, data_help: str | None) -> None:
+    """``--data`` (unless ``data_help`` is None) and ``--partial-load``: how a command that
+    loads a checkpoint takes it."""
+    if data_help is not None:  # (the runner commands have --data already)
+        p.add_argument('--data', metavar='DATA.yaml', help=data_help)
+    p.add_argument('--partial-load', action='store_true', help='load a checkpoint that does '
+                   'not fit the config exactly (what fits; the rest stays random)')
+
+
+
+def runner_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    """The options of the commands that drive MMEngine's Runner (``train``, ``test``)."""
+    if default_config is None:
+        p.add_argument('config', help='config file, or the name of a packaged config')
+    else:
+        p.add_argument('config', nargs='?', default=default_config,
+                       help='config file, or the name of a packaged config (default: '
+                       f'{default_config}, the main job\'s)')
+    p.add_argument('--work-dir', help='where logs and checkpoints go '
+                   '(default: work_dirs/<config name>)')
+    p.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE', default=[],
+                   help="override config keys, e.g. train_cfg.max_iters=100; a key that "
+                   "does not exist yet must be written '+key=value'")
+    p.add_argument('--tasks', metavar='A,B', help='run only these tasks of the config '
+                   '(comma-separated); the others are dropped everywhere')
+    p.add_argument('--overwrite-data', action='store_true',
+                   help='regenerate generated data (Shapes) whose spec differs from the '
+                        "config's, instead of using the data found there")
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                   help="'pytorch' under torchrun for distributed runs")
+    p.add_argument('--data', metavar='DATA.yaml', help="your own data: a dataset file "
+                   "naming each task's files (see `up2 data check --help`); the config's "
+                   "other tasks drop out, names come from the data")
+    p.add_argument('--verbose', action='store_true', help="MMEngine's full console: the "
+                   'config, the environment, every log line (always in the log file)')
+
+
+
+def _prepare_config(args: argparse.Namespace):
+    from up2core.config import check_config, load_config
+
+    if getattr(args, 'overwrite_data', False):
+        from up2core.data.prepare import OVERWRITE_ENV
+
+        os.environ[OVERWRITE_ENV] = '1'  # read where the datasets prepare their data
+    cfg = load_config(args.config, args.cfg_options, tasks=args.tasks)
+    if getattr(args, 'data', None):
+        from up2core.data.dataset_file import apply_data_file, load_data_file
+
+        need = ('train',) if args.command == 'train' else ('val',)
+        data = load_data_file(args.data)
+        if args.tasks:  # --tasks a,b picks among the file's tasks too
+            kept = [t.strip() for t in args.tasks.split(',') if t.strip()]
+            data.tasks = {t: source for t, source in data.tasks.items() if t in kept}
+            if not data.tasks:
+                raise UserError(f'--tasks {args.tasks}: {args.data} names none of them')
+        apply_data_file(cfg, data, need=need, replay=getattr(args, 'replay', None))
+    elif getattr(args, 'replay', None) is not None:
+        raise UserError('--replay mixes the config\'s own data back into training on yours: '
+                        'give your data with --data')
+    if getattr(args, 'freeze', None):
+        cfg.model['freeze'] = list(args.freeze)  # (item: addict's Dict has a freeze method)
+    check_config(cfg)  # types and task names, before a minute of Runner set-up
+    cfg.setdefault('default_scope', 'up2core')
+    cfg.launcher = args.launcher
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = str(Path('work_dirs') / Path(str(args.config)).stem)
+    return cfg
+
+
+def _cpu_distributed(cfg) -> None:
+    """``--launcher pytorch`` without CUDA (torchrun on CPUs, gloo).
+
+    MMEngine 0.10 always calls ``torch.cuda.set_device`` when it starts a process group and
+    wraps the model with ``device_ids=[local_rank]``; both fail on a CPU.  So the process group is
+    started here (the Runner then reuses it) and DDP gets ``device_ids=None``.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo')
+        if backend != 'gloo':
+            raise UserError(f"distributed training on CPUs needs the gloo backend, not "
+                            f"'{backend}': --cfg-options env_cfg.dist_cfg.backend=gloo")
+        dist.init_process_group(backend='gloo')
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    wrapper.setdefault('find_unused_parameters', True)
+    cfg.model_wrapper_cfg = wrapper
+
+
+def _build_runner(cfg):
+    from up2core.engine.checkpoint import allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in ('ConsoleProgressHook', 'up2core.ConsoleProgressHook')
+               for h in hooks if isinstance(h, dict)):
+        # the console's progress lines, whatever the config (one not based on UP2's runtime)
+        cfg.custom_hooks = hooks + [dict(type='ConsoleProgressHook')]
+    _cpu_distributed(cfg)
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+
+        return RUNNERS.build(cfg)
+    from up2core.engine.runner import UP2Runner
+
+    return UP2Runner.from_cfg(cfg)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from up2core.config import ConfigError
+    from up2core.errors import CheckpointError, DataError, NonFiniteTrainingError, TaskMismatchError
+    from up2core.plugin import PluginLoadError
+    from up2core.registry import RegistryConflictError, UnknownNameError
+
+    return (UserError, ConfigError, PluginLoadError, RegistryConflictError, UnknownNameError,
+            FileExistsError, FileNotFoundError, DataError, TaskMismatchError,
+            NonFiniteTrainingError, CheckpointError)
+
+
+def _fail(message: Any) -> int:
+    text = str(message).strip()
+    if 'Original Traceback' in text:
+        # Raised in a DataLoader worker: torch re-raises it with the worker's traceback in the
+        # message; its last line is ours ("up2core.errors.DataError: <message>").
+        text = text.splitlines()[-1].split(': ', 1)[-1]
+    print(f'up2: error: {text}', file=sys.stderr)
+    return EXIT_USAGE

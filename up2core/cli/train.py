@@ -1,0 +1,139 @@
+"""``up2 train``: train a model from a config (MMEngine's Runner), then print the targets table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from up2core.cli._common import MAIN_JOB_CONFIG, _build_runner, _prepare_config, runner_args
+from up2core.errors import UserError
+
+
+def add_parser(sub) -> None:
+    """Add the command to ``sub`` (the ``up2`` parser's subcommands)."""
+    p = sub.add_parser('train', help='train a model from a config')
+    runner_args(p, default_config=MAIN_JOB_CONFIG)
+    p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+                   help='resume from CKPT, or without a value from the last checkpoint in the '
+                   'work dir')
+    p.add_argument('--amp', action='store_true', help='mixed-precision training (CUDA only)')
+    p.add_argument('--load-from', metavar='CKPT', help='start from the weights of CKPT '
+                   '(finetuning; a new run, unlike --resume) and print what loaded')
+    p.add_argument('--skip-bad-records', action='store_true',
+                   help='with --data: train without the records `up2 data check` finds faulty '
+                   '(from copies; your files are unchanged) instead of refusing')
+    p.add_argument('--skip-data-check', action='store_true',
+                   help='with --data: do not check the data before training')
+    p.add_argument('--replay', type=float, metavar='WEIGHT',
+                   help="with --data: keep training every task of the config on the config's "
+                   'own data too (tasks replay_<task>, evaluated too), sampled at WEIGHT x the '
+                   "task's weight: less forgetting of what the checkpoint knew")
+    p.add_argument('--freeze', nargs='+', metavar='MODULE',
+                   help='submodules to keep fixed, by dotted path, e.g. image_encoder.backbone '
+                   'text_encoder (model.freeze)')
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _prepare_config(args)
+    if args.amp:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError('--amp needs a CUDA device (MMEngine\'s AmpOptimWrapper does not run '
+                            'on the CPU); drop --amp to train in fp32.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        from up2core.engine.checkpoint import latest_valid_checkpoint
+
+        found, skipped = latest_valid_checkpoint(cfg.work_dir)
+        fallback = f'resuming from {found} instead' if found is not None else \
+            f'no valid checkpoint in {cfg.work_dir}: training starts from the beginning'
+        for reason in skipped:  # one line each: what is wrong, and what is used instead
+            print(f'up2: warning: {reason}; {fallback}', file=sys.stderr)
+        cfg.resume = found is not None
+        cfg.load_from = None if found is None else str(found)
+        if found is None and not skipped:
+            print(f'up2: {fallback}', file=sys.stderr)
+    elif args.resume is not None:
+        from up2core.engine.checkpoint import verify_checkpoint
+
+        verify_checkpoint(args.resume)
+        cfg.resume = True
+        cfg.load_from = args.resume
+    if args.load_from is not None:
+        if args.resume is not None:
+            raise UserError('--load-from starts a new run from the weights of a checkpoint; '
+                            '--resume continues a run: give one of them')
+        from up2core.engine.checkpoint import verify_checkpoint
+
+        verify_checkpoint(args.load_from, check_finite=True)
+        cfg.load_from, cfg.resume = args.load_from, False
+    if cfg.get('up2_data') is not None and not args.skip_data_check:
+        _check_training_data(cfg, args)
+    runner = _build_runner(cfg)
+    if args.load_from is not None:
+        from up2core.engine.checkpoint import load_report
+
+        report = load_report(runner.model, args.load_from)
+        print(f'up2: load report of {args.load_from}: {report.summary()}', file=sys.stderr,
+              flush=True)
+        (Path(cfg.work_dir) / 'load_report.json').parent.mkdir(parents=True, exist_ok=True)
+        (Path(cfg.work_dir) / 'load_report.json').write_text(
+            json.dumps(report.as_dict(), indent=2) + '\n')
+    runner.train()
+    _print_final_metrics(Path(cfg.work_dir) / 'metrics.json', runner.iter, cfg.get('targets'))
+    _print_files(runner)
+    return 0
+
+
+def _print_files(runner) -> None:
+    """Where a run's results are: its last checkpoint, metrics and log file."""
+    work_dir = Path(runner.work_dir)
+    lines = []
+    last = work_dir / 'last_checkpoint'
+    if last.is_file():
+        lines.append(f'checkpoint  {last.read_text().strip()}')
+    if (work_dir / 'metrics.json').is_file():
+        lines.append(f"metrics     {work_dir / 'metrics.json'}")
+    log = getattr(runner.logger, 'log_file', None)
+    if log:
+        lines.append(f'log         {log}')
+    if lines:
+        print('\nFiles:\n' + '\n'.join(f'  {line}' for line in lines), flush=True)
+
+
+def _print_final_metrics(path: Path, iteration: int, targets: dict | None) -> None:
+    """The last validation as one table, against the config's ``targets`` when it has them."""
+    from up2core.evaluation.targets import metrics_table
+
+    if not path.is_file():
+        return
+    metrics = json.loads(path.read_text())
+    if metrics.get('iter') != iteration:  # no validation in this run: an older file
+        return
+    print(f'\nValidation after {iteration} iterations ({path}):', flush=True)
+    print(metrics_table(metrics, targets), flush=True)
+
+
+def _check_training_data(cfg, args: argparse.Namespace) -> None:
+    """The record-level checks of ``up2 data check`` on the data a run is about to train on:
+    a fault refuses the run with the check's summary, unless ``--skip-bad-records`` drops the
+    faulty records (from copies: the user's files are never changed)."""
+    from up2core.data.check import check_data, skip_bad_records
+    from up2core.data.dataset_file import load_data_file
+
+    data = load_data_file(args.data)
+    report = check_data(data, images=True, text_limit=None)
+    if not report.errors:
+        return
+    if not args.skip_bad_records:
+        raise UserError(f'{args.data} has faults that training would trip on: '
+                        f'{report.one_line()}; run `up2 data check {args.data}` for the list, '
+                        f'fix them, or add --skip-bad-records to train without those records')
+    dropped = skip_bad_records(cfg, report, Path(cfg.work_dir) / 'data')
+    print(f'up2: --skip-bad-records: training without {dropped} (cleaned copies in '
+          f"{Path(cfg.work_dir) / 'data'}; your files are unchanged)", file=sys.stderr)

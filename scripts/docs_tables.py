@@ -49,10 +49,10 @@ def _demo_load_request_threads() -> str:
 
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
-    ('benchmarks.md', 'demo_load'): _demo_load,
-    ('benchmarks.md', 'demo_load_request_threads'): _demo_load_request_threads,
-    ('benchmarks.md', 'fashion_mnist'): lambda: _benchmark('fashion_mnist').table(),
-    ('benchmarks.md', 'new_names'): lambda: _benchmark('new_names').table(),
+    ('inference.md', 'demo_load'): _demo_load,
+    ('inference.md', 'demo_load_request_threads'): _demo_load_request_threads,
+    ('own-data-measured.md', 'fashion_mnist'): lambda: _benchmark('fashion_mnist').table(),
+    ('own-data-measured.md', 'new_names'): lambda: _benchmark('new_names').table(),
 }
 ABLATION_MARKERS = ('<!-- ablations tables: benchmarks/ablations.py --readme -->',
                     '<!-- end of ablations tables -->')

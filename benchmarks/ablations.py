@@ -54,6 +54,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -331,6 +332,33 @@ def tables(results: list[dict]) -> str:
 
 README_MARKERS = ('<!-- ablations tables: benchmarks/ablations.py --readme -->',
                   '<!-- end of ablations tables -->')
+
+
+def seed_table(results: list[dict], targets: dict[str, float], run: str = 'generalist') -> str:
+    """Each seed of ``run`` against the targets: per seed, mean ± std, the same checkpoints on the
+    val set of another seed, and the target (docs/getting-started.md).  A seed below a target is
+    bold."""
+    rows = sorted((r for r in results if r['run'] == run), key=lambda r: r['seed'])
+    seeds = [r['seed'] for r in rows]
+    lines = ['| metric | ' + ' | '.join(f'seed {s}' for s in seeds)
+             + ' | mean ± std | other-seed val | target |',
+             '|---|' + '---|' * (len(seeds) + 3)]
+    def fmt(value: float, digits: int) -> str:
+        return f'{value:.{digits}f}'
+
+    def spread(values: list[float], digits: int) -> str:
+        if len(values) < 2:
+            return '–'
+        return f'{fmt(statistics.mean(values), digits)} ± {fmt(statistics.stdev(values), digits)}'
+
+    for key, target in targets.items():
+        digits = 3 if target <= 1.0 else 1  # AP: a fraction, three decimals
+        values = [r['metrics'][key] for r in rows]
+        other = [r['other_seed_metrics'][key] for r in rows if r.get('other_seed_metrics')]
+        cells = [f'**{fmt(v, digits)}**' if v < target else fmt(v, digits) for v in values]
+        lines.append(f'| {key} | ' + ' | '.join(cells) + f' | {spread(values, digits)} | '
+                     f'{spread(other, digits)} | {target:g} |')
+    return '\n'.join(lines)
 
 
 #: the page holding the tables (between README_MARKERS); scripts/docs_tables.py checks it

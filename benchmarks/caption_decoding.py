@@ -123,5 +123,16 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def table(record: dict) -> str:
+    """The Markdown table of a saved run (docs/results.md)."""
+    lines = [f"| setting | captions / s | seconds for {record['images']} images (decoding alone) |",
+             '|---|---|---|']
+    for row in record['rows']:
+        how = 'incremental (cache)' if row['incremental'] else 'full recomputation'
+        lines.append(f"| beam {row['beam']}, {how} | {row['captions_per_s']:.1f} | "
+                     f"{row['seconds']:.2f} ({row['decode_s']:.2f}) |")
+    return '\n'.join(lines)
+
+
 if __name__ == '__main__':
     main()

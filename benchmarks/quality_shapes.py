@@ -149,5 +149,32 @@ def main() -> None:
               + (f"  target {row['target']}" if 'target' in row else ''), flush=True)
 
 
+#: the rows of the two-task table (docs/results.md) and their labels
+TWO_TASK_RUNS = {'classification': 'classification alone', 'retrieval': 'retrieval alone',
+                 'joint_adamw': 'joint, AdamW', 'joint_mtadamw': 'joint, MT-AdamW (default)'}
+
+
+def table(rows: list[dict], runs: dict[str, str] = TWO_TASK_RUNS) -> str:
+    """The Markdown table of ``runs`` (run -> label) from the saved rows."""
+    def cell(metrics: dict, keys: tuple[str, ...]) -> str:
+        values = [metrics.get(k) for k in keys]
+        return ' / '.join(f'{v:.1f}' for v in values) if all(v is not None for v in values) \
+            else '–'
+
+    lines = ['| run | config | iterations | wall time | classification top-1 / top-5 | '
+             'retrieval i2t R@1 / R@5 / R@10 | t2i R@1 / R@5 / R@10 |', '|---|---|---|---|---|---|---|']
+    by_run = {r['run']: r for r in rows}
+    for run, label in runs.items():
+        r = by_run[run]
+        config = f"`{r['config']}`" + ''.join(f' `{o}`' for o in r['options'])
+        m = r['metrics']
+        wall = f"{r['wall_s'] / 60:.1f} min" if r.get('wall_s') else '–'
+        lines.append(f"| {label} | {config} | {m.get('iter', '–')} | {wall} | "
+                     f"{cell(m, ('classification/top1', 'classification/top5'))} | "
+                     f"{cell(m, tuple(f'retrieval/i2t_R@{k}' for k in (1, 5, 10)))} | "
+                     f"{cell(m, tuple(f'retrieval/t2i_R@{k}' for k in (1, 5, 10)))} |")
+    return '\n'.join(lines)
+
+
 if __name__ == '__main__':
     main()

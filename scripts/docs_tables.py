@@ -47,12 +47,34 @@ def _demo_load_request_threads() -> str:
     return _benchmark('demo_load').table(rows)
 
 
+def _quality_two_tasks() -> str:
+    return _benchmark('quality_shapes').table(
+        json.loads((RESULTS / 'quality_shapes.json').read_text()))
+
+
+def _caption_decoding() -> str:
+    return _benchmark('caption_decoding').table(
+        json.loads((RESULTS / 'caption_decoding.json').read_text()))
+
+
+def _main_job_seeds() -> str:
+    from up2core.config import load_config
+
+    targets = dict(load_config('up2_tiny_shapes_generalist').targets)
+    # the config states AP in the units UP2 reports (fractions), CIDEr x100, R@k in percent
+    results = json.loads((RESULTS / 'ablations.json').read_text())['results']
+    return _benchmark('ablations').seed_table(results, targets)
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'demo_load'): _demo_load,
     ('inference.md', 'demo_load_request_threads'): _demo_load_request_threads,
     ('own-data-measured.md', 'fashion_mnist'): lambda: _benchmark('fashion_mnist').table(),
     ('own-data-measured.md', 'new_names'): lambda: _benchmark('new_names').table(),
+    ('results.md', 'quality_two_tasks'): _quality_two_tasks,
+    ('getting-started.md', 'main_job_seeds'): _main_job_seeds,
+    ('results.md', 'caption_decoding'): _caption_decoding,
 }
 ABLATION_MARKERS = ('<!-- ablations tables: benchmarks/ablations.py --readme -->',
                     '<!-- end of ablations tables -->')

@@ -200,5 +200,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def table(record: dict) -> str:
+    """The paper-scale rows of a saved run as a Markdown table (docs/inference.md)."""
+    scale = record['paper_scale']
+    dino, up2 = scale['dino_r50']['detection_only_s'], scale['up2_r50']
+    rows = [
+        ("mmdet DINO-4scale R50 (mmdet's own config, random weights), detection", dino),
+        ("UP2 with a ResNet-50 (UP2-Base's five tasks: 300 queries, 200 region tokens, 6-layer "
+         "768-wide MoE decoder), detection only", up2['detection_only_s']),
+        ('the same UP2-R50, all five tasks (captions decoded to 16 tokens, beam 3; 3 texts '
+         'ranked)', up2['all_tasks_s']),
+        ('the same five tasks called one by one (no shared encoding)',
+         up2['each_task_alone_summed_s']),
+    ]
+    lines = [f"| model, {record['size']} x {record['size']} input | seconds per image | "
+             f'vs DINO-R50 |', '|---|---|---|']
+    lines += [f'| {label} | {seconds:.2f} | {seconds / dino:.2f}x |' for label, seconds in rows]
+    return '\n'.join(lines)
+
+
 if __name__ == '__main__':
     sys.exit(main())

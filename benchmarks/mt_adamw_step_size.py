@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import torch
@@ -116,6 +117,27 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({'steps': args.steps, 'size': args.size, 'noise': args.noise,
                                'seeds': args.seeds, 'rows': rows}, indent=2) + '\n')
+
+
+def table(record: dict) -> str:
+    """The Markdown table of a saved run: the RMS step of MT-AdamW (the paper's, and with
+    normalised coefficients) over AdamW's, per number of tasks K and sampling (docs/results.md)."""
+    counts = sorted({row['tasks'] for row in record['rows']})
+
+    def cell(values: list[float]) -> str:
+        if len(values) < 2 or statistics.stdev(values) < 0.005:
+            return f'{statistics.mean(values):.2f}'
+        return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+    lines = ['| K | ' + ' | '.join(map(str, counts)) + ' |', '|---|' + '---|' * len(counts)]
+    for sampling in dict.fromkeys(row['sampling'] for row in record['rows']):
+        for key, label in (('ratio_mt_vs_adamw', "paper's MT-AdamW"),
+                           ('ratio_mt_normalised_vs_adamw', 'normalised')):
+            by_k = {row['tasks']: row[key] for row in record['rows']
+                    if row['sampling'] == sampling}
+            lines.append(f'| {label}, {sampling} | '
+                         + ' | '.join(cell(by_k[k]) for k in counts) + ' |')
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':

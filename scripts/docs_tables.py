@@ -66,8 +66,19 @@ def _main_job_seeds() -> str:
     return _benchmark('ablations').seed_table(results, targets)
 
 
+def _mt_adamw_step_size() -> str:
+    return _benchmark('mt_adamw_step_size').table(
+        json.loads((RESULTS / 'mt_adamw_step_size.json').read_text()))
+
+
+def _inference_latency() -> str:
+    return _benchmark('inference_latency').table(
+        json.loads((RESULTS / 'inference_latency.json').read_text()))
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
+    ('inference.md', 'inference_latency'): _inference_latency,
     ('inference.md', 'demo_load'): _demo_load,
     ('inference.md', 'demo_load_request_threads'): _demo_load_request_threads,
     ('own-data-measured.md', 'fashion_mnist'): lambda: _benchmark('fashion_mnist').table(),
@@ -75,6 +86,7 @@ BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('results.md', 'quality_two_tasks'): _quality_two_tasks,
     ('getting-started.md', 'main_job_seeds'): _main_job_seeds,
     ('results.md', 'caption_decoding'): _caption_decoding,
+    ('results.md', 'mt_adamw_step_size'): _mt_adamw_step_size,
 }
 ABLATION_MARKERS = ('<!-- ablations tables: benchmarks/ablations.py --readme -->',
                     '<!-- end of ablations tables -->')

@@ -361,6 +361,26 @@ def seed_table(results: list[dict], targets: dict[str, float], run: str = 'gener
     return '\n'.join(lines)
 
 
+def mean_table(results: list[dict], runs: dict[str, str],
+               columns: list[tuple[str, list[str]]], digits: int = 3) -> str:
+    """A table of ``runs`` (run -> label), one cell per column: the mean ± std over the seeds
+    of each of its metrics, joined by `` / `` (docs/results.md)."""
+    lines = ['| ' + ' | '.join(['run'] + [header for header, _ in columns]) + ' |',
+             '|---' * (len(columns) + 1) + '|']
+    for run, label in runs.items():
+        rows = [r for r in results if r['run'] == run]
+        cells = []
+        for _, keys in columns:
+            parts = []
+            for key in keys:
+                values = [r['metrics'][key] for r in rows]
+                std = f' ± {statistics.stdev(values):.{digits}f}' if len(values) > 1 else ''
+                parts.append(f'{statistics.mean(values):.{digits}f}{std}')
+            cells.append(' / '.join(parts))
+        lines.append(f'| {label} ({len(rows)} seeds) | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 #: the page holding the tables (between README_MARKERS); scripts/docs_tables.py checks it
 README = Path(__file__).resolve().parents[1] / 'docs' / 'ablations.md'
 

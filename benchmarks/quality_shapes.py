@@ -176,5 +176,32 @@ def table(rows: list[dict], runs: dict[str, str] = TWO_TASK_RUNS) -> str:
     return '\n'.join(lines)
 
 
+def metrics_table(rows: list[dict], runs: dict[str, str],
+                  columns: list[tuple[str, str]]) -> str:
+    """A table of ``runs`` (run -> label) whose cells are ``columns``' templates filled with the
+    run's metrics: ``('box AP (seen / novel)', '{detection/bbox_mAP:.3f} (...)')``; a cell whose
+    metrics the run does not have is '–'."""
+    lines = ['| run | ' + ' | '.join(header for header, _ in columns) + ' |',
+             '|---' * (len(columns) + 1) + '|']
+    by_run = {r['run']: r for r in rows}
+    for run, label in runs.items():
+        metrics = by_run[run]['metrics']
+        cells = []
+        for _, template in columns:
+            try:
+                cells.append(template.format_map(_Metrics(metrics)))
+            except KeyError:
+                cells.append('–')
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+class _Metrics(dict):
+    """``str.format_map`` over metric names with slashes (``{detection/bbox_mAP:.3f}``)."""
+
+    def __missing__(self, key):
+        raise KeyError(key)
+
+
 if __name__ == '__main__':
     main()

@@ -76,6 +76,56 @@ def _inference_latency() -> str:
         json.loads((RESULTS / 'inference_latency.json').read_text()))
 
 
+def _regions_seeds() -> str:
+    results = json.loads((RESULTS / 'ablations.json').read_text())['results']
+    det, seg = 'detection/bbox_mAP', 'segmentation/segm_mAP'
+    return _benchmark('ablations').mean_table(results, {
+        'regions_sep_lr3e-4_450': 'lr 3e-4, separable pixel decoder (packaged)',
+        'regions_lr3e-4_450': 'lr 3e-4, full 3 x 3 pixel decoder (packaged before)',
+        'regions_lr1e-3_450': 'lr 1e-3, full 3 x 3 pixel decoder'}, [
+        ('box AP / AP50 / AP75', [det, f'{det}_50', f'{det}_75']),
+        ('box AP seen / novel', [f'{det}_seen', f'{det}_novel']),
+        ('mask AP / AP50', [seg, f'{seg}_50']),
+        ('mask AP seen / novel', [f'{seg}_seen', f'{seg}_novel'])])
+
+
+def _quality(runs: dict[str, str], columns: list[tuple[str, str]]) -> str:
+    return _benchmark('quality_shapes').metrics_table(
+        json.loads((RESULTS / 'quality_shapes.json').read_text()), runs, columns)
+
+
+_CLS = ('cls top-1 / top-5', '{classification/top1:.1f} / {classification/top5:.1f}')
+_R = ('i2t R@1 / R@5 / R@10', '{retrieval/i2t_R@1:.1f} / {retrieval/i2t_R@5:.1f} / '
+      '{retrieval/i2t_R@10:.1f}')
+_T = ('t2i R@1 / R@5 / R@10', '{retrieval/t2i_R@1:.1f} / {retrieval/t2i_R@5:.1f} / '
+      '{retrieval/t2i_R@10:.1f}')
+_BOX = ('box AP (seen / novel)', '{detection/bbox_mAP:.3f} ({detection/bbox_mAP_seen:.3f} / '
+        '{detection/bbox_mAP_novel:.3f})')
+_MASK = ('mask AP (seen / novel)', '{segmentation/segm_mAP:.3f} '
+         '({segmentation/segm_mAP_seen:.3f} / {segmentation/segm_mAP_novel:.3f})')
+
+
+def _four_tasks() -> str:
+    return _quality({'joint_mtadamw': 'two tasks (`up2_tiny_shapes`, above)',
+                     'regions': 'detection + segmentation (above)',
+                     'four_tasks': 'four tasks',
+                     'four_tasks_lr2e-4': 'four tasks, lr 2e-4 (`--runs four_tasks_lr2e-4`)'},
+                    [_CLS, _R, _T, ('rsum', '{retrieval/rsum:.1f}'), _BOX, _MASK])
+
+
+def _five_tasks() -> str:
+    return _quality({'captioning': 'captioning alone (`up2_tiny_shapes_captioning`)',
+                     'four_tasks': 'four tasks, no captioning, lr 5e-4 (above)',
+                     'four_tasks_lr2e-4': 'four tasks, no captioning, lr 2e-4',
+                     'five_tasks': 'five tasks, lr 2e-4 (`up2_tiny_shapes_five_tasks`)',
+                     'five_tasks_lr5e-4': 'five tasks, lr 5e-4 (`--runs five_tasks_lr5e-4`)'},
+                    [('CIDEr', '{captioning/CIDEr:.1f}'), ('BLEU-4', '{captioning/BLEU-4:.1f}'),
+                     ('ROUGE-L', '{captioning/ROUGE-L:.1f}'), ('BLEU-1', '{captioning/BLEU-1:.1f}'),
+                     ('cls top-1', '{classification/top1:.1f}'),
+                     ('rsum (i2t R@1)', '{retrieval/rsum:.1f} ({retrieval/i2t_R@1:.1f})'), _BOX,
+                     ('mask AP', '{segmentation/segm_mAP:.3f}')])
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'inference_latency'): _inference_latency,
@@ -84,6 +134,9 @@ BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('own-data-measured.md', 'fashion_mnist'): lambda: _benchmark('fashion_mnist').table(),
     ('own-data-measured.md', 'new_names'): lambda: _benchmark('new_names').table(),
     ('results.md', 'quality_two_tasks'): _quality_two_tasks,
+    ('results.md', 'regions_seeds'): _regions_seeds,
+    ('results.md', 'four_tasks'): _four_tasks,
+    ('results.md', 'five_tasks'): _five_tasks,
     ('getting-started.md', 'main_job_seeds'): _main_job_seeds,
     ('results.md', 'caption_decoding'): _caption_decoding,
     ('results.md', 'mt_adamw_step_size'): _mt_adamw_step_size,

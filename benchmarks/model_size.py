@@ -135,5 +135,19 @@ def main() -> None:
     out.write_text(json.dumps(rows, indent=2) + '\n')
 
 
+def table(rows: list[dict]) -> str:
+    """The Markdown table of a saved run (docs/results.md)."""
+    lines = ['| config | all parameters | deployed (one expert per MoE layer) | '
+             'image / text / decoder | forward (CPU, one image) |', '|---|---|---|---|---|']
+    for row in rows:
+        paper = f" (paper: {row['paper'] / 1e6:.0f}M)" if 'paper' in row else ''
+        forward = (f"{row['forward_s']:.2f} s at {row['image_size']} px"
+                   if row.get('forward_s') is not None else 'not measured')
+        lines.append(f"| `{row['config']}` | {row['total'] / 1e6:.1f}M | "
+                     f"{row['deployed'] / 1e6:.1f}M{paper} | {row['image_encoder'] / 1e6:.1f}M / "
+                     f"{row['text_encoder'] / 1e6:.1f}M / {row['decoder'] / 1e6:.1f}M | {forward} |")
+    return '\n'.join(lines)
+
+
 if __name__ == '__main__':
     main()

@@ -126,6 +126,11 @@ def _five_tasks() -> str:
                      ('mask AP', '{segmentation/segm_mAP:.3f}')])
 
 
+def _model_size() -> str:
+    return _benchmark('model_size').table(
+        json.loads((RESULTS / 'model_size.json').read_text()))
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'inference_latency'): _inference_latency,
@@ -137,6 +142,7 @@ BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('results.md', 'regions_seeds'): _regions_seeds,
     ('results.md', 'four_tasks'): _four_tasks,
     ('results.md', 'five_tasks'): _five_tasks,
+    ('results.md', 'model_size'): _model_size,
     ('getting-started.md', 'main_job_seeds'): _main_job_seeds,
     ('results.md', 'caption_decoding'): _caption_decoding,
     ('results.md', 'mt_adamw_step_size'): _mt_adamw_step_size,

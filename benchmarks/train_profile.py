@@ -354,5 +354,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: the parts of a step, in the order the comparison table lists them
+TABLE_PARTS = ('data', 'preprocess', 'image backbone', 'image neck', 'proposals: encoder',
+               'proposals: decoder', 'proposals: mask branch', 'proposals: other',
+               'proposal loss', 'text encoder', 'shared decoder', 'candidate encoding',
+               'likelihood', 'forward: other', 'backward', 'optimizer step')
+
+
+def comparison_table(columns: list[tuple[str, dict, str]], shared_tasks: int = 5) -> str:
+    """Seconds per part of a step, side by side: ``columns`` are (label, a saved run, the
+    task key of its ``training``: a task name, or ``'shared'`` for one step over
+    ``shared_tasks`` tasks).  The last row counts task-samples per second (one image's
+    annotations of one task) (docs/main-job.md)."""
+    cells = [record['training'][task] for _, record, task in columns]
+    lines = ['| part (s) | ' + ' | '.join(label for label, _, _ in columns) + ' |',
+             '|---|' + '---:|' * len(columns)]
+    for part in TABLE_PARTS:
+        values = [c['seconds'].get(part) for c in cells]
+        lines.append(f'| {part} | ' + ' | '.join('–' if v is None else f'{v:.2f}'
+                                                  for v in values) + ' |')
+    lines.append('| **total** | ' + ' | '.join(f"**{c['seconds']['total']:.2f}**"
+                                                for c in cells) + ' |')
+    rates = [c['batch_size'] * (shared_tasks if task == 'shared' else 1) / c['seconds']['total']
+             for c, (_, _, task) in zip(cells, columns)]
+    lines.append('| task-samples / s | ' + ' | '.join(f'{r:.1f}' for r in rates) + ' |')
+    return '\n'.join(lines)
+
+
 if __name__ == '__main__':
     sys.exit(main())

@@ -131,6 +131,21 @@ def _model_size() -> str:
         json.loads((RESULTS / 'model_size.json').read_text()))
 
 
+def _train_profile() -> str:
+    def run(name: str) -> dict:
+        return json.loads((RESULTS / f'train_profile_{name}.json').read_text())
+
+    unmixed = run('unmixed_five_tasks_no_channels_last')
+    columns = [(f"unmixed: {task} (batch {unmixed['training'][task]['batch_size']})", unmixed,
+                task) for task in ('classification', 'retrieval', 'detection', 'segmentation',
+                                   'captioning')]
+    columns += [('shared: 5 tasks (batch 16)', run('shared_only'), 'shared'),
+                ('+ channels-last', run('shared_channels_last'), 'shared'),
+                ('+ text encoder: top 2 layers', run('shared_channels_last_top2_text'), 'shared'),
+                ('+ 2 captions per image (packaged)', run('generalist'), 'shared')]
+    return _benchmark('train_profile').comparison_table(columns)
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'inference_latency'): _inference_latency,
@@ -144,6 +159,7 @@ BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('results.md', 'five_tasks'): _five_tasks,
     ('results.md', 'model_size'): _model_size,
     ('getting-started.md', 'main_job_seeds'): _main_job_seeds,
+    ('main-job.md', 'train_profile'): _train_profile,
     ('results.md', 'caption_decoding'): _caption_decoding,
     ('results.md', 'mt_adamw_step_size'): _mt_adamw_step_size,
 }

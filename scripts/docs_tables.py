@@ -146,6 +146,15 @@ def _train_profile() -> str:
     return _benchmark('train_profile').comparison_table(columns)
 
 
+def _shared_vs_unmixed() -> str:
+    return _quality({'generalist': 'shared images (`make demo`)', 'generalist_unmixed': 'unmixed'},
+                    [('steps', '{iter}'), ('cls top-1', '{classification/top1:.1f}'),
+                     ('i2t / t2i R@1', '{retrieval/i2t_R@1:.1f} / {retrieval/t2i_R@1:.1f}'),
+                     ('box AP (novel)', '{detection/bbox_mAP:.3f} ({detection/bbox_mAP_novel:.3f})'),
+                     ('mask AP', '{segmentation/segm_mAP:.3f}'),
+                     ('CIDEr', '{captioning/CIDEr:.1f}')])
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'inference_latency'): _inference_latency,
@@ -160,6 +169,7 @@ BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('results.md', 'model_size'): _model_size,
     ('getting-started.md', 'main_job_seeds'): _main_job_seeds,
     ('main-job.md', 'train_profile'): _train_profile,
+    ('main-job.md', 'shared_vs_unmixed'): _shared_vs_unmixed,
     ('results.md', 'caption_decoding'): _caption_decoding,
     ('results.md', 'mt_adamw_step_size'): _mt_adamw_step_size,
 }

@@ -407,5 +407,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def latency_table(latency: dict) -> str:
+    """The saved latency comparison as a Markdown table (docs/ablations.md)."""
+    dino = latency['dino_ms_per_image']
+    rows = [('UP2 `up2_tiny_shapes_regions`', latency['up2_ms_per_image'])]
+    if latency.get('up2_variant_ms_per_image') is not None:
+        options = ' '.join(latency.get('up2_variant_options', []))
+        rows.append((f'UP2 with `{options}`', latency['up2_variant_ms_per_image']))
+    rows.append(('DINO (specialist, closed-set)', dino))
+    lines = ['| model | ms per image | / DINO |', '|---|---|---|']
+    lines += [f'| {label} | {ms:.1f} | {ms / dino:.2f}x |' for label, ms in rows]
+    return '\n'.join(lines)
+
+
 if __name__ == '__main__':
     sys.exit(main())

@@ -155,6 +155,20 @@ def _shared_vs_unmixed() -> str:
                      ('CIDEr', '{captioning/CIDEr:.1f}')])
 
 
+def _specialist(part: str) -> str:
+    module = _benchmark('specialist_shapes')
+    record = json.loads(module.RESULTS.read_text())
+    if part == 'latency':
+        return module.latency_table(record['latency_random_weights'])
+    labels = {'regions_sep_lr3e-4_450': 'UP2 `up2_tiny_shapes_regions` (lr 3e-4, separable '
+                                        'pixel decoder)',
+              'regions_lr3e-4_450': 'UP2, full 3 x 3 pixel decoder (lr 3e-4)'}
+    rows = [dict(r, model=labels[r['run']]) for r in module.up2_rows(list(labels))]
+    rows += [dict(r, model=f"DINO, closed-set (lr {r['lr']:g})") for r in record['dino']
+             if r['lr'] == 1e-3]
+    return module.table(rows)
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'inference_latency'): _inference_latency,
@@ -169,6 +183,8 @@ BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('results.md', 'model_size'): _model_size,
     ('getting-started.md', 'main_job_seeds'): _main_job_seeds,
     ('main-job.md', 'train_profile'): _train_profile,
+    ('ablations.md', 'specialist_detection'): lambda: _specialist('detection'),
+    ('ablations.md', 'specialist_latency'): lambda: _specialist('latency'),
     ('main-job.md', 'shared_vs_unmixed'): _shared_vs_unmixed,
     ('results.md', 'caption_decoding'): _caption_decoding,
     ('results.md', 'mt_adamw_step_size'): _mt_adamw_step_size,
@@ -196,7 +212,8 @@ def pages() -> dict[Path, str]:
         text = out.get(path, path.read_text())
         out[path] = render(text, *markers(name), make(), path)
     ablations = ROOT / 'docs' / 'ablations.md'
-    out[ablations] = render(ablations.read_text(), *ABLATION_MARKERS, _ablations(), ablations)
+    out[ablations] = render(out.get(ablations, ablations.read_text()), *ABLATION_MARKERS,
+                            _ablations(), ablations)
     return out
 
 

@@ -75,3 +75,13 @@ def test_the_generated_tables_agree_with_the_json():
     result = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'docs_tables.py'),
                              '--check'], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_generated_block_holds_a_table():
+    pages = [*sorted((ROOT / 'docs').rglob('*.md'))]
+    blocks = [(page.name, name, body) for page in pages
+              for name, body in re.findall(r'<!-- generated: (\S+) -->\n(.*?)<!-- end: \1 -->',
+                                           page.read_text(), flags=re.S)]
+    assert len(blocks) >= 14, [b[:2] for b in blocks]
+    for page, name, body in blocks:
+        assert body.startswith('| ') and body.count('\n') >= 3, (page, name)

@@ -121,5 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def table(record: dict) -> str:
+    """The saved latencies as a Markdown table: ms per image and the ratio to the graph run
+    eagerly (docs/inference.md)."""
+    paths = (('eager_api', 'inference API (eager, pipeline included)'),
+             ('eager_graph', 'the graph, eager PyTorch'), ('onnxruntime', 'ONNX Runtime'),
+             ('exported_program', '`.pt2` (`torch.export.load(...).module()`)'))
+    lines = ['| task | ' + ' | '.join(label for _, label in paths) + ' |',
+             '|---' * (len(paths) + 1) + '|']
+    for task, row in record['tasks'].items():
+        lines.append(f'| {task} | ' + ' | '.join(
+            f"{row['ms'][key]:.1f} ms ({row['ratio_to_eager_graph'][key]:.2f}x)"
+            for key, _ in paths) + ' |')
+    return '\n'.join(lines)
+
+
 if __name__ == '__main__':
     sys.exit(main())

@@ -169,9 +169,15 @@ def _specialist(part: str) -> str:
     return module.table(rows)
 
 
+def _export_latency() -> str:
+    return _benchmark('export_latency').table(
+        json.loads((RESULTS / 'export_latency.json').read_text()))
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'inference_latency'): _inference_latency,
+    ('inference.md', 'export_latency'): _export_latency,
     ('inference.md', 'demo_load'): _demo_load,
     ('inference.md', 'demo_load_request_threads'): _demo_load_request_threads,
     ('own-data-measured.md', 'fashion_mnist'): lambda: _benchmark('fashion_mnist').table(),

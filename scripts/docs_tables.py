@@ -32,29 +32,23 @@ def _benchmark(name: str):
     return module
 
 
+def _json(name: str):
+    """``benchmarks/results/<name>.json``, read."""
+    return json.loads((RESULTS / f'{name}.json').read_text())
+
+
+def _table(script: str, results: str | None = None, key: str | None = None):
+    """What writes a block that is ``script``'s ``table`` of its JSON (``results``, default the
+    script's name; ``key``: that part of the JSON)."""
+    def make() -> str:
+        record = _json(results or script)
+        return _benchmark(script).table(record if key is None else record[key])
+
+    return make
+
+
 def _ablations() -> str:
-    module = _benchmark('ablations')
-    return module.tables(json.loads((RESULTS / 'ablations.json').read_text())['results'])
-
-
-def _demo_load() -> str:
-    rows = json.loads((RESULTS / 'demo_load.json').read_text())['rows']
-    return _benchmark('demo_load').table(rows)
-
-
-def _demo_load_request_threads() -> str:
-    rows = json.loads((RESULTS / 'demo_load_request_threads.json').read_text())['rows']
-    return _benchmark('demo_load').table(rows)
-
-
-def _quality_two_tasks() -> str:
-    return _benchmark('quality_shapes').table(
-        json.loads((RESULTS / 'quality_shapes.json').read_text()))
-
-
-def _caption_decoding() -> str:
-    return _benchmark('caption_decoding').table(
-        json.loads((RESULTS / 'caption_decoding.json').read_text()))
+    return _benchmark('ablations').tables(_json('ablations')['results'])
 
 
 def _main_job_seeds() -> str:
@@ -62,24 +56,12 @@ def _main_job_seeds() -> str:
 
     targets = dict(load_config('up2_tiny_shapes_generalist').targets)
     # the config states AP in the units UP2 reports (fractions), CIDEr x100, R@k in percent
-    results = json.loads((RESULTS / 'ablations.json').read_text())['results']
-    return _benchmark('ablations').seed_table(results, targets)
-
-
-def _mt_adamw_step_size() -> str:
-    return _benchmark('mt_adamw_step_size').table(
-        json.loads((RESULTS / 'mt_adamw_step_size.json').read_text()))
-
-
-def _inference_latency() -> str:
-    return _benchmark('inference_latency').table(
-        json.loads((RESULTS / 'inference_latency.json').read_text()))
+    return _benchmark('ablations').seed_table(_json('ablations')['results'], targets)
 
 
 def _regions_seeds() -> str:
-    results = json.loads((RESULTS / 'ablations.json').read_text())['results']
     det, seg = 'detection/bbox_mAP', 'segmentation/segm_mAP'
-    return _benchmark('ablations').mean_table(results, {
+    return _benchmark('ablations').mean_table(_json('ablations')['results'], {
         'regions_sep_lr3e-4_450': 'lr 3e-4, separable pixel decoder (packaged)',
         'regions_lr3e-4_450': 'lr 3e-4, full 3 x 3 pixel decoder (packaged before)',
         'regions_lr1e-3_450': 'lr 1e-3, full 3 x 3 pixel decoder'}, [
@@ -90,8 +72,7 @@ def _regions_seeds() -> str:
 
 
 def _quality(runs: dict[str, str], columns: list[tuple[str, str]]) -> str:
-    return _benchmark('quality_shapes').metrics_table(
-        json.loads((RESULTS / 'quality_shapes.json').read_text()), runs, columns)
+    return _benchmark('quality_shapes').metrics_table(_json('quality_shapes'), runs, columns)
 
 
 _CLS = ('cls top-1 / top-5', '{classification/top1:.1f} / {classification/top5:.1f}')
@@ -126,14 +107,9 @@ def _five_tasks() -> str:
                      ('mask AP', '{segmentation/segm_mAP:.3f}')])
 
 
-def _model_size() -> str:
-    return _benchmark('model_size').table(
-        json.loads((RESULTS / 'model_size.json').read_text()))
-
-
 def _train_profile() -> str:
     def run(name: str) -> dict:
-        return json.loads((RESULTS / f'train_profile_{name}.json').read_text())
+        return _json(f'train_profile_{name}')
 
     unmixed = run('unmixed_five_tasks_no_channels_last')
     columns = [(f"unmixed: {task} (batch {unmixed['training'][task]['batch_size']})", unmixed,
@@ -157,7 +133,7 @@ def _shared_vs_unmixed() -> str:
 
 def _specialist(part: str) -> str:
     module = _benchmark('specialist_shapes')
-    record = json.loads(module.RESULTS.read_text())
+    record = _json('specialist_shapes')
     if part == 'latency':
         return module.latency_table(record['latency_random_weights'])
     labels = {'regions_sep_lr3e-4_450': 'UP2 `up2_tiny_shapes_regions` (lr 3e-4, separable '
@@ -169,31 +145,26 @@ def _specialist(part: str) -> str:
     return module.table(rows)
 
 
-def _export_latency() -> str:
-    return _benchmark('export_latency').table(
-        json.loads((RESULTS / 'export_latency.json').read_text()))
-
-
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
-    ('inference.md', 'inference_latency'): _inference_latency,
-    ('inference.md', 'export_latency'): _export_latency,
-    ('inference.md', 'demo_load'): _demo_load,
-    ('inference.md', 'demo_load_request_threads'): _demo_load_request_threads,
+    ('inference.md', 'inference_latency'): _table('inference_latency'),
+    ('inference.md', 'export_latency'): _table('export_latency'),
+    ('inference.md', 'demo_load'): _table('demo_load', key='rows'),
+    ('inference.md', 'demo_load_request_threads'): _table('demo_load', 'demo_load_request_threads', 'rows'),
     ('own-data-measured.md', 'fashion_mnist'): lambda: _benchmark('fashion_mnist').table(),
     ('own-data-measured.md', 'new_names'): lambda: _benchmark('new_names').table(),
-    ('results.md', 'quality_two_tasks'): _quality_two_tasks,
+    ('results.md', 'quality_two_tasks'): _table('quality_shapes'),
     ('results.md', 'regions_seeds'): _regions_seeds,
     ('results.md', 'four_tasks'): _four_tasks,
     ('results.md', 'five_tasks'): _five_tasks,
-    ('results.md', 'model_size'): _model_size,
+    ('results.md', 'model_size'): _table('model_size'),
     ('getting-started.md', 'main_job_seeds'): _main_job_seeds,
     ('main-job.md', 'train_profile'): _train_profile,
     ('ablations.md', 'specialist_detection'): lambda: _specialist('detection'),
     ('ablations.md', 'specialist_latency'): lambda: _specialist('latency'),
     ('main-job.md', 'shared_vs_unmixed'): _shared_vs_unmixed,
-    ('results.md', 'caption_decoding'): _caption_decoding,
-    ('results.md', 'mt_adamw_step_size'): _mt_adamw_step_size,
+    ('results.md', 'caption_decoding'): _table('caption_decoding'),
+    ('results.md', 'mt_adamw_step_size'): _table('mt_adamw_step_size'),
 }
 ABLATION_MARKERS = ('<!-- ablations tables: benchmarks/ablations.py --readme -->',
                     '<!-- end of ablations tables -->')

@@ -106,7 +106,8 @@ class RegionTaskBase(Task):
 
     def gt_instances(self, data_samples: list) -> list[InstanceData]:
         """Each sample's ground truth as ``InstanceData`` (``bboxes`` float ``(x0, y0, x1,
-        y1)`` input pixels, ``labels`` long, and bool ``masks`` for mask tasks)."""
+        y1)`` input pixels, ``labels`` long, and bool ``masks`` for mask tasks, which leave out
+        the instances whose mask has no pixel: a record without a mask)."""
         gts = []
         for sample in data_samples:
             if 'gt_instances' not in sample:
@@ -124,6 +125,11 @@ class RegionTaskBase(Task):
                 masks = inst.masks
                 gt.masks = masks.to_tensor(torch.bool, gt.bboxes.device) \
                     if hasattr(masks, 'to_tensor') else torch.as_tensor(masks).bool()
+                # an annotation without a mask (a box-only record) is no mask target: left
+                # out, as a crowd region is, rather than taught as an empty mask
+                with_mask = gt.masks.flatten(1).any(1) if len(gt) else gt.masks.new_zeros(0)
+                if not bool(with_mask.all()):
+                    gt = gt[with_mask]
             gts.append(gt)
         return gts
 

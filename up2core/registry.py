@@ -185,9 +185,14 @@ FUNCTIONS = _child('function', MMENGINE_FUNCTIONS)
 #: such registry, so this one is a root of its own.
 TASKS = Up2Registry('task', scope=SCOPE)
 
+#: Targets in image coordinates that UP2's geometric transforms move with their image, by the
+#: result key they travel under (:mod:`up2core.data.geometry`).  A root of its own, as TASKS.
+GEOMETRIC_TARGETS = Up2Registry('geometric target', scope=SCOPE)
+
 #: Every UP2 registry by the short name the CLI accepts (``up2 registry datasets``).
 REGISTRIES: dict[str, Up2Registry] = {
     'tasks': TASKS,
+    'geometric_targets': GEOMETRIC_TARGETS,
     'models': MODELS,
     'datasets': DATASETS,
     'transforms': TRANSFORMS,

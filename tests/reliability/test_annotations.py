@@ -1,5 +1,6 @@
-"""COCO instances files, valid or broken in one place: a broken record is always a DataError that
-names the file and the record, never another exception; what mmdet leaves out is counted."""
+"""COCO instances files, valid or broken in one place: a record that cannot be used is always a
+DataError that names the file and the record, never another exception; what the rules repair,
+complete or leave out (:mod:`up2core.data.coco_rules`) is counted, and the reader trains on it."""
 
 import copy
 import json
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from up2core.data.coco import validate_instances
+from up2core.data.coco_rules import read_instances
 from up2core.errors import DataError
 
 SETTINGS = settings(max_examples=60, deadline=None,
@@ -47,6 +49,13 @@ def test_valid_files_pass_and_nothing_is_counted_as_left_out(data):
     assert validate_instances(data, 'x.json') == {}
 
 
+@given(coco_instances())
+@SETTINGS
+def test_valid_files_read_back_unchanged(data):
+    cleaned, rulings = read_instances(copy.deepcopy(data), 'x.json')
+    assert rulings == [] and cleaned == data
+
+
 def _break(data, how, index):
     """Corrupt ``data`` in one way; return the record name the message must contain."""
     anns, images = data['annotations'], data['images']
@@ -66,12 +75,11 @@ def _break(data, how, index):
         ann['image_id'] = -5
     elif how == 'bbox':
         ann['bbox'] = ann['bbox'][:3]
-    elif how == 'negative size':
-        ann['bbox'][2] = -4
     elif how == 'nan':
         ann['bbox'][0] = float('nan')
-    elif how == 'odd polygon':
-        ann['segmentation'] = [[1, 2, 3, 4, 5]]
+    elif how == 'outside':
+        image = next(im for im in images if im['id'] == ann['image_id'])
+        ann['bbox'][0] = image['width'] + 3
     elif how == 'rle size':
         ann['segmentation'] = {'size': [1, 1], 'counts': 'abc'}
     elif how == 'rle counts':
@@ -80,9 +88,9 @@ def _break(data, how, index):
     return f'annotations[{i}]'
 
 
-BREAKS = ['image:id', 'image:width', 'image:file_name', 'drop:bbox', 'drop:area',
-          'drop:category_id', 'drop:image_id', 'unknown category', 'unknown image', 'bbox',
-          'negative size', 'nan', 'odd polygon', 'rle size', 'rle counts']
+BREAKS = ['image:id', 'image:width', 'image:file_name', 'drop:category_id', 'drop:image_id',
+          'unknown category', 'unknown image', 'bbox', 'nan', 'outside', 'rle size',
+          'rle counts']
 
 
 @given(coco_instances(), st.sampled_from(BREAKS), st.integers(0, 100))
@@ -96,20 +104,39 @@ def test_one_broken_record_is_named(data, how, index):
     assert message.startswith('instances_x.json: ') and record in message
 
 
-@given(coco_instances(), st.sampled_from(['zero-area', 'outside its image', 'crowd']))
+#: one record as real exports write it -> what the rules make of it (kind, and the bbox read)
+REPAIRS = {
+    'zero-size box': (dict(bbox=[2, 2, 0, 3], area=0), None),
+    'box past the image edge (clipped)': (dict(bbox=[-1.0, 2, 5, 4]), [0.0, 2.0, 4.0, 4.0]),
+    'crowd region': (dict(iscrowd=1), [2, 2, 4, 4]),
+    'area computed': (dict(area=None), [2, 2, 4, 4]),
+    'box computed from its mask': (dict(bbox=None, segmentation=[[2, 2, 6, 2, 6, 6, 2, 6]]),
+                                   [2.0, 2.0, 4.0, 4.0]),
+    'polygon of fewer than 3 points': (dict(segmentation=[[2, 2, 6, 2, 6, 6, 2, 6], [1, 1]]),
+                                       [2, 2, 4, 4]),
+    'polygon past the image edge (clipped)': (
+        dict(segmentation=[[-3, 2, 6, 2, 6, 6, -3, 6]]), [2, 2, 4, 4]),
+}
+
+
+@given(coco_instances(), st.sampled_from(sorted(REPAIRS)))
 @SETTINGS
-def test_left_out_annotations_are_counted_not_refused(data, kind):
+def test_what_exports_carry_is_repaired_counted_and_read(data, kind):
     image = data['images'][0]
+    change, bbox = REPAIRS[kind]
     ann = dict(id=999, image_id=image['id'], category_id=data['categories'][0]['id'],
-               bbox=[2, 2, 4, 4], area=16, iscrowd=0)
-    if kind == 'zero-area':
-        ann.update(bbox=[2, 2, 0, 3], area=0)
-    elif kind == 'outside its image':
-        ann.update(bbox=[image['width'] + 5, 1, 4, 4])
-    else:
-        ann.update(iscrowd=1)
+               bbox=[2, 2, 4, 4], area=16, iscrowd=0, segmentation=[[2, 2, 6, 2, 6, 6, 2, 6]])
+    ann.update(change)
+    ann = {k: v for k, v in ann.items() if v is not None}
     data['annotations'].append(ann)
-    assert validate_instances(data, 'x.json') == {kind: 1}
+    assert validate_instances(data, 'x.json')[kind] == 1
+    cleaned, _ = read_instances(data, 'x.json')
+    read = [a for a in cleaned['annotations'] if a['id'] == 999]
+    assert (read[0]['bbox'] if read else None) == bbox
+    if read:
+        assert read[0]['area'] > 0
+        for polygon in read[0].get('segmentation', []):
+            assert len(polygon) >= 6 and min(polygon) >= 0
 
 
 def test_the_dataset_names_the_file_and_reports_left_out_annotations(tmp_path, monkeypatch):
@@ -121,7 +148,7 @@ def test_the_dataset_names_the_file_and_reports_left_out_annotations(tmp_path, m
 
     data = dict(images=[dict(id=1, file_name='a.png', width=20, height=20)],
                 categories=[dict(id=1, name='thing')],
-                annotations=[dict(id=1, image_id=1, category_id=1, bbox=[1, 1, 5, 5], area=25),
+                annotations=[dict(id=1, image_id=1, category_id=1, bbox=[-1, 1, 5, 5], area=25),
                              dict(id=2, image_id=1, category_id=1, bbox=[1, 1, 0, 5], area=0),
                              dict(id=3, image_id=1, category_id=1, bbox=[1, 1, 5, 5], area=25,
                                   iscrowd=1)])
@@ -130,9 +157,51 @@ def test_the_dataset_names_the_file_and_reports_left_out_annotations(tmp_path, m
                             data_prefix=dict(img=''))
     instances = dataset.get_data_info(0)['instances']
     assert [i['ignore_flag'] for i in instances] == [0, 1]  # zero-area left out, crowd ignored
-    assert any('inst.json: of 3 annotations, 1 zero-area, 1 crowd' in m for m in logged)
-    data['annotations'][0]['segmentation'] = [[1, 1, 2]]
+    assert instances[0]['bbox'] == [0.0, 1.0, 4.0, 6.0]  # clipped at the left edge
+    assert any('inst.json: of 2 annotations read, ' in m and '1 x zero-size box' in m
+               and '1 x box past the image edge (clipped)' in m and '1 x crowd region' in m
+               for m in logged), logged
+    data['annotations'][0]['bbox'] = [30, 30, 5, 5]
     (tmp_path / 'inst.json').write_text(json.dumps(data))
-    with pytest.raises(DataError, match=r"inst.json: annotations\[0\] \(id 1\): 'segmentation' "
-                                        r"polygon #0"):
+    with pytest.raises(DataError, match=r"inst.json: annotations\[0\] \(id 1\): box outside its "
+                                        r"image"):
         CocoInstances(ann_file=str(tmp_path / 'inst.json'), classes=['thing'])
+
+
+def test_labels_follow_the_class_names_whatever_order_the_file_lists_them_in(tmp_path):
+    """mmdet labels a file's categories in the file's order; an export that lists them in
+    another order than their ids, or a ``classes`` in a third order, still labels each box with
+    the index of its own name, and the metric scores it against that name's id."""
+    from up2core.data.coco import CocoInstances
+    from up2core.data.layouts import coco_categories
+
+    cats = [dict(id=1001, name='lemon'), dict(id=7, name='brick'), dict(id=42, name='coin')]
+    data = dict(images=[dict(id=1, file_name='a.png', width=40, height=40)], categories=cats,
+                annotations=[dict(id=k, image_id=1, category_id=c['id'], area=25,
+                                  bbox=[k * 10, 0, 5, 5]) for k, c in enumerate(cats)])
+    (tmp_path / 'inst.json').write_text(json.dumps(data))
+    assert coco_categories(tmp_path / 'inst.json') == ['lemon', 'brick', 'coin']  # file order
+    for classes in (['lemon', 'brick', 'coin'], ['coin', 'lemon', 'brick']):
+        dataset = CocoInstances(ann_file=str(tmp_path / 'inst.json'), classes=classes,
+                                data_prefix=dict(img=''))
+        by_x = {i['bbox'][0]: classes[i['bbox_label']] for i in
+                dataset.get_data_info(0)['instances']}
+        assert by_x == {0: 'lemon', 10: 'brick', 20: 'coin'}, classes
+
+
+def test_the_metric_scores_labels_against_their_own_names(tmp_path):
+    import torch
+
+    from up2core.evaluation.coco import GroupedCocoMetric
+
+    cats = [dict(id=1001, name='lemon'), dict(id=7, name='brick')]
+    data = dict(images=[dict(id=1, file_name='a.png', width=40, height=40)], categories=cats,
+                annotations=[dict(id=1, image_id=1, category_id=1001, bbox=[0, 0, 10, 10]),
+                             dict(id=2, image_id=1, category_id=7, bbox=[20, 20, 10, 10])])
+    (tmp_path / 'inst.json').write_text(json.dumps(data))  # no 'area': completed by the rules
+    metric = GroupedCocoMetric(ann_file=str(tmp_path / 'inst.json'), metric='bbox')
+    metric.dataset_meta = dict(classes=('brick', 'lemon'))  # another order than the file's
+    pred = dict(img_id=1, bboxes=torch.tensor([[20., 20., 30., 30.], [0., 0., 10., 10.]]),
+                scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([0, 1]))
+    metric.process({}, [dict(img_id=1, ori_shape=(40, 40), pred_instances=pred)])
+    assert metric.evaluate(1)['coco/bbox_mAP'] == 1.0

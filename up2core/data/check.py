@@ -6,15 +6,18 @@ header (not its pixels: ``PIL.Image.open`` is lazy), and collects :class:`Findin
 errors (training would fail on them, or learn from wrong labels)
     missing, unreadable or truncated images; an image whose size disagrees with its json
     record, in particular an EXIF orientation that swaps width and height (the decoder rotates
-    the pixels, the boxes stay where they were drawn); boxes outside their image or of zero
-    size; polygons of fewer than 3 points; duplicate image or annotation ids; annotations of
-    unknown images or categories; malformed records; empty captions;
+    the pixels, the boxes stay where they were drawn); the COCO records the readers refuse
+    (boxes with no part in their image, duplicate ids, annotations of unknown images or
+    categories, malformed records); empty captions;
 warnings (worth knowing, nothing breaks)
-    categories with no training example; captions or class names longer than the text encoder
-    takes (they are cut); empty class folders; the same image (by content) in train and val
-    (``hash_images=True``: the one check that reads whole files);
+    what the readers repair or leave out (:mod:`up2core.data.coco_rules`: boxes and polygons a
+    little past an edge are clipped, zero-size boxes and short polygons left out, an image
+    listed twice read once); categories with no training example; captions or class names
+    longer than the text encoder takes (they are cut); empty class folders; the same image (by
+    content) in train and val (``hash_images=True``: the one check that reads whole files);
 notes
-    images without annotations (kept as negatives).
+    images without annotations (kept as negatives), crowd regions, records completed (a box
+    from its mask, an area), annotations without a mask.
 
 :class:`CheckReport` groups them into one line per kind (count and first examples), and knows
 the faulty records, so that ``up2 train --skip-bad-records`` can train without them
@@ -41,6 +44,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from up2core.data.coco_rules import CONSEQUENCES, RULES, as_id, read_instances
 from up2core.errors import DataError
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
@@ -51,16 +55,10 @@ SEVERITY = {
     'truncated image': 'error',
     'EXIF orientation swaps the json width and height': 'error',
     'image size differs from the json': 'error',
-    'box outside its image': 'error',
-    'zero-size box': 'error',
-    'polygon of fewer than 3 points': 'error',
-    'duplicate image id': 'error',
-    'duplicate annotation id': 'error',
-    'annotation of an unknown image': 'error',
-    'annotation of an unknown category': 'error',
-    'malformed record': 'error',
     'empty caption': 'error',
     'unreadable file': 'error',
+    # the records of COCO instances files: the readers' own rules
+    **RULES,
     'category without training examples': 'warning',
     'caption longer than the text encoder takes': 'warning',
     'class name longer than the text encoder takes': 'warning',
@@ -77,16 +75,9 @@ FIXES = {
         'save the images with the rotation applied (PIL.ImageOps.exif_transpose) and '
         're-annotate, or strip the orientation tag',
     'image size differs from the json': "correct the records' width and height",
-    'box outside its image': 'clip or remove the boxes',
-    'zero-size box': 'remove the boxes (width or height < 1 pixel)',
-    'polygon of fewer than 3 points': 'remove the polygons',
-    'duplicate image id': 'give every image its own id',
-    'duplicate annotation id': 'give every annotation its own id',
-    'annotation of an unknown image': "add the images to 'images' or remove the annotations",
-    'annotation of an unknown category': "add the categories or remove the annotations",
-    'malformed record': 'fix the fields named',
     'empty caption': 'fill the captions or remove the rows',
     'unreadable file': 'fix the file',
+    **CONSEQUENCES,
 }
 
 
@@ -256,119 +247,45 @@ def _number(value: Any) -> bool:
 def check_coco(report: CheckReport, ann: Path, images_dir: Path, images: bool = True,
                split: str = 'train') -> dict:
     """Check a COCO instances json and its images; returns ``{'names', 'counts', 'files'}``
-    (category names, annotations per category, image paths) for the cross-split checks."""
+    (category names, annotations per category, image paths) for the cross-split checks.
+
+    The records are judged by :func:`~up2core.data.coco_rules.read_instances`, the rules the
+    reader trains by: what the check calls clipped is trained clipped, what it refuses the
+    reader refuses."""
     try:
         data = json.loads(ann.read_text(encoding='utf-8'))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         report.add('unreadable file', ann, 'the whole file', f'not json: {exc}')
         return {'names': {}, 'counts': {}, 'files': []}
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
-                                              for k in ('images', 'annotations', 'categories')):
+    try:
+        cleaned, rulings = read_instances(data, str(ann))
+    except ValueError:
         report.add('unreadable file', ann, 'the whole file',
                    "a COCO instances file is an object with lists 'images', 'annotations' and "
                    "'categories'")
         return {'names': {}, 'counts': {}, 'files': []}
-    categories: dict = {}
-    for index, cat in enumerate(data['categories']):
-        if not isinstance(cat, dict) or not _id(cat.get('id')) \
-                or not isinstance(cat.get('name'), str) or not cat['name'].strip():
-            report.add('malformed record', ann, f'categories[{index}]',
-                       "needs an integer 'id' and a non-empty 'name'")
-            continue
-        if cat['name'] in categories.values():
-            report.add('malformed record', ann, f'categories[{index}]',
-                       f"name '{cat['name']}' appears twice; UP2 predicts names, so each "
-                       f'category needs its own')
-        categories[cat['id']] = cat['name']
-    image_records: dict = {}
-    files = []
+    report.records += len(data['images']) + len(data['annotations'])
+    for ruling in rulings:
+        report.add(ruling.kind, ann, ruling.record, ruling.detail, ruling.drop)
+    categories = {cat['id']: cat['name'] for cat in cleaned['categories']}
+    index_of: dict = {}
     for index, image in enumerate(data['images']):
-        report.records += 1
-        where = f"images[{index}] (id {image.get('id') if isinstance(image, dict) else '?'})"
-        if not isinstance(image, dict) or not all(k in image for k in
-                                                  ('id', 'file_name', 'width', 'height')) \
-                or not _id(image['id']) or not isinstance(image['file_name'], str):
-            report.add('malformed record', ann, where,
-                       "needs an integer 'id', a 'file_name' string, 'width' and 'height'",
-                       ('image', image.get('id') if isinstance(image, dict)
-                        and _id(image.get('id')) else None))
-            continue
-        if image['id'] in image_records:
-            report.add('duplicate image id', ann, where, f"id {image['id']} appears twice",
-                       ('image', image['id']))
-            continue
-        image_records[image['id']] = image
-        if not (isinstance(image['width'], int) and isinstance(image['height'], int)
-                and image['width'] > 0 and image['height'] > 0):
-            report.add('malformed record', ann, where,
-                       'width and height must be positive integers', ('image', image['id']))
-            continue
+        if isinstance(image, dict):
+            index_of.setdefault(as_id(image.get('id')), index)
+    files = []
+    for image in cleaned['images']:
         path = images_dir / str(image['file_name'])
         files.append(path)
         if images:
+            where = f"images[{index_of.get(image['id'], '?')}] (id {image['id']})"
             _check_image(report, ann, where, path, (image['width'], image['height']),
                          ('image', image['id']))
     counts: dict = defaultdict(int)
-    seen_ids: set = set()
     annotated: set = set()
-    for index, item in enumerate(data['annotations']):
-        report.records += 1
-        if not isinstance(item, dict):
-            report.add('malformed record', ann, f'annotations[{index}]', 'not an object')
-            continue
-        where = f"annotations[{index}] (id {item.get('id')})"
-        drop = ('annotation', index)
-        missing = [k for k in ('id', 'image_id', 'category_id', 'bbox') if k not in item]
-        if missing:
-            report.add('malformed record', ann, where, f"lacks {', '.join(missing)}", drop)
-            continue
-        if not all(_id(item[k]) for k in ('id', 'image_id', 'category_id')):
-            report.add('malformed record', ann, where,
-                       'id, image_id and category_id must be integers', drop)
-            continue
-        if item['id'] in seen_ids:
-            report.add('duplicate annotation id', ann, where, f"id {item['id']} appears twice",
-                       drop)
-        seen_ids.add(item['id'])
-        image = image_records.get(item['image_id'])
-        if image is None:
-            report.add('annotation of an unknown image', ann, where,
-                       f"image_id {item['image_id']}", drop)
-            continue
-        if item['category_id'] not in categories:
-            report.add('annotation of an unknown category', ann, where,
-                       f"category_id {item['category_id']}", drop)
-            continue
-        bbox = item['bbox']
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) for v in bbox)):
-            report.add('malformed record', ann, where, f'bbox must be [x, y, w, h], got {bbox!r}',
-                       drop)
-            continue
-        x, y, w, h = bbox
-        if w < 1 or h < 1:
-            report.add('zero-size box', ann, where, f'bbox {bbox}', drop)
-            continue
-        if x < -0.5 or y < -0.5 or x + w > image['width'] + 0.5 \
-                or y + h > image['height'] + 0.5:
-            report.add('box outside its image', ann, where,
-                       f"bbox {bbox} in a {image['width']}x{image['height']} image", drop)
-            continue
-        seg = item.get('segmentation')
-        if isinstance(seg, list):
-            short = [k for k, poly in enumerate(seg)
-                     if not isinstance(poly, list) or len(poly) < 6]
-            if short:
-                report.add('polygon of fewer than 3 points', ann, where,
-                           f'polygon #{short[0]} has {len(seg[short[0]]) // 2 if isinstance(seg[short[0]], list) else 0} points',  # noqa: E501
-                           drop)
-                continue
-        elif seg is not None and not isinstance(seg, dict):
-            report.add('malformed record', ann, where,
-                       'segmentation must be polygons or an RLE dict', drop)
-            continue
+    for item in cleaned['annotations']:
         annotated.add(item['image_id'])
         counts[categories[item['category_id']]] += 1
-    negatives = [i for i in image_records if i not in annotated]
+    negatives = [i['id'] for i in cleaned['images'] if i['id'] not in annotated]
     if negatives:
         report.add('image without annotations', ann,
                    f"{len(negatives)} image{'s' if len(negatives) > 1 else ''}",

@@ -59,7 +59,8 @@ KEPT = ('pipeline', 'test_mode', 'skip_bad_samples', 'max_bad_samples', 'seriali
 
 
 def coco_categories(ann: Path) -> list[str]:
-    """Category names of a COCO json, in id order (the label order mmdet gives them).
+    """Category names of a COCO json, in the order the file lists them: the label order, as in
+    mmdet (``CocoDataset`` labels categories in the file's order, whatever their ids).
 
     Raises:
         DataError: unreadable file, missing or malformed categories, duplicate names.
@@ -76,7 +77,7 @@ def coco_categories(ann: Path) -> list[str]:
         if not isinstance(cat, dict) or not isinstance(cat.get('name'), str) \
                 or not cat['name'].strip() or 'id' not in cat:
             raise DataError(f"{ann}: categories[{index}] needs an 'id' and a non-empty 'name'")
-    names = [c['name'] for c in sorted(cats, key=lambda c: c['id'])]
+    names = [c['name'] for c in cats]
     seen: set[str] = set()
     for name in names:
         if name in seen:

@@ -47,10 +47,35 @@ class GroupedCocoMetric(CocoMetric):
                  report_dir: str | None = None, **kwargs) -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
             super().__init__(**kwargs)
+            if self._coco_api is not None:
+                self._coco_api = self._ruled_ground_truth(kwargs['ann_file'])
         self.category_groups = dict(category_groups or {})
         self.report_dir = report_dir
 
+    def _ruled_ground_truth(self, ann_file: str):
+        """The ground truth as the readers see it (:mod:`up2core.data.coco_rules`: boxes
+        clipped, areas completed, refused records out), so that AP is computed on what was
+        trained and predicted, and a file without ``area`` does not stop COCOeval."""
+        from up2core.data.coco import coco_api
+        from up2core.data.coco_rules import read_instances
+
+        cleaned, _ = read_instances(json.loads(Path(ann_file).read_text(encoding='utf-8')),
+                                    str(ann_file))
+        return coco_api(cleaned)
+
+    def _label_ids(self) -> list:
+        """Category id of each label: ``classes[i]``'s id (mmdet takes the file's order of
+        the named categories, which is another order when ``classes`` is)."""
+        ids = {cat['name']: cat['id'] for cat in self._coco_api.dataset['categories']}
+        missing = [n for n in self.dataset_meta['classes'] if n not in ids]
+        if missing:
+            raise KeyError(f'classes {missing[:3]} are not categories of the ground truth '
+                           f'(its ann_file)')
+        return [ids[name] for name in self.dataset_meta['classes']]
+
     def compute_metrics(self, results: list) -> dict[str, float]:
+        if self.cat_ids is None and self._coco_api is not None:
+            self.cat_ids = self._label_ids()
         # COCOeval writes -1 where a value is undefined (no ground truth in an area range):
         # reported as NaN, never as a number that looks like a score.
         printed = io.StringIO()

@@ -437,7 +437,17 @@ class RegionProposalNetwork(BaseModule):
                                   labels=torch.zeros(len(gt.bboxes), dtype=torch.long,
                                                      device=gt.bboxes.device))
             if with_masks:
+                # an image's masks cover its own pixels; the canvas is the padded batch, so the
+                # masks are padded as the image was (bottom and right) before they are brought
+                # to the prediction's resolution
                 masks = gt.masks.float()
+                pad_h, pad_w = height - masks.shape[-2], width - masks.shape[-1]
+                if pad_h < 0 or pad_w < 0:
+                    raise ValueError(f'a ground-truth mask is {tuple(masks.shape[-2:])}, larger '
+                                     f'than the batch canvas {canvas}: the masks must be at '
+                                     f"their image's size (img_shape)")
+                if pad_h or pad_w:
+                    masks = F.pad(masks, (0, pad_w, 0, pad_h))
                 target.masks = F.interpolate(masks[None], size=mask_size, mode='bilinear',
                                              align_corners=False)[0] if len(masks) else \
                     masks.new_zeros(0, *mask_size)

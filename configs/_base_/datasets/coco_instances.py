@@ -19,7 +19,7 @@ def _coco_pipeline(task, train, with_mask):
     steps = [dict(type='mmdet.LoadImageFromFile')]
     if train:
         steps += [dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=with_mask),
-                  dict(type='mmdet.RandomFlip', prob=0.5),
+                  dict(type='RandomFlip', prob=0.5),
                   # mmdet's Resize (boxes and masks too): a bare 'Resize' would resolve to
                   # mmcv's, which cannot scale mmdet's box structures
                   dict(type='mmdet.RandomChoiceResize', resize_type='mmdet.Resize',

@@ -40,7 +40,7 @@ def _pipeline(task, train, with_mask):
     steps = [dict(type='mmdet.LoadImageFromFile')]
     if train:
         steps += [dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=with_mask),
-                  dict(type='mmdet.RandomFlip', prob=0.5)]
+                  dict(type='RandomFlip', prob=0.5)]
     # Test images of any size are resized as the training images are (128 px).
     steps += [dict(type='mmdet.Resize', scale=(128, 128), keep_ratio=True),
               dict(type='mmdet.PackDetInputs',

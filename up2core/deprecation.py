@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: The task-plugin API this ``up2core`` implements.
-PLUGIN_API_VERSION = '1.4'
+PLUGIN_API_VERSION = '1.5'
 
 #: What each version of the API added, renamed or removed (newest last).
 API_HISTORY = {
@@ -44,6 +44,8 @@ API_HISTORY = {
     '1.3': 'Task.export_head; ExportHead, CandidateScoresHead, RegionsHead (up2 export)',
     '1.4': 'Task.data_layout and Task.data_options (a dataset file, up2 --data); '
            'Task.data_names; up2core.data.layouts.register_layout',
+    '1.5': "GEOMETRIC_TARGETS: a plugin's own targets in image coordinates, moved with their "
+           'image by LimitImageSize and RandomFlip (up2core.data.geometry)',
 }
 
 

@@ -13,7 +13,10 @@ end to end on any machine (and its test runs every command of it):
 * ``data.yaml``: the dataset file naming all five tasks.
 
 The category names are shape words Shapes never uses ("coin" for circle, "tile" for square...):
-a model trained on Shapes has to carry what it learnt over to them.
+a model trained on Shapes has to carry what it learnt over to them.  The images are not Shapes'
+128 px squares: each is rescaled to one of :data:`SIZES` (landscape, portrait, wide, square,
+larger and smaller than the models' 128 px), with its boxes, polygons and masks, so that
+everything built on the example exercises resizing, as real photos do.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ FOLDERS = tuple(f'n{index:04d}' for index in (17, 23, 5, 88, 41, 60, 12, 99))
 _PLURALS = {'circle': 'circles', 'square': 'squares', 'triangle': 'triangles',
             'diamond': 'diamonds', 'pentagon': 'pentagons', 'hexagon': 'hexagons',
             'star': 'stars', 'cross': 'crosses'}
+
+#: ``(width, height)`` the example's images take, in turn
+SIZES = ((160, 120), (96, 144), (224, 112), (128, 128), (240, 180), (100, 150))
 
 DATA_YAML = """\
 # A dataset file (up2 train CONFIG --data data.yaml): paths are relative to `path`.
@@ -77,6 +83,43 @@ def _polygons(rle: dict) -> list[list[float]]:
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
 
 
+def _rescale_split(source: Path, split: str, start: int) -> None:
+    """Rescale the images of ``split`` to :data:`SIZES` (in turn, from ``start``) and their
+    instances (``instances_{split}.json``: boxes, areas, RLE masks) with them, in place."""
+    import cv2
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    path = source / 'annotations' / f'instances_{split}.json'
+    instances = json.loads(path.read_text())
+    factors = {}
+    for k, image in enumerate(instances['images']):
+        width, height = SIZES[(start + k) % len(SIZES)]
+        file = source / 'images' / split / image['file_name']
+        pixels = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        area = width * height < pixels.shape[0] * pixels.shape[1]
+        cv2.imwrite(str(file), cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA
+                                          if area else cv2.INTER_LINEAR))
+        factors[image['id']] = (width / image['width'], height / image['height'], width, height)
+        image.update(width=width, height=height)
+    kept = []
+    for ann in instances['annotations']:
+        _, _, width, height = factors[ann['image_id']]
+        rle = dict(ann['segmentation'], counts=ann['segmentation']['counts'].encode('ascii'))
+        mask = cv2.resize(mask_utils.decode(rle), (width, height),
+                          interpolation=cv2.INTER_NEAREST)
+        if not mask.any():  # too small to survive the shrink
+            continue
+        encoded = mask_utils.encode(np.asfortranarray(mask))
+        ann['segmentation'] = {'size': [height, width],
+                               'counts': encoded['counts'].decode('ascii')}
+        ann['bbox'] = [float(v) for v in mask_utils.toBbox(encoded)]  # the mask's own extent
+        ann['area'] = float(mask.sum())
+        kept.append(ann)
+    instances['annotations'] = kept
+    path.write_text(json.dumps(instances))
+
+
 def write_example_data(out: str | Path, num_train: int = 200, num_val: int = 50,
                        seed: int = 7, overwrite: bool = False) -> Path:
     """Write the example dataset to ``out`` (see the module docstring); returns ``data.yaml``.
@@ -92,6 +135,8 @@ def write_example_data(out: str | Path, num_train: int = 200, num_val: int = 50,
         shutil.rmtree(out)
     source = out / '.shapes'
     generate_shapes(source, ShapesSpec(num_train=num_train, num_val=num_val, seed=seed))
+    for offset, split in enumerate(('train', 'val')):
+        _rescale_split(source, split, start=offset)
     categories = [{'id': cid, 'name': NEW_NAMES[shape][0], 'supercategory': 'shape'}
                   for cid, shape in zip(CATEGORY_IDS, SHAPES)]
     (out / 'annotations').mkdir(parents=True, exist_ok=True)

@@ -49,17 +49,27 @@ def boxes_to_original(boxes: Tensor, meta: dict) -> Tensor:
 
 
 def masks_to_original(mask_logits: Tensor, canvas: tuple[int, int], meta: dict,
-                      threshold: float = 0.5) -> Tensor:
+                      threshold: float = 0.5, mask_size: tuple[int, int] | None = None
+                      ) -> Tensor:
     """Mask logits [N, h, w] over the padded canvas -> bool masks [N, H, W] of the original
     image: upsample to the canvas, crop the resized image, undo the flip, resize to the original
-    size, threshold the probability."""
+    size, threshold the probability.
+
+    ``mask_size``: the ``(h, w)`` of the image's own part of the logits' grid, in a batch of
+    images of several sizes; that part is upsampled onto the image alone, exactly as when the
+    image is predicted alone (where its grid is the whole canvas)."""
     if len(mask_logits) == 0:
         oh, ow = meta.get('ori_shape', meta['img_shape'])[:2]
         return torch.zeros(0, oh, ow, dtype=torch.bool)
-    masks = F.interpolate(mask_logits[None].float(), size=canvas, mode='bilinear',
-                          align_corners=False)[0]
     h, w = meta['img_shape'][:2]
-    masks = masks[:, :h, :w]
+    if mask_size is not None:
+        mh, mw = (int(v) for v in mask_size)
+        masks = F.interpolate(mask_logits[None, :, :mh, :mw].float(), size=(int(h), int(w)),
+                              mode='bilinear', align_corners=False)[0]
+    else:
+        masks = F.interpolate(mask_logits[None].float(), size=canvas, mode='bilinear',
+                              align_corners=False)[0]
+        masks = masks[:, :h, :w]
     if meta.get('flip', False):
         direction = meta.get('flip_direction', 'horizontal')
         if direction in ('horizontal', 'diagonal'):
@@ -83,6 +93,7 @@ class Regions:
         objectness: ``[B, K]`` logits: how likely each proposal is an object at all.
         mask_logits: ``[B, K, h, w]`` over the canvas at low resolution, or None.
         canvas: ``(H, W)`` of the batch tensor (the padded network input).
+        mask_sizes: see the attribute.
     """
 
     features: Tensor
@@ -90,6 +101,9 @@ class Regions:
     objectness: Tensor
     mask_logits: Tensor | None
     canvas: tuple[int, int]
+    #: ``[B, 2]`` ``(h, w)`` of each image's part of the mask grid, in a batch of images of
+    #: several sizes (None: every image fills the canvas)
+    mask_sizes: Tensor | None = None
 
     def boxes_on_original(self, index: int, meta: dict, which: Tensor | None = None) -> Tensor:
         """Boxes of image ``index`` (all, or the proposals ``which`` selects) in pixels of its
@@ -104,7 +118,8 @@ class Regions:
             raise ValueError('these proposals have no masks (the proposal generator predicts '
                              'none)')
         logits = self.mask_logits[index] if which is None else self.mask_logits[index][which]
-        return masks_to_original(logits, self.canvas, meta, threshold)
+        size = self.mask_sizes[index].tolist() if self.mask_sizes is not None else None
+        return masks_to_original(logits, self.canvas, meta, threshold, mask_size=size)
 
 
 __all__ = ['Regions', 'boxes_to_original', 'masks_to_original']

@@ -69,6 +69,8 @@ class UP2Generalist(BaseModel):
         groups = sorted({t.likelihood_group for t in self.tasks.values()})
         self.likelihood = UnifiedLikelihood(groups=groups, **(likelihood or {}))
         self._shared: dict[Any, Any] | None = None
+        #: ``(batch tensor, [(h, w), ...])`` of the batch being run (:meth:`_batch_image_sizes`)
+        self._image_sizes: tuple[_Identity, list] | None = None
         self.frozen_modules = self._freeze(list(freeze or ()))
 
     def _freeze(self, paths: list[str]) -> list[str]:
@@ -137,7 +139,32 @@ class UP2Generalist(BaseModel):
     # ------------------------------------------------------------------ primitives for tasks
 
     def encode_image(self, images: Tensor) -> ImageTokens:
-        return self._reuse(('image', _Identity(images)), lambda: self.image_encoder(images))
+        """Encode a batch tensor.  When it is the batch :meth:`forward` was given and its
+        images have several sizes (padded by the data preprocessor), the encoder is told each
+        image's size (``img_shape``), so padding changes no image's tokens."""
+        sizes = self._image_sizes[1] if self._image_sizes is not None \
+            and self._image_sizes[0].obj is images else None
+        return self._reuse(('image', _Identity(images)),
+                           lambda: self.image_encoder(images, sizes) if sizes is not None
+                           else self.image_encoder(images))
+
+    @contextmanager
+    def _batch_image_sizes(self, inputs: Tensor, data_samples) -> Iterator[None]:
+        """Remember, while a batch runs, the size of each image inside the padded ``inputs``
+        (its samples' ``img_shape``); nothing when every image fills the tensor."""
+        previous = self._image_sizes
+        samples = next(iter(data_samples.values())) if isinstance(data_samples, dict) \
+            else data_samples
+        sizes = [getattr(s, 'metainfo', {}).get('img_shape') for s in samples or []]
+        canvas = tuple(inputs.shape[-2:]) if isinstance(inputs, Tensor) else None
+        if canvas is not None and inputs.dim() == 4 and len(sizes) == inputs.shape[0] \
+                and all(s is not None for s in sizes) \
+                and any(tuple(s[:2]) != canvas for s in sizes):
+            self._image_sizes = (_Identity(inputs), [tuple(int(v) for v in s[:2]) for s in sizes])
+        try:
+            yield
+        finally:
+            self._image_sizes = previous
 
     def encode_text(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         return self.text_encoder(texts)
@@ -203,10 +230,13 @@ class UP2Generalist(BaseModel):
         features = self.region_features(image)
         proposals = image.proposals
         height, width = canvas
-        scale = features.new_tensor([width, height, width, height])
+        if image.image_sizes is not None:  # boxes are fractions of each image's own extent
+            scale = image.image_sizes.to(features)[:, None, [1, 0, 1, 0]]
+        else:
+            scale = features.new_tensor([width, height, width, height])
         return Regions(features=features, boxes=cxcywh_to_xyxy(proposals['boxes']) * scale,
                        objectness=proposals['objectness'], mask_logits=proposals.get('masks'),
-                       canvas=(int(height), int(width)))
+                       canvas=(int(height), int(width)), mask_sizes=proposals.get('mask_sizes'))
 
     def proposal_loss(self, image: ImageTokens, gt_instances: list, canvas: tuple[int, int],
                       with_masks: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]:
@@ -216,6 +246,9 @@ class UP2Generalist(BaseModel):
         if generator is None:
             raise ValueError('this model has no proposal generator: set '
                              'model.image_encoder.proposal_generator in the config')
+        if image.image_sizes is not None:
+            return generator.loss(image.proposals, gt_instances, canvas, with_masks=with_masks,
+                                  image_sizes=image.image_sizes)
         return generator.loss(image.proposals, gt_instances, canvas, with_masks=with_masks)
 
     def text_segment(self, texts: list[str], target: bool = False, causal: bool = False,
@@ -249,10 +282,14 @@ class UP2Generalist(BaseModel):
         once); the result is then ``dict(task=losses or predictions)``."""
         if data_samples is None:
             raise ValueError('UP2Generalist needs data samples (they name the task)')
-        if isinstance(data_samples, dict):
-            with self.shared_encoding():
-                return {name: self.forward(inputs, samples, mode)
-                        for name, samples in data_samples.items()}
+        with self._batch_image_sizes(inputs, data_samples):
+            if isinstance(data_samples, dict):
+                with self.shared_encoding():
+                    return {name: self._forward_task(inputs, samples, mode)
+                            for name, samples in data_samples.items()}
+            return self._forward_task(inputs, data_samples, mode)
+
+    def _forward_task(self, inputs: Tensor, data_samples: list, mode: str):
         task = self.task_of(data_samples)
         if mode == 'loss':
             return task.loss(self, inputs, data_samples)

@@ -37,10 +37,18 @@ class AttentionPool(nn.Module):
         self.attn = nn.MultiheadAttention(embed_dims, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(embed_dims)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """[B, N, C] -> [B, M', C]."""
-        queries = tokens.mean(dim=1, keepdim=True) + self.query_offsets[None]
-        pooled, _ = self.attn(queries, tokens, tokens, need_weights=False)
+    def forward(self, tokens: Tensor, valid: Tensor | None = None) -> Tensor:
+        """[B, N, C] -> [B, M', C]; ``valid`` [B, N] leaves padding out of the query (a masked
+        mean) and out of the attention."""
+        if valid is None:
+            queries = tokens.mean(dim=1, keepdim=True) + self.query_offsets[None]
+            pooled, _ = self.attn(queries, tokens, tokens, need_weights=False)
+        else:
+            weights = valid.to(tokens.dtype)[..., None]
+            mean = (tokens * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(
+                min=1)
+            pooled, _ = self.attn(mean + self.query_offsets[None], tokens, tokens,
+                                  key_padding_mask=~valid, need_weights=False)
         return self.norm(pooled)
 
 
@@ -48,9 +56,11 @@ class AttentionPool(nn.Module):
 class ImageTokens:
     """What the image encoder gives tasks.
 
-    ``tokens`` [B, N, C] (global tokens, then proposal tokens), ``valid`` [B, N] bool,
-    ``num_global`` how many of them are global, ``features`` the neck's multi-scale maps, and
-    ``proposals`` whatever the proposal generator returned besides its tokens (boxes, masks...).
+    ``tokens`` [B, N, C] (global tokens, then proposal tokens), ``valid`` [B, N] bool (False:
+    a token of the padding), ``num_global`` how many of them are global, ``features`` the neck's
+    multi-scale maps, ``proposals`` whatever the proposal generator returned besides its tokens
+    (boxes, masks...), and ``image_sizes`` [B, 2] ``(h, w)`` of each image inside a padded
+    batch (None: every image fills the batch tensor).
     """
 
     tokens: Tensor
@@ -58,6 +68,7 @@ class ImageTokens:
     num_global: int
     features: tuple[Tensor, ...]
     proposals: dict = field(default_factory=dict)
+    image_sizes: Tensor | None = None
 
 
 @MODELS.register_module()
@@ -137,7 +148,92 @@ class ImageEncoder(BaseModule):
             side *= 2
         return features
 
-    def forward(self, images: Tensor) -> ImageTokens:
+    def _features_by_size(self, images: Tensor, sizes: list[tuple[int, int]]
+                          ) -> tuple[tuple[Tensor, ...], list[Tensor]]:
+        """The maps of a batch of images of several sizes, each image encoded at its own size
+        (no padding enters a convolution or a group norm), then padded to the batch's maps;
+        and per map ``[B, h, w]`` masks, True on the padding."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, size in enumerate(sizes):
+            groups.setdefault(size, []).append(index)
+        encoded = {size: self._features(images[idx, :, :size[0], :size[1]])
+                   for size, idx in groups.items()}
+        levels = len(next(iter(encoded.values())))
+        features, masks = [], []
+        for level in range(levels):
+            maps = [encoded[size][level] for size in groups]
+            height = max(m.shape[-2] for m in maps)
+            width = max(m.shape[-1] for m in maps)
+            first = maps[0]
+            out = first.new_zeros(len(sizes), first.shape[1], height, width)
+            mask = torch.ones(len(sizes), height, width, dtype=torch.bool, device=first.device)
+            for size, feat in zip(groups, maps):
+                idx = groups[size]
+                h, w = feat.shape[-2:]
+                out[idx, :, :h, :w] = feat
+                mask[idx, :h, :w] = False
+            features.append(out)
+            masks.append(mask)
+        return tuple(features), masks
+
+    def _padded_positions(self, mask: Tensor) -> Tensor:
+        """``[B, h*w, C]`` position embeddings of each image's own map size, padded as ``mask``."""
+        b, h, w = mask.shape
+        out = self.pos_embed.new_zeros(b, h, w, self.embed_dims)
+        valid_h = (~mask[:, :, 0]).sum(1).tolist()
+        valid_w = (~mask[:, 0, :]).sum(1).tolist()
+        for index, (vh, vw) in enumerate(zip(valid_h, valid_w)):
+            out[index, :vh, :vw] = self._positions(vh, vw).reshape(vh, vw, -1)
+        return out.flatten(1, 2)
+
+    def forward(self, images: Tensor, image_sizes: Tensor | list | None = None) -> ImageTokens:
+        """Encode a batch; ``image_sizes`` ``[(h, w), ...]`` of the images inside a padded batch
+        tensor (None: each fills it).
+
+        With images of several sizes, each is encoded at its own size and the Transformer parts
+        (attention pooling, the proposal network) see a padding mask, as mmdet's DETR family
+        does: an image's tokens and proposals do not depend on what it is batched with."""
+        sizes = None
+        if image_sizes is not None:
+            sizes = [(int(h), int(w)) for h, w in (image_sizes.tolist() if
+                                                   isinstance(image_sizes, Tensor)
+                                                   else image_sizes)]
+            if all(size == tuple(images.shape[-2:]) for size in sizes):
+                sizes = None
+        if sizes is None:
+            return self._forward_uniform(images)
+        features, masks = self._features_by_size(images, sizes)
+        last, valid_last = features[-1], ~masks[-1].flatten(1)
+        flat = last.flatten(2).transpose(1, 2) + self._padded_positions(masks[-1])
+        parts, valid = [], []
+        if self.pool is not None:
+            parts.append(self.pool(flat, valid_last))
+            valid.append(valid_last.new_ones(parts[-1].shape[:2]))
+        if self.flatten_last:
+            parts.append(flat)
+            valid.append(valid_last)
+        tokens = torch.cat(parts, dim=1)
+        valid_t = torch.cat(valid, dim=1)
+        num_global = tokens.shape[1]
+        proposals: dict = {}
+        if self.proposal_generator is not None:
+            proposal_tokens, proposals = self._propose(features, masks)
+            tokens = torch.cat([tokens, proposal_tokens], dim=1)
+            valid_t = torch.cat([valid_t, valid_t.new_ones(proposal_tokens.shape[:2])], dim=1)
+        return ImageTokens(tokens, valid_t, num_global, features, proposals,
+                           image_sizes=torch.tensor(sizes, device=tokens.device))
+
+    def _propose(self, features: tuple[Tensor, ...], masks: list[Tensor]):
+        """The proposal generator on padded maps: with the masks when it takes them
+        (``padding_masks``, as :class:`RegionProposalNetwork` does)."""
+        import inspect
+
+        generator = self.proposal_generator
+        if 'padding_masks' in inspect.signature(generator.forward).parameters:
+            return generator(features, padding_masks=masks)
+        return generator(features)
+
+    def _forward_uniform(self, images: Tensor) -> ImageTokens:
         features = self._features(images)
         if self.proposal_generator is not None:
             features = self._enough_positions(images, features)

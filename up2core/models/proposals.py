@@ -37,8 +37,11 @@ no label noise; they go through the decoder in a pass of their own at loss time,
 each other, so the matching queries, the proposal tokens and inference are unchanged.  Boxes
 only: MaskDINO's mask denoising is not built.
 
-Coordinates: boxes are ``(cx, cy, w, h)`` normalised by the padded batch canvas (the network sees
-no padding mask; with one image size per batch, as in Shapes, there is no padding).
+Coordinates: boxes are ``(cx, cy, w, h)`` normalised by each image's own extent.  A batch of
+images of several sizes comes with padding masks (``padding_masks``, from
+:class:`~up2core.models.image_encoder.ImageEncoder`): as in mmdet's DETR family, the encoder and
+decoder attend to no padding and positions are normalised by ``valid_ratios``; the pixel map is
+computed per image, so an image's proposals are the same alone and in any batch.
 
 Examples:
     >>> rpn = RegionProposalNetwork(num_queries=10, num_encoder_layers=1, num_decoder_layers=2)
@@ -95,6 +98,11 @@ def _gather(values: Tensor, order: Tensor) -> Tensor:
     return values.gather(1, index.expand(-1, -1, *values.shape[2:]))
 
 
+def _extent(mask: Tensor) -> tuple[int, int]:
+    """``(h, w)`` of the valid (False) top-left region of a ``[h, w]`` padding mask."""
+    return int((~mask[:, 0]).sum()), int((~mask[0, :]).sum())
+
+
 def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
     cx, cy, w, h = boxes.unbind(-1)
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
@@ -147,6 +155,7 @@ class RegionProposalNetwork(BaseModule):
         (DeformableDETR, Encoder, Decoder, SinePositionalEncoding, MLP, coordinate_to_encoding,
          inverse_sigmoid, CdnQueryGenerator) = _mmdet()
         self._gen_proposals = DeformableDETR.gen_encoder_output_proposals
+        self._valid_ratio = DeformableDETR.get_valid_ratio
         self._coordinate_to_encoding = coordinate_to_encoding
         self._inverse_sigmoid = inverse_sigmoid
         if embed_dims != 256:
@@ -286,22 +295,32 @@ class RegionProposalNetwork(BaseModule):
             if isinstance(m, MultiScaleDeformableAttention):
                 m.init_weights()
 
-    def _flatten(self, maps: list[Tensor]):
+    def _flatten(self, maps: list[Tensor], masks: list[Tensor] | None = None):
+        """Flattened maps, positions, level sizes and starts, valid ratios, and the flattened
+        padding mask (None without padding)."""
         flat, pos, shapes = [], [], []
         for level, feat in enumerate(maps):
             b, c, h, w = feat.shape
             flat.append(feat.flatten(2).transpose(1, 2))
-            pe = self._sine_positions(feat)
+            # with padding, the sine encoding is normalised by each image's own extent
+            pe = self._sine_positions(feat) if masks is None \
+                else self.positional_encoding(masks[level])
             pos.append(pe.flatten(2).transpose(1, 2) + self.level_embed[level])
             shapes.append((h, w))
         spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=maps[0].device)
         level_start = torch.cat([spatial_shapes.new_zeros(1),
                                  spatial_shapes.prod(1).cumsum(0)[:-1]])
-        valid_ratios = maps[0].new_ones(maps[0].shape[0], len(maps), 2)
+        if masks is None:
+            valid_ratios = maps[0].new_ones(maps[0].shape[0], len(maps), 2)
+            mask_flat = None
+        else:
+            valid_ratios = torch.stack([self._valid_ratio(m) for m in masks], 1)
+            mask_flat = torch.cat([m.flatten(1) for m in masks], 1)
         if self.static_shapes:
             # the levels' sizes as Python ints (see ``static_shapes``)
             spatial_shapes = shapes
-        return torch.cat(flat, 1), torch.cat(pos, 1), spatial_shapes, level_start, valid_ratios
+        return (torch.cat(flat, 1), torch.cat(pos, 1), spatial_shapes, level_start, valid_ratios,
+                mask_flat)
 
     def _sine_positions(self, feat: Tensor) -> Tensor:
         """The sine position encoding of a map the size of ``feat`` ([B, C, H, W]).
@@ -343,32 +362,46 @@ class RegionProposalNetwork(BaseModule):
         return (torch.einsum('bqc,bchw->bqhw', embed @ last.weight.flatten(1), pixels)
                 + (embed @ last.bias)[..., None, None])
 
-    def forward(self, features: tuple[Tensor, ...] | list[Tensor]) -> tuple[Tensor, dict]:
+    def forward(self, features: tuple[Tensor, ...] | list[Tensor],
+                padding_masks: list[Tensor] | None = None) -> tuple[Tensor, dict]:
         """Multi-scale maps -> (proposal tokens [B, K, C], proposals).
 
         ``proposals`` holds, for the K tokens (best objectness first): ``boxes`` [B, K, 4]
-        (normalised cx, cy, w, h), ``objectness`` [B, K] logits, ``masks`` [B, K, h, w] logits at
-        the mask level's resolution, ``indices`` [B, K] (query index); and under ``'layers'``
-        every decoder layer's outputs for all queries (plus ``'encoder'``), for the loss.
+        (cx, cy, w, h normalised by each image's own extent), ``objectness`` [B, K] logits,
+        ``masks`` [B, K, h, w] logits at the mask level's resolution (over the batch's maps),
+        ``indices`` [B, K] (query index); and under ``'layers'`` every decoder layer's outputs
+        for all queries (plus ``'encoder'``), for the loss.
+
+        ``padding_masks``: per map of ``features``, ``[B, h, w]`` True on padding (images of
+        several sizes in one batch, each encoded at its own size): the encoder and the decoder
+        attend to no padding, query selection never picks it, positions and boxes are
+        normalised by each image's own extent (mmdet's ``valid_ratios``), and the pixel map
+        and the pooled masks are computed per image, so that an image's proposals do not depend
+        on its batch.
         """
         levels = self.encoder_levels
         maps = [features[i] for i in levels]
-        feat, pos, shapes, starts, ratios = self._flatten(maps)
-        memory = self.encoder(query=feat, query_pos=pos, key_padding_mask=None,
+        level_masks = [padding_masks[i] for i in levels] if padding_masks is not None else None
+        feat, pos, shapes, starts, ratios, mask_flat = self._flatten(maps, level_masks)
+        memory = self.encoder(query=feat, query_pos=pos, key_padding_mask=mask_flat,
                               spatial_shapes=shapes, level_start_index=starts,
                               valid_ratios=ratios)
         b = memory.shape[0]
-        # two-stage query selection on the encoder's positions
-        out_memory, out_proposals = self._gen_proposals(self, memory, None, shapes)
+        # two-stage query selection on the encoder's positions (never on padding)
+        out_memory, out_proposals = self._gen_proposals(self, memory, mask_flat, shapes)
         enc_cls = self.cls_branches[-1](out_memory)
         enc_coord_unact = self.reg_branches[-1](out_memory) + out_proposals
-        top = enc_cls[..., 0].topk(self.num_queries, dim=1).indices
+        rank = enc_cls[..., 0] if mask_flat is None \
+            else enc_cls[..., 0].masked_fill(mask_flat, float('-inf'))
+        top = rank.topk(self.num_queries, dim=1).indices
         enc_scores = enc_cls.gather(1, top[..., None])
         enc_coord_unact = enc_coord_unact.gather(1, top[..., None].expand(-1, -1, 4))
+        if mask_flat is not None:  # fewer positions than queries: no infinite box comes out
+            enc_coord_unact = enc_coord_unact.clamp(-10.0, 10.0)
         enc_boxes = enc_coord_unact.sigmoid()
         query = self.query_embedding.weight[None].expand(b, -1, -1)
         hidden, references = self.decoder(
-            query=query, value=memory, key_padding_mask=None, self_attn_mask=None,
+            query=query, value=memory, key_padding_mask=mask_flat, self_attn_mask=None,
             reference_points=enc_coord_unact.detach().sigmoid(), spatial_shapes=shapes,
             level_start_index=starts, valid_ratios=ratios, reg_branches=self.reg_branches)
         # per-pixel embeddings: the high-resolution map + the first encoder level, upsampled.
@@ -377,11 +410,13 @@ class RegionProposalNetwork(BaseModule):
         # CPU paths (an NCHW copy cost ~2 ms per 128 px image there, measured).
         height, width = maps[0].shape[-2:]
         first = memory[:, :height * width].unflatten(1, (height, width)).permute(0, 3, 1, 2)
-        if self.mask_level is not None:
-            high = features[self.mask_level]
-            first = high + F.interpolate(first, size=high.shape[-2:], mode='bilinear',
-                                         align_corners=False)
-        pixels = self._pixel_map(first)
+        pad = None
+        if padding_masks is None:
+            pixels = self._pixel_map(self._fuse(first, features))
+        else:
+            pixels = self._pixel_map_per_image(first, features, level_masks[0], padding_masks)
+            pad = (padding_masks[self.mask_level] if self.mask_level is not None
+                   else level_masks[0])[:, None]
         layers = []
         num_layers = len(hidden)
         for index in range(num_layers):
@@ -390,30 +425,76 @@ class RegionProposalNetwork(BaseModule):
                 continue
             coord = (self.reg_branches[index](hidden[index])
                      + self._inverse_sigmoid(references[index], eps=1e-3)).sigmoid()
+            masks = self._masks(hidden[index], pixels)
+            if pad is not None:  # no mask reaches into the padding (nor is taught there)
+                masks = masks.masked_fill(pad, -20.0)
             layers.append(dict(objectness=self.cls_branches[index](hidden[index])[..., 0],
-                               boxes=coord, masks=self._masks(hidden[index], pixels)))
+                               boxes=coord, masks=masks))
         final = layers[-1]
         order = final['objectness'].topk(self.num_proposal_tokens, dim=1).indices
         q_sem = _gather(hidden[-1], order)
         boxes, masks = _gather(final['boxes'], order), _gather(final['masks'], order)
         tokens = (q_sem + self.box_proj(self._coordinate_to_encoding(
             boxes.detach(), num_feats=self.embed_dims // 2))
-            + self.mask_proj(F.adaptive_avg_pool2d(masks.detach().sigmoid(), self.mask_pool)
-                             .flatten(2)))
+            + self.mask_proj(self._pooled_masks(masks.detach(), padding_masks)))
         proposals = dict(boxes=boxes, objectness=_gather(final['objectness'], order), masks=masks,
                          indices=order, layers=layers,
                          encoder=dict(objectness=enc_scores[..., 0], boxes=enc_boxes))
+        if pad is not None:  # each image's own part of the mask grid
+            proposals['mask_sizes'] = torch.stack([(~pad[:, 0, :, 0]).sum(1),
+                                                   (~pad[:, 0, 0, :]).sum(1)], 1)
         if self.training and self.denoising is not None:
             # what the denoising pass decodes from, at loss time (when the boxes are known)
-            proposals['denoising'] = dict(value=memory, key_padding_mask=None,
+            proposals['denoising'] = dict(value=memory, key_padding_mask=mask_flat,
                                           spatial_shapes=shapes, level_start_index=starts,
                                           valid_ratios=ratios)
         return tokens, proposals
 
+    def _fuse(self, first: Tensor, features) -> Tensor:
+        """The first encoder level, upsampled onto the mask level's map and added to it."""
+        if self.mask_level is None:
+            return first
+        high = features[self.mask_level]
+        return high + F.interpolate(first, size=high.shape[-2:], mode='bilinear',
+                                    align_corners=False)
+
+    def _pixel_map_per_image(self, first: Tensor, features, first_mask: Tensor,
+                             padding_masks: list[Tensor]) -> Tensor:
+        """:meth:`_pixel_map` of each image on its own extent (the pixel decoder's convolution
+        and group norm see no padding), padded with zeros to the batch's map."""
+        high_mask = padding_masks[self.mask_level] if self.mask_level is not None else first_mask
+        out = None
+        for index in range(first.shape[0]):
+            h0, w0 = _extent(first_mask[index])
+            hh, wh = _extent(high_mask[index])
+            own = [None] * len(features)
+            if self.mask_level is not None:
+                own[self.mask_level] = features[self.mask_level][index:index + 1, :, :hh, :wh]
+            pixels = self._pixel_map(self._fuse(first[index:index + 1, :, :h0, :w0], own))
+            if out is None:
+                out = pixels.new_zeros(first.shape[0], pixels.shape[1], *high_mask.shape[-2:])
+            out[index:index + 1, :, :hh, :wh] = pixels
+        return out
+
+    def _pooled_masks(self, masks: Tensor, padding_masks: list[Tensor] | None) -> Tensor:
+        """``M(q_mask)``'s input: each mask's probability average-pooled to ``mask_pool`` x
+        ``mask_pool`` over its own image (not the padding) -> [B, K, mask_pool ** 2]."""
+        if padding_masks is None:
+            return F.adaptive_avg_pool2d(masks.sigmoid(), self.mask_pool).flatten(2)
+        grid = padding_masks[self.mask_level] if self.mask_level is not None \
+            else padding_masks[self.encoder_levels[0]]
+        pooled = []
+        for index in range(masks.shape[0]):
+            h, w = _extent(grid[index])
+            pooled.append(F.adaptive_avg_pool2d(masks[index, :, :h, :w].sigmoid(),
+                                                self.mask_pool).flatten(1))
+        return torch.stack(pooled)
+
     # ------------------------------------------------------------------ training
 
     def loss(self, proposals: dict, gt_instances: list[InstanceData], canvas: tuple[int, int],
-             with_masks: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]:
+             with_masks: bool = True, image_sizes: Tensor | None = None
+             ) -> tuple[dict[str, Tensor], list[Tensor]]:
         """Proposal losses, and which ground truth each proposal token was matched to.
 
         Args:
@@ -422,14 +503,19 @@ class RegionProposalNetwork(BaseModule):
                 with ``with_masks``, ``masks`` [n, H, W] (bool, canvas size).
             canvas: (height, width) of the padded batch.
             with_masks: add mask BCE + Dice to costs and losses.
+            image_sizes: [B, 2] ``(h, w)`` of each image in the padded batch (None: the
+                canvas): boxes are normalised by them, as :meth:`forward` predicts them.
 
         Returns:
             (losses, matches): ``matches[b]`` [K] is the index of the ground truth matched to
             each proposal token of image ``b`` by the last decoder layer, -1 for none.
         """
         height, width = canvas
-        scale = torch.tensor([width, height, width, height], dtype=torch.float32,
-                             device=proposals['boxes'].device)
+        device = proposals['boxes'].device
+        sizes = torch.as_tensor(image_sizes, dtype=torch.float32, device=device) \
+            if image_sizes is not None else \
+            torch.tensor([[height, width]] * len(gt_instances), dtype=torch.float32, device=device)
+        scale = sizes[:, [1, 0, 1, 0]]  # per image: (w, h, w, h)
         mask_size = proposals['masks'].shape[-2:]
         targets = []
         for gt in gt_instances:
@@ -467,11 +553,11 @@ class RegionProposalNetwork(BaseModule):
             terms, _ = self._layer_loss(proposals['encoder'], targets, scale, False)
             losses.update({f'enc.{k}': v for k, v in terms.items()})
         if 'denoising' in proposals:
-            losses.update(self._denoising_loss(proposals['denoising'], targets, canvas))
+            losses.update(self._denoising_loss(proposals['denoising'], targets, scale))
         return {f'loss_rpn_{k}': v for k, v in losses.items()}, matches
 
     def _denoising_loss(self, inputs: dict, targets: list[InstanceData],
-                        canvas: tuple[int, int]) -> dict[str, Tensor]:
+                        scale: Tensor) -> dict[str, Tensor]:
         """Decode noised ground-truth boxes; positives must give back their box, negatives
         are background (objectness focal loss on both, L1 + GIoU on positives)."""
         from mmdet.structures import DetDataSample
@@ -480,9 +566,9 @@ class RegionProposalNetwork(BaseModule):
         if sum(len(t) for t in targets) == 0:  # nothing to denoise: zero, still in the graph
             zero = value.sum() * 0.0
             return {'dn.objectness': zero, 'dn.l1': zero, 'dn.giou': zero}
-        samples = [DetDataSample(metainfo=dict(img_shape=canvas),
+        samples = [DetDataSample(metainfo=dict(img_shape=(float(s[1]), float(s[0]))),
                                  gt_instances=InstanceData(bboxes=t.bboxes, labels=t.labels))
-                   for t in targets]
+                   for t, s in zip(targets, scale)]
         query, boxes_unact, attn_mask, meta = self.denoising(samples)
         num = meta['num_denoising_queries']
         hidden, references = self.decoder(
@@ -491,8 +577,6 @@ class RegionProposalNetwork(BaseModule):
         # the generator's layout: per group, M positive slots then M negative ones (M = the most
         # ground truths of an image); image b's ground truth j sits at slot j of each half
         groups, most = meta['num_denoising_groups'], num // (2 * meta['num_denoising_groups'])
-        height, width = canvas
-        scale = value.new_tensor([width, height, width, height])
         labels, weights, positives, gt_boxes = [], [], [], []
         for b, target in enumerate(targets):
             n = len(target)
@@ -505,7 +589,7 @@ class RegionProposalNetwork(BaseModule):
             labels.append(label)
             weights.append(weight)
             positives.append(pos + b * num)
-            gt_boxes.append((target.bboxes / scale).repeat(groups, 1))
+            gt_boxes.append((target.bboxes / scale[b]).repeat(groups, 1))
         label_t, weight_t = torch.cat(labels), torch.cat(weights)
         pos_t, gt_t = torch.cat(positives), torch.cat(gt_boxes)
         num_pos = max(len(pos_t), 1)
@@ -535,10 +619,11 @@ class RegionProposalNetwork(BaseModule):
         labels, assigned_all = [], []
         pred_boxes, gt_boxes, pred_masks, gt_masks = [], [], [], []
         for b, target in enumerate(targets):
-            pred = InstanceData(scores=objectness[b, :, None], bboxes=cxcywh_to_xyxy(boxes[b]) * scale)
+            pred = InstanceData(scores=objectness[b, :, None],
+                                bboxes=cxcywh_to_xyxy(boxes[b]) * scale[b])
             if use_masks:
                 pred.masks = layer['masks'][b]
-            meta = dict(img_shape=(int(scale[1]), int(scale[0])))
+            meta = dict(img_shape=(int(scale[b, 1]), int(scale[b, 0])))
             if len(target) == 0:
                 assigned = torch.full((len(boxes[b]),), -1, dtype=torch.long,
                                       device=boxes.device)
@@ -552,7 +637,7 @@ class RegionProposalNetwork(BaseModule):
             labels.append(torch.where(positive, 0, 1))  # 0 = foreground, 1 = background
             assigned_all.append(assigned)
             pred_boxes.append(boxes[b][positive])
-            gt_boxes.append(target.bboxes[assigned[positive]] / scale)
+            gt_boxes.append(target.bboxes[assigned[positive]] / scale[b])
             if use_masks:
                 pred_masks.append(layer['masks'][b][positive])
                 gt_masks.append(target.masks[assigned[positive]])

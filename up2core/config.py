@@ -328,10 +328,7 @@ def select_tasks(cfg: Config, names: list[str], reason: str = '--tasks') -> list
         if key in ('model', 'targets') or key in _LOADERS + _EVALUATORS or key == 'train_cfg':
             dict.__setitem__(cfg._cfg_dict, key, ConfigDict(value) if isinstance(value, dict)
                              else value)
-    from mmengine.logging import print_log
-
-    print_log(f"{reason}: dropped task(s) {', '.join(dropped)}; running "
-              f"{', '.join(names)}", logger='current')
+    note(f"{reason}: dropped task(s) {', '.join(dropped)}; running {', '.join(names)}")
     return dropped
 
 
@@ -375,11 +372,23 @@ def follow_max_iters(cfg: Config, old: int, new: int) -> list[str]:
             node[key] = new
             moved.append(f'{section}.{key}: {old} -> {new}')
     if moved:
-        from mmengine.logging import print_log
-
-        print_log(f'train_cfg.max_iters {old} -> {new}; the schedule follows: '
-                  + ', '.join(moved), logger='current')
+        note(f'train_cfg.max_iters {old} -> {new}; the schedule follows: ' + ', '.join(moved))
     return moved
+
+
+def note(message: str) -> None:
+    """Tell the user what a config change did: one ``up2:`` line on the terminal (stderr), and
+    the log; silent when the current logger is quieter than INFO (inference, whose output is
+    its results)."""
+    import logging
+    import sys
+
+    from mmengine.logging import MMLogger, print_log
+
+    logger = MMLogger.get_current_instance()
+    print_log(message, logger=logger, level=logging.DEBUG)
+    if logger.level <= logging.INFO:
+        print(f'up2: {message}', file=sys.stderr, flush=True)
 
 
 def _is_root(cfg: Config, key: str) -> bool:

@@ -7,10 +7,9 @@ from pathlib import Path
 from mmengine.dataset import BaseDataset
 
 from up2core.data.bad_samples import BadSamplePolicy, check_files_exist
+from up2core.data.image_folder import IMAGE_SUFFIXES, class_folders, images_of
 from up2core.data.prepare import prepare_data
 from up2core.errors import DataError
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.JPEG')
 
 
 def read_class_names(classes: str | list[str] | tuple[str, ...], root: str | None = None
@@ -100,7 +99,7 @@ class ImageFolderDataset(BadSamplePolicy, BaseDataset):
         root = Path(self.data_prefix.get('img') or self.data_root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder '{root}' not found")
-        folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+        folders = class_folders(root)  # hidden folders (.ipynb_checkpoints) are not classes
         names = self._classes or folders
         unknown = sorted(set(folders) - set(names))
         if unknown:
@@ -111,8 +110,8 @@ class ImageFolderDataset(BadSamplePolicy, BaseDataset):
         self._metainfo['classes'] = tuple(self._names or names)
         data = []
         for label, name in enumerate(names):
-            for image in sorted((root / name).glob('*')):
-                if image.suffix.lower() in IMAGE_SUFFIXES and str(image) not in self._exclude:
+            for image in images_of(root / name):  # sub-folders too, as torchvision reads them
+                if str(image) not in self._exclude:
                     data.append(dict(img_path=str(image), gt_label=label, img_id=len(data)))
         if not data:
             raise DataError(f"image folder '{root}' holds no images ({IMAGE_SUFFIXES})")

@@ -76,7 +76,12 @@ def _prepare_config(args: argparse.Namespace):
             data.tasks = {t: source for t, source in data.tasks.items() if t in kept}
             if not data.tasks:
                 raise UserError(f'--tasks {args.tasks}: {args.data} names none of them')
-        apply_data_file(cfg, data, need=need, replay=getattr(args, 'replay', None))
+        from up2core.config import parse_cfg_options
+
+        apply_data_file(cfg, data, need=need, replay=getattr(args, 'replay', None),
+                        overridden={k.lstrip('+') for k in (
+                            args.cfg_options if isinstance(args.cfg_options, dict)
+                            else parse_cfg_options(args.cfg_options or []))})
     elif getattr(args, 'replay', None) is not None:
         raise UserError('--replay mixes the config\'s own data back into training on yours: '
                         'give your data with --data')

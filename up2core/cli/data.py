@@ -25,8 +25,10 @@ def add_parser(sub) -> None:
     s.add_argument('--no-images', action='store_true', help='check the annotation files only')
     s.add_argument('--hash', action='store_true', help='also find images that are in train '
                    'and val (reads whole files)')
-    s.add_argument('--config', default='up2_tiny_shapes_generalist', help='whose text '
-                   'encoder limits caption and name lengths (default: the main job\'s)')
+    s.add_argument('--config', default='up2_tiny_shapes_generalist', help='the config that '
+                   'will train on the data: its text encoder limits caption and name lengths, '
+                   'its proposals and image size what images can hold (default: the main '
+                   "job's)")
     s.set_defaults(func=cmd_data_check)
     s = data_sub.add_parser('stats', help='a picture of the data: instances per class and '
                             'split, box sizes and aspects, caption lengths')
@@ -94,8 +96,14 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     data = load_data_file(args.data)
     with contextlib.redirect_stdout(sys.stderr):
         limit, count = text_counter(args.config)
+    capacity = None
+    if args.config:
+        from up2core.config import load_config
+        from up2core.data.dataset_file import config_capacity
+
+        capacity = config_capacity(load_config(args.config))
     report = check_data(data, images=not args.no_images, hash_images=args.hash,
-                        text_limit=limit, count_tokens=count)
+                        text_limit=limit, count_tokens=count, capacity=capacity)
     for line in report.lines():
         print(line)
     errors = sum(len(v) for v in report.errors.values())

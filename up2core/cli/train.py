@@ -124,10 +124,13 @@ def _check_training_data(cfg, args: argparse.Namespace) -> None:
     a fault refuses the run with the check's summary, unless ``--skip-bad-records`` drops the
     faulty records (from copies: the user's files are never changed)."""
     from up2core.data.check import check_data, skip_bad_records
-    from up2core.data.dataset_file import load_data_file
+    from up2core.data.dataset_file import config_capacity, load_data_file
 
     data = load_data_file(args.data)
-    report = check_data(data, images=True, text_limit=None)
+    report = check_data(data, images=True, text_limit=None, capacity=config_capacity(cfg))
+    for kind, found in report.warnings.items():  # what is repaired or capped: said, not hidden
+        print(f'up2: warning: {args.data}: {len(found)} x {kind} (`up2 data check '
+              f'{args.data}` lists them)', file=sys.stderr)
     if not report.errors:
         return
     if not args.skip_bad_records:

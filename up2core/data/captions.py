@@ -169,6 +169,8 @@ def _coco(data: dict, path: Path):
 
 def _karpathy(data: dict, path: Path, split: str | None):
     wanted = {split, 'restval'} if split == 'train' else {split}
+    if not any(isinstance(i, dict) and 'split' in i for i in data['images']):
+        split = None  # a file of one split (no 'split' fields): all of it
     records = []
     for index, image in enumerate(data['images']):
         if not isinstance(image, dict):

@@ -45,9 +45,9 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from up2core.data.coco_rules import CONSEQUENCES, RULES, as_id, read_instances
+from up2core.data.image_folder import IMAGE_SUFFIXES, class_folders, images_of
 from up2core.errors import DataError
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 #: kinds of finding and their severity
 SEVERITY = {
     'missing image': 'error',
@@ -64,6 +64,9 @@ SEVERITY = {
     'class name longer than the text encoder takes': 'warning',
     'empty class folder': 'warning',
     'same image in train and val': 'warning',
+    'more objects than the model proposes': 'warning',
+    'image far larger than the training size': 'warning',
+    'image smaller than the training size': 'note',
     'image without annotations': 'note',
 }
 #: what to do about each kind of error (the fix named in the summary line)
@@ -77,6 +80,13 @@ FIXES = {
     'image size differs from the json': "correct the records' width and height",
     'empty caption': 'fill the captions or remove the rows',
     'unreadable file': 'fix the file',
+    'more objects than the model proposes':
+        'only as many as the proposals can be found in such images: raise '
+        'model.image_encoder.proposal_generator.num_queries (a new model) or accept it',
+    'image far larger than the training size':
+        'they are brought down to the training size, where small objects may vanish: raise '
+        "the data file's settings.image_size",
+    'image smaller than the training size': 'kept at their size (never enlarged)',
     **CONSEQUENCES,
 }
 
@@ -163,7 +173,12 @@ class CheckReport:
 
 
 def _truncated(path: Path, fmt: str | None) -> bool:
-    """Whether a JPEG or PNG file ends before its end marker (read from the file's tail)."""
+    """Whether a JPEG or PNG file ends before its image does.
+
+    The file's tail is read first (the end marker is usually the last bytes).  A JPEG whose
+    tail lacks it may still be whole: phones' "motion photos" and other exports append data
+    after the image (a video, an index); such a file is decoded in full, as the readers will,
+    and called truncated only if that fails."""
     if fmt not in ('JPEG', 'PNG'):
         return False
     with path.open('rb') as handle:
@@ -173,7 +188,14 @@ def _truncated(path: Path, fmt: str | None) -> bool:
         tail = handle.read()
     if fmt == 'PNG':
         return b'IEND' not in tail
-    return b'\xff\xd9' not in tail.rstrip(b'\x00\r\n ')[-16:]
+    if b'\xff\xd9' in tail.rstrip(b'\x00\r\n ')[-16:]:
+        return False
+    try:
+        with Image.open(path) as image:
+            image.load()  # PIL refuses to decode an image that ends early
+    except (OSError, ValueError, SyntaxError):
+        return True
+    return False
 
 
 def read_header(path: Path) -> tuple[str, Any]:
@@ -244,8 +266,35 @@ def _number(value: Any) -> bool:
         and math.isfinite(value)
 
 
+def _capacity(report: CheckReport, ann: Path, cleaned: dict, capacity: dict | None) -> None:
+    """Warn where the data exceeds what the config can give it (silent caps on results)."""
+    if not capacity:
+        return
+    most = capacity.get('max_objects')
+    if most:
+        per_image: dict = defaultdict(int)
+        for item in cleaned['annotations']:
+            if not item.get('iscrowd'):
+                per_image[item['image_id']] += 1
+        for image_id, count in per_image.items():
+            if count > most:
+                report.add('more objects than the model proposes', ann, f'image id {image_id}',
+                           f'{count} objects, {most} proposals per image')
+    side = capacity.get('image_size')
+    if side:
+        for image in cleaned['images']:
+            longer = max(image['width'], image['height'])
+            size = f"{image['width']}x{image['height']}, trained at {side} px"
+            if longer > 4 * side:
+                report.add('image far larger than the training size', ann,
+                           f"image id {image['id']}", size + f' (x{side / longer:.2f})')
+            elif longer < side // 2:
+                report.add('image smaller than the training size', ann,
+                           f"image id {image['id']}", size)
+
+
 def check_coco(report: CheckReport, ann: Path, images_dir: Path, images: bool = True,
-               split: str = 'train') -> dict:
+               split: str = 'train', capacity: dict | None = None) -> dict:
     """Check a COCO instances json and its images; returns ``{'names', 'counts', 'files'}``
     (category names, annotations per category, image paths) for the cross-split checks.
 
@@ -267,6 +316,7 @@ def check_coco(report: CheckReport, ann: Path, images_dir: Path, images: bool = 
     report.records += len(data['images']) + len(data['annotations'])
     for ruling in rulings:
         report.add(ruling.kind, ann, ruling.record, ruling.detail, ruling.drop)
+    _capacity(report, ann, cleaned, capacity)
     categories = {cat['id']: cat['name'] for cat in cleaned['categories']}
     index_of: dict = {}
     for index, image in enumerate(data['images']):
@@ -403,16 +453,16 @@ def check_captions(report: CheckReport, ann: Path, images_dir: Path, images: boo
 
 def check_image_folder(report: CheckReport, root: Path, images: bool = True) -> dict:
     files = []
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
-    for folder in folders:
-        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for name in class_folders(root):
+        folder = root / name
+        found = images_of(folder)
         report.records += len(found)
         if not found:
-            report.add('empty class folder', root, folder.name, 'no image in it')
+            report.add('empty class folder', root, name, 'no image in it')
         for path in found:
             files.append(path)
             if images:
-                _check_image(report, root, f'{folder.name}/{path.name}', path, None,
+                _check_image(report, root, str(path.relative_to(root)), path, None,
                              ('path', str(path)))
     return {'files': files}
 
@@ -445,7 +495,8 @@ def text_counter(config: str | None):
 
 
 def check_data(data, images: bool = True, hash_images: bool = False,
-               text_limit: int | None = None, count_tokens=None) -> CheckReport:
+               text_limit: int | None = None, count_tokens=None,
+               capacity: dict | None = None) -> CheckReport:
     """Check every split of every task of a dataset file (see the module docstring).
 
     Args:
@@ -454,6 +505,9 @@ def check_data(data, images: bool = True, hash_images: bool = False,
         hash_images: also compare train and val images by content (reads whole files).
         text_limit, count_tokens: the text encoder's token limit and a counter
             (:func:`text_counter`); without them text lengths are not checked.
+        capacity: ``{'max_objects', 'image_size'}`` of the config that will train on the data
+            (:func:`~up2core.data.dataset_file.config_capacity`): images holding more objects
+            than it proposes, or far larger than it trains at, are warned about.
     """
     from up2core.data.layouts import image_folder_classes
 
@@ -470,7 +524,8 @@ def check_data(data, images: bool = True, hash_images: bool = False,
                     if where.ann is None or where.images is None:
                         raise DataError(f"{data.file}: '{task}.{split}' needs 'ann' and "
                                         f"'images'")
-                    done[key] = check_coco(report, where.ann, where.images, images, split)
+                    done[key] = check_coco(report, where.ann, where.images, images, split,
+                                           capacity)
                 elif layout == 'image_folder':
                     done[key] = check_image_folder(report, where.images, images)
                 else:

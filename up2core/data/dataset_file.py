@@ -37,18 +37,24 @@ from up2core.errors import DataError
 EXAMPLE = """\
 path: /data/mine                # the other paths are relative to it (default: this file's folder)
 name: my-parts                  # optional: how checkpoints and reports call the data
+settings: {image_size: 320, max_iters: 500}   # optional: what the config's tuning becomes
 detection:      {train: {ann: annotations/train.json, images: images/train},
                  val:   {ann: annotations/val.json,   images: images/val}}
 segmentation:   {train: {ann: annotations/train.json, images: images/train},
                  val:   {ann: annotations/val.json,   images: images/val}}
-classification: {train: cls/train, val: cls/val}     # image-folder trees
+classification: {train: cls/train, val: cls/val,    # image-folder trees
+                 options: {prompt: 'a photo of a {}.'}}   # optional: the task's own options
 captioning:     {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
 retrieval:      {train: {ann: captions_train.jsonl}, val: {ann: captions_val.jsonl}}
 """
 #: keys of the file's top level besides the task names
-TOP_KEYS = ('path', 'name')
+TOP_KEYS = ('path', 'name', 'settings')
+#: keys of ``settings``: the config's tuning the data changes (``image_size``: the longer side
+#: every task's images are brought down to, LimitImageSize's max_side; ``max_iters``: training
+#: steps, the schedule following)
+SETTINGS_KEYS = ('image_size', 'max_iters')
 #: keys of one task's entry
-TASK_KEYS = ('train', 'val', 'classes', 'filter_empty')
+TASK_KEYS = ('train', 'val', 'classes', 'filter_empty', 'options')
 #: keys of one split of a task
 SPLIT_KEYS = ('ann', 'images')
 SPLITS = ('train', 'val')
@@ -77,6 +83,8 @@ class TaskSource:
     classes: Path | None = None
     #: COCO layouts: leave out training images without annotations (kept as negatives otherwise)
     filter_empty: bool = False
+    #: the task's own options for this data (``prompt`` of classification...), over the config's
+    options: dict = field(default_factory=dict)
 
     def split(self, name: str) -> SplitSource | None:
         return self.splits.get(name)
@@ -90,6 +98,8 @@ class DataFile:
     root: Path
     name: str
     tasks: dict[str, TaskSource]
+    #: ``settings:`` of the file (:data:`SETTINGS_KEYS`)
+    settings: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
         """What a checkpoint records of the data it was trained on."""
@@ -154,6 +164,15 @@ def load_data_file(file: str | Path) -> DataFile:
     name = data.get('name', path.stem)
     if not isinstance(name, str) or not name.strip():
         _fail(path, f"'name' must be a string, got {name!r}")
+    settings = data.get('settings') or {}
+    if not isinstance(settings, dict):
+        _fail(path, f"'settings' must be a mapping, e.g. settings: {{image_size: 320}}, got "
+                    f'{settings!r}')
+    for key, value in settings.items():
+        if key not in SETTINGS_KEYS:
+            _unknown(path, "'settings'", key, SETTINGS_KEYS)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            _fail(path, f'settings.{key} must be a positive integer, got {value!r}')
     tasks: dict[str, TaskSource] = {}
     for key, entry in data.items():
         if key in TOP_KEYS:
@@ -164,7 +183,8 @@ def load_data_file(file: str | Path) -> DataFile:
     if not tasks:
         _fail(path, 'names no task: add at least one of detection, segmentation, '
                     'classification, captioning, retrieval (or a plugin task)')
-    return DataFile(file=path.resolve(), root=root, name=name.strip(), tasks=tasks)
+    return DataFile(file=path.resolve(), root=root, name=name.strip(), tasks=tasks,
+                    settings=dict(settings))
 
 
 def _task_source(path: Path, root: Path, task: str, entry: Any) -> TaskSource:
@@ -197,6 +217,11 @@ def _task_source(path: Path, root: Path, task: str, entry: Any) -> TaskSource:
         _fail(path, f"'{task}' names neither 'train' nor 'val'")
     if 'classes' in entry:
         source.classes = _resolve(path, root, entry['classes'], f'{task}.classes', 'file')
+    if 'options' in entry:
+        if not isinstance(entry['options'], dict):
+            _fail(path, f"{task}.options must be a mapping of the task's options, e.g. "
+                        f"{{prompt: 'a photo of a {{}}.'}}, got {entry['options']!r}")
+        source.options = dict(entry['options'])
     if 'filter_empty' in entry:
         if not isinstance(entry['filter_empty'], bool):
             _fail(path, f"{task}.filter_empty must be true or false, got "
@@ -281,7 +306,8 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
 
 
 def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'),
-                    quiet: bool = False, replay: float | None = None) -> list[str]:
+                    quiet: bool = False, replay: float | None = None,
+                    overridden: set[str] = frozenset()) -> list[str]:
     """Point ``cfg`` at the user's data in place; return the tasks dropped.
 
     * tasks of the config the file does not name are dropped everywhere (``select_tasks``);
@@ -296,6 +322,8 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
 
     ``need`` are the splits every named task must have (``('train',)`` at least for training,
     ``('val',)`` for testing).  ``quiet`` logs nothing (inference: stdout holds results).
+    ``overridden``: config keys the command line set (``--cfg-options``): the data file's
+    ``settings`` do not change them.
     ``replay``: keep training (and evaluating) every task of the config on its own data too, at
     this weight (:func:`replay_tasks`): the usual remedy against forgetting what the checkpoint
     knew, across classes and across tasks.
@@ -311,13 +339,12 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
         level = logger.level
         logger.setLevel(logging.WARNING)
         try:
-            return apply_data_file(cfg, data, need, replay=replay)
+            return apply_data_file(cfg, data, need, replay=replay, overridden=overridden)
         finally:
             logger.setLevel(level)
     from mmengine.config import ConfigDict
-    from mmengine.logging import print_log
 
-    from up2core.config import select_tasks
+    from up2core.config import note, select_tasks
     from up2core.data.layouts import get_layout
     from up2core.registry import TASKS
 
@@ -371,6 +398,7 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
                 evaluator[task] = layout.evaluator(source, evaluator[task], names)
         task_cfg = plain['model']['tasks'][task]
         task_cfg.update(TASKS.get(task_cfg['type']).data_options(layout.name, source, names))
+        task_cfg.update(source.options)
     if isinstance(plain.get('targets'), dict):
         plain.pop('targets')  # the config's targets are for its own data
         dict.__delitem__(cfg._cfg_dict, 'targets')
@@ -384,16 +412,78 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
             plain[key]['shared_images'] = False
             changed.append(f'{key}.shared_images -> False')
     if changed:
-        print_log(f"--data: each task reads its own images, so {', '.join(changed)} "
-                  f'(one batch per task, the same weighted sum of losses)', logger='current')
+        note(f"--data: each task reads its own images, so {', '.join(changed)} (one batch per "
+             f'task, the same weighted sum of losses)')
     if replay:
         added = replay_tasks(plain, original, replay)
-        print_log(f"--replay {replay:g}: {', '.join(added)} keep training on the config's own "
-                  f'data', logger='current')
+        note(f"--replay {replay:g}: {', '.join(added)} keep training on the config's own data")
     plain['up2_data'] = data.describe()
     for key, value in plain.items():
         if key.startswith('_'):
             continue
         dict.__setitem__(cfg._cfg_dict, key,
                          ConfigDict(value) if isinstance(value, dict) else value)
+    apply_settings(cfg, data, overridden)
+    note(f'--data {data.file.name} keeps of the config: {kept_tuning(cfg, list(data.tasks))} '
+         f"(the data file's `settings: {{image_size: N, max_iters: N}}` and a task's "
+         f'`options:` change them)')
     return [t for t in layouts if t not in data.tasks]
+
+
+def _steps(cfg, tasks: list[str]):
+    """Every pipeline step (a dict) of the loaders of ``tasks``."""
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for task, loader in (cfg.get(key) or {}).items():
+            if task in tasks and isinstance(loader, dict):
+                for step in (loader.get('dataset') or {}).get('pipeline') or []:
+                    if isinstance(step, dict):
+                        yield step
+
+
+def apply_settings(cfg, data: DataFile, overridden: set[str] = frozenset()) -> None:
+    """The data file's ``settings`` onto ``cfg`` (keys given on the command line win)."""
+    from up2core.config import follow_max_iters
+
+    settings = dict(data.settings)
+    if 'image_size' in settings:
+        for step in _steps(cfg, list(data.tasks)):
+            if str(step.get('type', '')).split('.')[-1] == 'LimitImageSize':
+                step['max_side'] = settings['image_size']
+    new = settings.get('max_iters')
+    old = (cfg.get('train_cfg') or {}).get('max_iters')
+    if new and isinstance(old, int) and new != old and \
+            not overridden & {'max_iters', 'train_cfg.max_iters'}:
+        cfg.train_cfg.max_iters = new
+        follow_max_iters(cfg, old, new)
+
+
+def kept_tuning(cfg, tasks: list[str]) -> str:
+    """What a config's tuning is for ``tasks``, in words: the image size, the proposals per
+    image, the training steps and the tasks' prompts."""
+    parts = []
+    sides = sorted({step.get('max_side') for step in _steps(cfg, tasks)
+                    if str(step.get('type', '')).split('.')[-1] == 'LimitImageSize'})
+    if sides:
+        parts.append(f"images at most {'/'.join(map(str, sides))} px a side")
+    generator = ((cfg.get('model') or {}).get('image_encoder') or {}).get('proposal_generator')
+    if isinstance(generator, dict) and generator.get('num_queries'):
+        parts.append(f"{generator['num_queries']} proposals per image")
+    steps = (cfg.get('train_cfg') or {}).get('max_iters')
+    if steps:
+        parts.append(f'{steps} steps')
+    for task in tasks:
+        prompt = (((cfg.get('model') or {}).get('tasks') or {}).get(task) or {}).get('prompt')
+        if prompt:
+            parts.append(f"{task}'s prompt {prompt!r}")
+    return ', '.join(parts) or 'its model and schedule'
+
+
+def config_capacity(cfg) -> dict:
+    """``{'max_objects', 'image_size'}`` of a config (None where it has none): what caps
+    results silently when the data exceeds it (``up2 data check`` warns)."""
+    generator = ((cfg.get('model') or {}).get('image_encoder') or {}).get('proposal_generator')
+    sides = [step.get('max_side') for step in _steps(cfg, list((cfg.get('model') or {})
+                                                                 .get('tasks') or {}))
+             if str(step.get('type', '')).split('.')[-1] == 'LimitImageSize']
+    return {'max_objects': generator.get('num_queries') if isinstance(generator, dict)
+            else None, 'image_size': max(sides) if sides else None}

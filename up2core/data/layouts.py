@@ -127,8 +127,9 @@ def image_folder_classes(source) -> tuple[list[str], list[str]]:
     if where.images is None:
         raise DataError(f"'{source.task}' reads an image-folder tree: write "
                         f"{source.task}: {{train: path/to/train, val: path/to/val}}")
-    folders = sorted(p.name for p in where.images.iterdir()
-                     if p.is_dir() and not p.name.startswith('.'))
+    from up2core.data.image_folder import class_folders
+
+    folders = class_folders(where.images)
     if not folders:
         raise DataError(f"{where.images}: no class folders (the layout is "
                         f"<split>/<class name>/<image>)")
@@ -171,8 +172,10 @@ class CaptionsLayout(DataLayout):
         if where.ann is None:
             raise DataError(f"'{source.task}.{split}' needs 'ann': a COCO captions json, or a "
                             f'.jsonl / .csv file of image and caption rows')
+        # a Karpathy json holds every split: each split of the dataset file reads its own
+        # ('train' with 'restval', as Karpathy's training set); other formats ignore it
         return dict(_keep(base, *KEPT), type='CaptionDataset', data_root='',
-                    ann_file=str(where.ann),
+                    ann_file=str(where.ann), split=split,
                     data_prefix=dict(img=str(where.images or source.root)))
 
 

@@ -44,11 +44,10 @@ def _coco_stats(ann: Path) -> dict:
 
 
 def _folder_stats(root: Path) -> dict:
-    from up2core.data.check import IMAGE_SUFFIXES
+    from up2core.data.image_folder import class_folders, images_of
 
-    return {'images_per_class': {
-        p.name: sum(1 for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith('.')}}
+    return {'images_per_class': {name: len(images_of(root / name))
+                                 for name in class_folders(root)}}
 
 
 def _caption_stats(ann: Path) -> dict:
@@ -216,5 +215,34 @@ def browse(data_file: str | Path, config: str, out: str | Path, split: str = 'tr
             image = packed['inputs'].numpy().transpose(1, 2, 0)[..., ::-1]  # CHW BGR -> RGB
             target = Path(out) / task / f'{index:03d}.png'
             draw_sample(np.ascontiguousarray(image), packed['data_samples'], names, target)
+            target.with_suffix('.json').write_text(json.dumps(
+                drawn_targets(image.shape[:2], packed['data_samples'], names)) + '\n')
             written.append(target)
     return written
+
+
+def drawn_targets(shape: tuple[int, int], sample, names: list[str]) -> dict:
+    """What :func:`draw_sample` draws of ``sample``, in pixels of the training input: the
+    input's ``[h, w]``, and per instance its name, box and its mask's extent (``[x0, y0, x1,
+    y1]``, None without mask pixels), written beside each picture of ``up2 data browse`` (so
+    that a box off its mask shows in numbers too)."""
+    out: dict = {'image': [int(shape[0]), int(shape[1])], 'instances': []}
+    instances = sample.get('gt_instances') if hasattr(sample, 'get') else None
+    if instances is None or 'bboxes' not in instances:
+        return out
+    boxes = instances.bboxes
+    boxes = (boxes.tensor if hasattr(boxes, 'tensor') else boxes).tolist()
+    labels = instances.labels.tolist() if 'labels' in instances else [0] * len(boxes)
+    masks = instances.masks if 'masks' in instances else None
+    if masks is not None and hasattr(masks, 'to_ndarray'):
+        masks = masks.to_ndarray()
+    for k, (box, label) in enumerate(zip(boxes, labels)):
+        extent = None
+        if masks is not None:
+            ys, xs = np.nonzero(masks[k])
+            if len(xs):
+                extent = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+        out['instances'].append({
+            'name': names[int(label)] if 0 <= int(label) < len(names) else str(label),
+            'box': [round(float(v), 2) for v in box], 'mask_extent': extent})
+    return out

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from up2core.errors import DataError, UserError
 
@@ -92,7 +92,9 @@ def decode_image(data: bytes, name: str = 'upload') -> np.ndarray:
             if width * height > MAX_PIXELS:
                 raise RequestError(f"'{name}' is {width}x{height} pixels; the demo takes up to "
                                    f'{MAX_PIXELS // 1_000_000} megapixels', status=413)
-            rgb = np.asarray(probe.convert('RGB'))
+            # turned as the camera meant it, as training and `up2 infer` read files (OpenCV
+            # applies the EXIF orientation)
+            rgb = np.asarray(ImageOps.exif_transpose(probe).convert('RGB'))
     except RequestError:
         raise
     except Image.DecompressionBombError:  # declared far larger still: PIL refuses to open it

@@ -118,7 +118,18 @@ def prepare_image(model, task: str, image: str | np.ndarray, size: tuple[int, in
             raise UserError(f"image '{name}' is {height}x{width} after the test pipeline, larger "
                             f'than the graph\'s input {size[0]}x{size[1]}: export with '
                             f'--image-size {height} {width} or larger')
-        bgr = torch.nn.functional.pad(bgr, (0, size[1] - width, 0, size[0] - height))
+        # padded with the preprocessor's mean (zero once normalised), as training pads a batch
+        mean = getattr(model.data_preprocessor, 'mean', None)
+        padded = bgr.new_zeros(bgr.shape[0], *size)
+        if mean is not None:
+            # the mean is in the order the preprocessor sees channels (RGB after its swap);
+            # the image here is still BGR
+            values = mean.flatten().to(bgr).flip(0) if getattr(
+                model.data_preprocessor, '_channel_conversion', False) else \
+                mean.flatten().to(bgr)
+            padded += values[:, None, None]
+        padded[:, :height, :width] = bgr
+        bgr = padded
     return bgr.flip(0)[None].numpy(), dict(packed['data_samples'].metainfo)
 
 

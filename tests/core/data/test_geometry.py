@@ -166,3 +166,27 @@ def test_a_plugins_own_geometric_target_follows_resize_and_flip():
     assert out['shape'] == [50, 100, 3] and out['owner'] == 'keypoints'
     # halved, then mirrored in a 100 px wide image; the visibility flag untouched
     assert out['points'] == [[[90.0, 5.0, 2.0], [0.0, 50.0, 1.0]]]
+
+
+def test_browse_draws_every_box_on_its_mask(odd_images, tmp_path):
+    """``up2 data browse`` draws targets where training sees them: on the odd images, through
+    the main job's training pipeline, every drawn box is its mask's extent (to a pixel)."""
+    from up2core.data.pictures import browse
+
+    data = odd_images.parent / 'data.yaml'
+    data.write_text('detection: {train: {ann: instances.json, images: images}}\n'
+                    'segmentation: {train: {ann: instances.json, images: images}}\n')
+    written = browse(data, 'up2_tiny_shapes_generalist', tmp_path / 'browse', num=len(IMAGES))
+    assert len(written) == 2 * len(IMAGES)
+    drawn = [json.loads(p.with_suffix('.json').read_text()) for p in written
+             if p.parent.name == 'segmentation']
+    gaps = []
+    for picture in drawn:
+        height, width = picture['image']
+        assert max(height, width) <= 128
+        for instance in picture['instances']:
+            assert instance['mask_extent'] is not None, picture
+            gaps.append(max(abs(a - b) for a, b in zip(instance['box'],
+                                                       instance['mask_extent'])))
+            assert 0 <= instance['box'][0] and instance['box'][2] <= width
+    assert len(gaps) == 5 * len(IMAGES) and max(gaps) <= 1.0, gaps

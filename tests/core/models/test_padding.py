@@ -99,9 +99,9 @@ def test_the_whole_batch_is_padded_and_the_encoder_is_told(model, images):
 def test_up2_test_and_up2_infer_answer_the_same(model, images):
     """The evaluation path (padded batches through ``test_step``) and the inference API (one
     image, no padding) give an image the same boxes and scores."""
-    from up2core.apis import inference
-
     from mmengine.structures import InstanceData
+
+    from up2core.apis import inference
 
     batched = _predict(model, images, 'detection')
     for index, image in enumerate(images):

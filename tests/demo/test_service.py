@@ -35,6 +35,20 @@ def test_decode_image_reads_any_pil_format_as_bgr():
     assert tuple(array[0, 0]) == (30, 30, 200)  # BGR, as the inference API reads files
 
 
+def test_decode_image_turns_a_photo_as_the_camera_meant_it():
+    """As training and `up2 infer` read files (OpenCV applies the EXIF orientation): a photo
+    stored sideways with orientation 6 arrives upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = Image.new('RGB', (40, 20), (200, 30, 30))
+    stored.paste((30, 200, 30), (0, 0, 10, 20))  # the stored image's left edge is green
+    buffer = io.BytesIO()
+    stored.save(buffer, 'JPEG', exif=exif.tobytes(), quality=95)
+    array = decode_image(buffer.getvalue(), 'photo.jpg')
+    assert array.shape == (40, 20, 3)  # shown 20 wide, 40 high
+    assert array[2, 10, 1] > 150 and array[-3, 10, 1] < 100  # the green edge is now the top
+
+
 @pytest.mark.parametrize('data,status,message', [
     (b'', 400, "'x.png' is empty: choose an image file"),
     (b'%PDF-1.4 not an image', 400, "'x.png' is not an image PIL can read"),

@@ -40,6 +40,18 @@ def _batch(model, task, images):
     return np.concatenate(arrays), metas
 
 
+def test_a_smaller_image_is_padded_with_the_mean_as_training_pads(model, tiny_generalist):
+    """The graph's input pads with the preprocessor's mean (zero once normalised), as the data
+    preprocessor pads a batch; not with black."""
+    image = np.zeros((40, 60, 3), np.uint8)
+    array, meta = prepare_image(model, 'detection', image, (128, 128))
+    height, width = meta['img_shape'][:2]
+    assert (height, width) != (128, 128)
+    mean = model.data_preprocessor.mean.flatten().tolist()
+    assert array[0, :, height:, :].reshape(3, -1).mean(1).tolist() == pytest.approx(mean)
+    assert array[0, :, :height, :width].max() == 0
+
+
 def _same_regions(graph: dict, index: int, pred, top: int = 20) -> None:
     """Each of the eager model's ``top`` regions is in the graph's output with the same label,
     score and box (matched by value: regions of equal score may come in either order)."""

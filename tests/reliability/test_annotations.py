@@ -205,3 +205,23 @@ def test_the_metric_scores_labels_against_their_own_names(tmp_path):
                 scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([0, 1]))
     metric.process({}, [dict(img_id=1, ori_shape=(40, 40), pred_instances=pred)])
     assert metric.evaluate(1)['coco/bbox_mAP'] == 1.0
+
+
+def test_what_exporters_write_differently_is_read_as_meant():
+    """Float ids (Label Studio), an image listed twice (merged exports), a file name with a
+    folder, no iscrowd (CVAT boxes): read, the duplicate once; the same id for two files is
+    refused, naming both."""
+    data = dict(images=[dict(id=1.0, file_name='batch1/a.png', width=20, height=20),
+                        dict(id=1, file_name='batch1/a.png', width=20, height=20)],
+                categories=[dict(id=3.0, name='thing')],
+                annotations=[dict(id=7.0, image_id=1.0, category_id=3, bbox=[1, 1, 5, 5],
+                                  area=25)])
+    cleaned, rulings = read_instances(data, 'x.json')
+    assert [r.kind for r in rulings] == ['image listed twice', 'annotation without a mask']
+    assert cleaned['images'] == [dict(id=1, file_name='batch1/a.png', width=20, height=20)]
+    assert cleaned['annotations'][0]['id'] == 7 and cleaned['annotations'][0]['iscrowd'] == 0
+    assert cleaned['categories'] == [dict(id=3, name='thing')]
+    data['images'][1]['file_name'] = 'batch2/a.png'
+    with pytest.raises(DataError, match=r"images\[1\] \(id 1\): duplicate image id: id 1 names "
+                                        r"both batch1/a.png and batch2/a.png"):
+        validate_instances(data, 'x.json')

@@ -16,7 +16,8 @@ from up2core.registry import (
 )
 
 
-@pytest.mark.parametrize('short', [k for k in REGISTRIES if k != 'tasks'])
+@pytest.mark.parametrize('short', [k for k in REGISTRIES
+                                   if k not in ('tasks', 'geometric_targets')])
 def test_every_registry_is_a_child_of_the_mmengine_root_of_its_kind(short):
     reg = REGISTRIES[short]
     assert reg.scope == 'up2core'
@@ -29,6 +30,13 @@ def test_every_registry_is_a_child_of_the_mmengine_root_of_its_kind(short):
 
 def test_tasks_is_a_root_of_its_own():
     assert TASKS.parent is None and TASKS.scope == 'up2core' and TASKS.name == 'task'
+
+
+def test_geometric_targets_is_a_root_of_its_own():
+    from up2core.registry import GEOMETRIC_TARGETS
+
+    assert GEOMETRIC_TARGETS.parent is None and GEOMETRIC_TARGETS.scope == 'up2core'
+    assert REGISTRIES['geometric_targets'] is GEOMETRIC_TARGETS
 
 
 def test_mmdet_names_resolve_through_the_scope_prefix():

@@ -139,9 +139,30 @@ FAULTS = {
 }
 
 
+#: what the config that will train caps silently (the check is told its capacity)
+CAPACITY = {
+    'more objects than the model proposes': (dict(max_objects=1), 2),
+    'image far larger than the training size': (dict(image_size=10), 0),
+    'image smaller than the training size': (dict(image_size=400), 0),
+}
+
+
+@pytest.mark.parametrize('kind', sorted(CAPACITY))
+def test_what_the_config_caps_is_said(tmp_path, kind):
+    data = make_base(tmp_path)
+    capacity, extra = CAPACITY[kind]
+    if extra:  # more objects in one image than the model proposes
+        _edit_json(tmp_path / 'annotations' / 'train.json', lambda d: d['annotations'].append(
+            dict(d['annotations'][0], id=555, bbox=[30, 20, 10, 10])))
+    report = check_data(load_data_file(data), capacity=capacity)
+    found = [f for f in report.findings if f.kind == kind]
+    assert found and 'image id' in found[0].record, report.lines()
+    assert not report.errors
+
+
 def test_every_kind_the_check_knows_has_a_fixture():
-    assert set(FAULTS) | {'same image in train and val', 'image without annotations'} == \
-        set(SEVERITY)
+    assert set(FAULTS) | {'same image in train and val', 'image without annotations'} | \
+        set(CAPACITY) == set(SEVERITY)
 
 
 @pytest.mark.parametrize('kind', sorted(FAULTS))

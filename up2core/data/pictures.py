@@ -146,6 +146,25 @@ def draw_stats(stats: dict, out: str | Path) -> Path:
 # --------------------------------------------------------------------------- browse
 
 
+def _instances(sample) -> tuple[list, list, np.ndarray | None]:
+    """``(boxes, labels, masks)`` a packed sample carries in ``gt_instances`` (lists of box
+    corners and label indices, an ``[N, H, W]`` array or None); empty without instances."""
+    instances = sample.get('gt_instances') if hasattr(sample, 'get') else None
+    if instances is None or 'bboxes' not in instances:
+        return [], [], None
+    boxes = instances.bboxes
+    boxes = (boxes.tensor if hasattr(boxes, 'tensor') else boxes).tolist()
+    labels = instances.labels.tolist() if 'labels' in instances else [0] * len(boxes)
+    masks = instances.masks if 'masks' in instances else None
+    if masks is not None and hasattr(masks, 'to_ndarray'):
+        masks = masks.to_ndarray()
+    return boxes, labels, masks
+
+
+def _name(names: list[str], label) -> str:
+    return names[int(label)] if 0 <= int(label) < len(names) else str(label)
+
+
 def draw_sample(image: np.ndarray, sample, names: list[str], out: Path) -> None:
     """Draw what a packed data sample carries on its image (RGB array): ``gt_instances``
     (boxes, masks, names), ``gt_label`` (a class name) and ``texts`` (captions)."""
@@ -154,17 +173,8 @@ def draw_sample(image: np.ndarray, sample, names: list[str], out: Path) -> None:
     from up2core.drawing import draw_regions, font
 
     lines: list[str] = []
-    boxes, texts, masks, labels = [], [], None, []
-    instances = sample.get('gt_instances') if hasattr(sample, 'get') else None
-    if instances is not None and 'bboxes' in instances:
-        boxes = instances.bboxes
-        boxes = (boxes.tensor if hasattr(boxes, 'tensor') else boxes).tolist()
-        labels = instances.labels.tolist() if 'labels' in instances else [0] * len(boxes)
-        masks = instances.masks if 'masks' in instances else None
-        if masks is not None and hasattr(masks, 'to_ndarray'):
-            masks = masks.to_ndarray()
-        texts = [names[int(label)] if 0 <= int(label) < len(names) else str(label)
-                 for label in labels]
+    boxes, labels, masks = _instances(sample)
+    texts = [_name(names, label) for label in labels]
     canvas = draw_regions(image, boxes, texts, masks, colour_keys=[int(v) for v in labels])
     if hasattr(sample, 'get') and sample.get('gt_label') is not None:
         label = int(sample.get('gt_label'))
@@ -227,15 +237,7 @@ def drawn_targets(shape: tuple[int, int], sample, names: list[str]) -> dict:
     y1]``, None without mask pixels), written beside each picture of ``up2 data browse`` (so
     that a box off its mask shows in numbers too)."""
     out: dict = {'image': [int(shape[0]), int(shape[1])], 'instances': []}
-    instances = sample.get('gt_instances') if hasattr(sample, 'get') else None
-    if instances is None or 'bboxes' not in instances:
-        return out
-    boxes = instances.bboxes
-    boxes = (boxes.tensor if hasattr(boxes, 'tensor') else boxes).tolist()
-    labels = instances.labels.tolist() if 'labels' in instances else [0] * len(boxes)
-    masks = instances.masks if 'masks' in instances else None
-    if masks is not None and hasattr(masks, 'to_ndarray'):
-        masks = masks.to_ndarray()
+    boxes, labels, masks = _instances(sample)
     for k, (box, label) in enumerate(zip(boxes, labels)):
         extent = None
         if masks is not None:
@@ -243,6 +245,6 @@ def drawn_targets(shape: tuple[int, int], sample, names: list[str]) -> dict:
             if len(xs):
                 extent = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
         out['instances'].append({
-            'name': names[int(label)] if 0 <= int(label) < len(names) else str(label),
+            'name': _name(names, label),
             'box': [round(float(v), 2) for v in box], 'mask_extent': extent})
     return out

@@ -55,6 +55,9 @@ def test_the_documented_example_reads_the_example_data(example, tmp_path):
     ('detection: {train: {ann: [a', 'not readable as YAML'),
     ('path: .\n', 'names no task'),
     ('detection: {filter_empty: maybe, train: .}', 'filter_empty must be true or false'),
+    ('settings: {image_sise: 3}\ndetection: {train: .}', "Did you mean 'image_size'?"),
+    ('settings: {max_iters: -5}\ndetection: {train: .}', 'settings.max_iters must be a positive'),
+    ('detection: {train: ., options: [1]}', 'detection.options must be a mapping'),
 ])
 def test_a_bad_dataset_file_is_one_error_naming_the_key(tmp_path, text, message):
     with pytest.raises(DataError, match='data.yaml') as caught:
@@ -196,3 +199,28 @@ def test_replay_keeps_every_task_of_the_config_on_its_own_data(example, tmp_path
     assert model.tasks['replay_classification'].likelihood_group == 'classification'
     with pytest.raises(DataError, match='--replay 0: give a weight > 0'):
         apply_data_file(load_config(str(TINY_GENERALIST)), load_data_file(path), replay=0)
+
+
+def test_the_data_file_changes_what_is_about_the_data_and_says_what_it_keeps(example, tmp_path,
+                                                                            capsys):
+    """``settings`` (image size, steps) and a task's ``options`` (its prompt) go into the
+    config, the command line's own keys win, and one ``up2:`` line says what stays."""
+    text = example.read_text().replace(
+        'classification: {train: cls/train, val: cls/val}',
+        "classification: {train: cls/train, val: cls/val, options: {prompt: 'a {} shape.'}}")
+    text = text.replace('path: .', f'path: {example.parent}')
+    text += 'settings: {image_size: 160, max_iters: 50}\n'
+    data = load_data_file(write(tmp_path, text))
+    cfg = load_config('up2_tiny_shapes_generalist')
+    apply_data_file(cfg, data)
+    sides = {step['max_side'] for loader in cfg.train_dataloader.values()
+             for step in loader.dataset.pipeline if step['type'] == 'LimitImageSize'}
+    assert sides == {160}
+    assert cfg.train_cfg.max_iters == 50 and cfg.param_scheduler[-1]['end'] == 50
+    assert cfg.model.tasks.classification.prompt == 'a {} shape.'
+    err = capsys.readouterr().err
+    assert ("up2: --data data.yaml keeps of the config: images at most 160 px a side, 30 "
+            "proposals per image, 50 steps, classification's prompt 'a {} shape.'") in err, err
+    cfg = load_config('up2_tiny_shapes_generalist', ['train_cfg.max_iters=70'])
+    apply_data_file(cfg, data, overridden={'train_cfg.max_iters'})
+    assert cfg.train_cfg.max_iters == 70  # the command line wins

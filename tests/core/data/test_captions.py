@@ -51,3 +51,22 @@ def test_sample_caption_keeps_num_different_captions():
     assert sorted(SampleCaption(num=9)(dict(texts=list(texts)))['texts']) == texts
     with pytest.raises(ValueError, match='num >= 1'):
         SampleCaption(num=0)
+
+
+def test_a_karpathy_file_given_for_both_splits_reads_each_its_own(tmp_path):
+    """--data may name one Karpathy json for train and val: train reads train + restval, val
+    reads val; a file without 'split' fields is read whole."""
+    import json
+
+    from up2core.data.captions import read_caption_file
+
+    images = [{'filename': f'{i}.jpg', 'split': split, 'sentences': [{'raw': 'a cat.'}]}
+              for i, split in enumerate(['train', 'val', 'restval', 'test'])]
+    path = tmp_path / 'dataset_coco.json'
+    path.write_text(json.dumps({'images': images}))
+    assert [r[0] for r in read_caption_file(path, 'train')] == ['0.jpg', '2.jpg']
+    assert [r[0] for r in read_caption_file(path, 'val')] == ['1.jpg']
+    for image in images:
+        del image['split']
+    path.write_text(json.dumps({'images': images}))
+    assert len(read_caption_file(path, 'val')) == 4

@@ -279,3 +279,44 @@ def test_train_with_skip_bad_records_trains_on_the_clean_records(tmp_path):
     cleaned = sorted((work / 'data').iterdir())
     assert [p.name for p in cleaned] == ['00_train.json']
     assert _digests(tmp_path / 'mine') == before
+
+
+def test_the_check_and_the_image_folder_reader_read_the_same_files(tmp_path):
+    """One rule for both (up2core/data/image_folder.py): images in sub-folders are read (as
+    torchvision's ImageFolder reads them), TIFFs too, hidden folders and files never (a notebook's
+    .ipynb_checkpoints is not a class, macOS's ._ files are not images)."""
+    from up2_classification.dataset import ImageFolderDataset
+
+    from up2core.data.check import CheckReport, check_image_folder
+
+    root = tmp_path / 'train'
+    _png(root / 'widget' / 'a.png')
+    _png(root / 'widget' / 'batch2' / 'b.png', seed=1)
+    (root / 'gadget').mkdir(parents=True)
+    Image.new('RGB', (W, H), (10, 200, 10)).save(root / 'gadget' / 'c.tif')
+    _png(root / '.ipynb_checkpoints' / 'd.png', seed=2)
+    _png(root / 'gadget' / '.hidden' / 'e.png', seed=3)
+    (root / 'gadget' / '._c.tif').write_bytes(b'not an image: macOS metadata')
+    report = CheckReport()
+    checked = sorted(str(p) for p in check_image_folder(report, root)['files'])
+    dataset = ImageFolderDataset(data_root=str(tmp_path), data_prefix=dict(img='train'))
+    read = sorted(dataset.get_data_info(i)['img_path'] for i in range(len(dataset)))
+    assert read == checked == sorted(str(root / p) for p in ('widget/a.png',
+                                                             'widget/batch2/b.png',
+                                                             'gadget/c.tif'))
+    assert dataset.metainfo['classes'] == ('gadget', 'widget') and not report.errors
+
+
+def test_a_jpeg_with_data_after_its_end_is_whole_and_a_cut_one_is_not(tmp_path):
+    """Phones' motion photos append a video after the JPEG's end marker: whole, as the readers
+    decode it; a JPEG cut short is truncated."""
+    from up2core.data.check import read_header
+
+    path = tmp_path / 'photo.jpg'
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)).save(
+        path, quality=90)
+    data = path.read_bytes()
+    (tmp_path / 'motion.jpg').write_bytes(data + b'\x00\x00\x00\x18ftypmp42' + bytes(2000))
+    (tmp_path / 'cut.jpg').write_bytes(data[:len(data) // 2])
+    assert read_header(tmp_path / 'motion.jpg') == ('ok', (W, H, 1))
+    assert read_header(tmp_path / 'cut.jpg')[0] == 'truncated image'

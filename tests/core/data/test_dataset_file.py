@@ -224,3 +224,11 @@ def test_the_data_file_changes_what_is_about_the_data_and_says_what_it_keeps(exa
     cfg = load_config('up2_tiny_shapes_generalist', ['train_cfg.max_iters=70'])
     apply_data_file(cfg, data, overridden={'train_cfg.max_iters'})
     assert cfg.train_cfg.max_iters == 70  # the command line wins
+
+
+def test_each_split_of_a_caption_file_reads_its_own_split(example):
+    """A Karpathy json names every split; the readers of --data are told which to read."""
+    cfg = load_config('up2_tiny_shapes_generalist')
+    apply_data_file(cfg, load_data_file(example))
+    assert cfg.train_dataloader.captioning.dataset.split == 'train'
+    assert cfg.val_dataloader.retrieval.dataset.split == 'val'

@@ -1,34 +1,46 @@
-"""New names: zero-shot -> finetune -> what was forgotten, with and without the remedies.
+"""New names: zero-shot -> finetune -> what was forgotten, per method of keeping it.
 
     python benchmarks/new_names.py CHECKPOINT [--config up2_tiny_shapes_generalist]
-        [--seeds 0 1 2] [--steps 100] [--replay 0.25] [--work benchmarks/work/new_names]
+        [--seeds 0 1 2] [--methods finetune replay ...] [--work benchmarks/work/new_names]
     python benchmarks/new_names.py --table
 
 **The new data** (:func:`write_new_shapes`): a detection + segmentation dataset in a user's
 COCO layout that shares nothing with Shapes but the grey background: four shapes Shapes never
 draws (arrow, octagon, trapezoid, chevron), in four colours it never uses (cyan, pink, brown,
 black), named by their shape, category ids 11, 23, 37 and 58, half the masks as polygons.
-Written once (seed 0; 240 train and 60 val images of 128 px); the seeds below are those of
-training.  Commands run in the repository root, so the main job's config finds the Shapes
-images where ``make demo`` left them (``data/shapes``; generated there if absent).
+Written once (seed 0; 240 train, 60 val and 60 held-out images of 128 px); the seeds below are
+those of training.  Commands run in the repository root, so the main job's config finds the
+Shapes images where ``make demo`` left them (``data/shapes``; generated there if absent).
 
-**The runs**, all through the CLI a user has (``up2 test`` / ``up2 train --data``), from the main
-job's ``CHECKPOINT``:
+**Held-out data of both** (what an interpolation is chosen on, never what is reported): the
+new data's ``holdout`` split, and 100 Shapes images of another seed (``shapes_holdout``,
+``ShapesSpec(seed=1)``), scored with the main job's config moved there
+(``shapes_data_root=``).
+
+**The runs**, all through the CLI a user has (``up2 test`` / ``up2 train --data`` /
+``up2 merge``), from the main job's ``CHECKPOINT``, each ``--steps`` steps of the new data at
+the config's learning rate (``max_iters``, as the own-data guide sets it):
 
 * ``zero_shot``: the checkpoint scored on the new val set, no training;
-* ``finetune``: ``--load-from CHECKPOINT``, ``--steps`` steps on the new data;
-* ``scratch``: the same steps from the config's initial weights (does the generalist's start help?);
-* ``replay``: ``finetune`` with ``--replay W``: every task of the config keeps training on Shapes;
-* ``frozen``: ``finetune`` with ``--freeze image_encoder.backbone text_encoder``.
+* ``finetune``: ``--load-from CHECKPOINT``, the plain finetune;
+* ``replay``: ``--replay W``: on ``W / (1 + W)`` of the steps the main job's five tasks train
+  on Shapes instead (one shared step, as the main job's), with ``(1 + W) x --steps`` steps so
+  the new data gets its ``--steps``;
+* ``<run>+wise``: the finetuned checkpoint interpolated with the base (``up2 merge``), at the
+  largest ``alpha`` of :data:`ALPHAS` whose every old metric on the held-out Shapes keeps
+  >= :data:`KEEP_TO_CHOOSE` of the base's there (else the one whose worst share is highest);
+* ``frozen``: ``--freeze image_encoder.backbone text_encoder``; ``scratch``: the config's
+  initial weights (does the generalist's start help?) -- not in the default list.
 
-After each finetune the checkpoint is also scored on Shapes val with the main job's config (the
-five tasks' metrics: forgetting across classes and tasks), next to the checkpoint's own scores
-before; the tasks the finetune dropped get back their own few tensors (temperature, caption
-vocabulary: untouched by the finetune) from the main job's checkpoint, every shared weight
-stays the finetuned one (:func:`_with_base_tensors`).  Every run trains at the config's batch and learning rate with ``max_iters`` set to
-``--steps`` (as the own-data guide does).  JSON goes to ``benchmarks/results/new_names.json``
-(one record per run, kept between invocations, so seeds can be added); ``--table`` prints the
-mean +- std over seeds.  Run it on an idle machine; a measurement, never asserted in tests.
+After each run the checkpoint is scored on Shapes val with the main job's config (the five
+tasks' metrics, novel names included: forgetting across classes and tasks), next to the base's
+scores; the tasks a finetune dropped get back their own few tensors (temperature, caption
+vocabulary: never trained by it) from the base (:func:`_with_base_tensors`), every shared
+weight stays the finetuned one.  Time is the training command's wall time and memory its peak
+resident set (``wait4``).  JSON goes to ``benchmarks/results/new_names.json`` (one record per
+run, kept between invocations, so seeds and methods can be added; a new ``CHECKPOINT`` starts
+a new table); ``--table`` prints mean +- std over seeds, every old metric as the share of the
+base's kept.  Run it on an idle machine; a measurement, never asserted in tests.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,11 +67,22 @@ UP2 = [sys.executable, '-m', 'up2core.cli']
 NEW_SHAPES = {'arrow': 11, 'octagon': 23, 'trapezoid': 37, 'chevron': 58}
 NEW_COLOURS = {'cyan': (20, 200, 210), 'pink': (240, 120, 190), 'brown': (120, 70, 20),
                'black': (15, 15, 15)}
-#: the main job's metrics on Shapes val (what forgetting is measured on)
-BASE_METRICS = ('classification/top1', 'retrieval/i2t_R@1', 'retrieval/t2i_R@1',
-                'detection/bbox_mAP', 'segmentation/segm_mAP', 'captioning/CIDEr')
+#: the main job's metrics on Shapes val (what forgetting is measured on), and their short names
+BASE_METRICS = {'classification/top1': 'top-1', 'retrieval/i2t_R@1': 'i2t R@1',
+                'retrieval/t2i_R@1': 't2i R@1', 'detection/bbox_mAP': 'box AP',
+                'detection/bbox_mAP_novel': 'novel box AP', 'segmentation/segm_mAP': 'mask AP',
+                'captioning/CIDEr': 'CIDEr'}
 NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
-VARIANTS = ('finetune', 'scratch', 'replay', 'frozen')
+#: the training runs; ``<run>+wise`` is an interpolation of a finished one
+VARIANTS = ('finetune', 'replay', 'frozen', 'scratch')
+DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
+#: interpolation weights tried on the held-out data, largest first
+ALPHAS = (1.0, 0.8, 0.6, 0.4)
+#: the share of every old held-out metric an interpolation must keep to be chosen
+KEEP_TO_CHOOSE = 0.97
+#: every run's batch: the user's two tasks and the replayed five at 8 images
+BATCHES = [f'train_dataloader.{task}.batch_size=8' for task in
+           ('detection', 'segmentation', 'classification', 'retrieval', 'captioning')]
 
 
 def _polygon(shape: str) -> np.ndarray:
@@ -131,35 +155,41 @@ def _split(out: Path, split: str, count: int, rng: np.random.Generator, size: in
 
 
 def write_new_shapes(out: Path, num_train: int = 240, num_val: int = 60, size: int = 128,
-                     seed: int = 0) -> Path:
-    """Write the new dataset and its dataset file; return the dataset file's path."""
+                     seed: int = 0, num_holdout: int = 60) -> Path:
+    """Write the new dataset and its dataset files (``data.yaml``; ``holdout.yaml``, whose
+    val is the held-out split); return the first's path."""
     rng = np.random.default_rng(seed)
-    for split, count in (('train', num_train), ('val', num_val)):
+    for split, count in (('train', num_train), ('val', num_val), ('holdout', num_holdout)):
         _split(out, split, count, rng, size)
-    data = out / 'data.yaml'
-    entry = ('{train: {ann: annotations/train.json, images: images/train}, '
-             'val: {ann: annotations/val.json, images: images/val}}')
-    data.write_text(f'path: .\ndetection: {entry}\nsegmentation: {entry}\n')
-    return data
+    for name, val in (('data', 'val'), ('holdout', 'holdout')):
+        entry = ('{train: {ann: annotations/train.json, images: images/train}, '
+                 f'val: {{ann: annotations/{val}.json, images: images/{val}}}}}')
+        (out / f'{name}.yaml').write_text(f'path: .\ndetection: {entry}\nsegmentation: {entry}\n')
+    return out / 'data.yaml'
 
 
-def _up2(*args: str, cwd: Path) -> float:
+def _up2(*args: str, cwd: Path) -> tuple[float, float]:
+    """Run ``up2 ARGS``; return (wall seconds, peak resident MiB of the process)."""
     start = time.perf_counter()
-    result = subprocess.run(UP2 + list(args), cwd=cwd, capture_output=True, text=True,
-                            env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
-    if result.returncode != 0:
-        raise SystemExit(f"[new_names] failed: up2 {' '.join(args)}\n{result.stderr[-3000:]}")
-    return time.perf_counter() - start
+    with open(os.devnull, 'w') as out, tempfile.TemporaryFile('w+') as err:
+        process = subprocess.Popen(UP2 + list(args), cwd=cwd, stdout=out, stderr=err, text=True,
+                                   env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        if process.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"[new_names] failed: up2 {' '.join(args)}\n{err.read()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
 
 
 def _metrics(work: Path) -> dict:
     return json.loads((work / 'metrics.json').read_text())
 
 
-def _test(config: str, checkpoint: Path, work: Path, cwd: Path, data: Path | None = None
-          ) -> dict:
+def _test(config: str, checkpoint: Path, work: Path, cwd: Path, *extra: str) -> dict:
+    """``up2 test`` of ``checkpoint`` (once: its metrics are kept in ``work``)."""
     if not (work / 'metrics.json').is_file():
-        extra = ['--data', str(data)] if data else []
         _up2('test', config, str(checkpoint), '--work-dir', str(work),
              '--out-metrics', str(work / 'metrics.json'), *extra, cwd=cwd)
     return _metrics(work)
@@ -182,6 +212,11 @@ def _with_base_tensors(finetuned: Path, base: Path) -> Path:
     return out
 
 
+def _shares(after: dict, before: dict) -> dict:
+    """Each old metric's share of its value before (1.0: all kept)."""
+    return {k: (after.get(k) or 0.0) / before[k] for k in BASE_METRICS if before.get(k)}
+
+
 def _records() -> list[dict]:
     return json.loads(RESULTS.read_text())['runs'] if RESULTS.is_file() else []
 
@@ -190,82 +225,183 @@ def _save(records: list[dict], meta: dict) -> None:
     RESULTS.write_text(json.dumps({**meta, 'runs': records}, indent=1) + '\n')
 
 
-def run(args) -> None:
-    work = Path(args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / 'new_shapes' / 'data.yaml'
-    if not data.is_file():
-        write_new_shapes(data.parent)
-    checkpoint = Path(args.checkpoint).resolve()
-    records = [r for r in _records() if r.get('checkpoint') == str(checkpoint)]
-    meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cpus', 'idle': args.idle,
-            'config': args.config, 'steps': args.steps, 'replay': args.replay,
-            'cfg_options': args.cfg_options,
-            'new_shapes': NEW_SHAPES, 'new_colours': list(NEW_COLOURS)}
+def _pick(values: dict) -> dict:
+    return {k: values.get(k) for k in BASE_METRICS}
 
-    def record(**entry) -> None:
-        records.append({'checkpoint': str(checkpoint), **entry})
-        _save(records, meta)
+
+class Bench:
+    """One invocation: the data, the base's scores, and a run per (method, seed)."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.work = Path(args.work).resolve()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.data = self.work / 'new_shapes' / 'data.yaml'
+        if not (self.work / 'new_shapes' / 'holdout.yaml').is_file():
+            write_new_shapes(self.data.parent)
+        self.shapes_holdout = self.work / 'shapes_holdout'
+        if not (self.shapes_holdout / 'meta.json').is_file():
+            from up2core.data.shapes import ShapesSpec, generate_shapes
+
+            generate_shapes(self.shapes_holdout, ShapesSpec(num_train=0, num_val=100, seed=1))
+        self.checkpoint = Path(args.checkpoint).resolve()
+        self.records = [r for r in _records() if r.get('checkpoint') == str(self.checkpoint)]
+        self.meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cpus, '
+                                f'{_cpu_name()}', 'idle': args.idle, 'config': args.config,
+                     'steps': args.steps, 'replay': args.replay, 'alphas': list(ALPHAS),
+                     'keep_to_choose': KEEP_TO_CHOOSE, 'cfg_options': BATCHES + args.cfg_options,
+                     'new_shapes': NEW_SHAPES, 'new_colours': list(NEW_COLOURS)}
+
+    def record(self, **entry) -> None:
+        self.records = [r for r in self.records
+                        if (r['run'], r.get('seed')) != (entry['run'], entry.get('seed'))]
+        self.records.append({'checkpoint': str(self.checkpoint), **entry})
+        others = [r for r in _records() if r.get('checkpoint') != str(self.checkpoint)]
+        _save(others + self.records, self.meta)
         print(f'[new_names] {json.dumps(entry)}', flush=True)
 
-    done = {(r['run'], r.get('seed')) for r in records}
-    if ('before', None) not in done:
-        base = _test(args.config, checkpoint, work / 'base_before', ROOT)
-        zero = _test(args.config, checkpoint, work / 'zero_shot', ROOT, data)
-        record(run='before', seed=None, base={k: base.get(k) for k in BASE_METRICS})
-        record(run='zero_shot', seed=None, new={k: zero.get(k) for k in NEW_METRICS})
-    options = {'finetune': [], 'scratch': [], 'replay': ['--replay', str(args.replay)],
-               'frozen': ['--freeze', 'image_encoder.backbone', 'text_encoder']}
-    for seed in args.seeds:
-        for variant in VARIANTS:
-            if (variant, seed) in done:
-                continue
-            out = work / f'{variant}_seed{seed}'
-            final = out / f'iter_{args.steps}.pth'
-            start = [] if variant == 'scratch' else ['--load-from', str(checkpoint)]
-            seconds = None
-            if not (final.is_file() and (out / 'metrics.json').is_file()):
-                seconds = _up2('train', args.config, '--data', str(data), *start,
-                               *options[variant], '--work-dir', str(out), '--cfg-options',
-                               f'max_iters={args.steps}', f'randomness.seed={seed}',
-                               *args.cfg_options, cwd=ROOT)
-            new = _metrics(out)
-            base = _test(args.config, _with_base_tensors(final, checkpoint), out / 'base_after',
-                         ROOT) if variant != 'scratch' else {}
-            record(run=variant, seed=seed, train_s=seconds and round(seconds, 1),
-                   new={k: new.get(k) for k in NEW_METRICS},
-                   base={k: base.get(k) for k in BASE_METRICS} if base else None)
+    def done(self, run: str, seed) -> bool:
+        return any((r['run'], r.get('seed')) == (run, seed) for r in self.records)
+
+    def old_scores(self, checkpoint: Path, work: Path, holdout: bool = False) -> dict:
+        """The main job's five tasks on Shapes val (or the held-out Shapes)."""
+        extra = ['--cfg-options', f'shapes_data_root={self.shapes_holdout}'] if holdout else []
+        return _test(self.args.config, checkpoint, work, ROOT, *extra)
+
+    def new_scores(self, checkpoint: Path, work: Path, holdout: bool = False) -> dict:
+        data = self.data.with_name('holdout.yaml') if holdout else self.data
+        return _test(self.args.config, checkpoint, work, ROOT, '--data', str(data))
+
+    def base(self) -> None:
+        if not self.done('before', None):
+            base = self.old_scores(self.checkpoint, self.work / 'base_before')
+            held = self.old_scores(self.checkpoint, self.work / 'base_holdout', holdout=True)
+            self.record(run='before', seed=None, base=_pick(base), holdout=_pick(held))
+        if not self.done('zero_shot', None):
+            zero = self.new_scores(self.checkpoint, self.work / 'zero_shot')
+            self.record(run='zero_shot', seed=None, new={k: zero.get(k) for k in NEW_METRICS})
+
+    def train(self, variant: str, seed: int) -> None:
+        args = self.args
+        steps = args.steps
+        options = {'finetune': [], 'scratch': [], 'frozen': ['--freeze', 'image_encoder.backbone',
+                                                             'text_encoder'],
+                   'replay': ['--replay', str(args.replay)]}[variant]
+        if variant == 'replay':  # the new data's steps stay --steps; the replayed ones add
+            steps = round(args.steps * (1 + args.replay))
+        out = self.work / f'{variant}_seed{seed}'
+        final = out / f'iter_{steps}.pth'
+        timing = out / 'timing.json'
+        if not (final.is_file() and (out / 'metrics.json').is_file() and timing.is_file()):
+            start = [] if variant == 'scratch' else ['--load-from', str(self.checkpoint)]
+            seconds, memory = _up2('train', args.config, '--data', str(self.data), *start,
+                                   *options, '--work-dir', str(out), '--cfg-options',
+                                   f'max_iters={steps}', f'randomness.seed={seed}', *BATCHES,
+                                   *args.cfg_options, cwd=ROOT)
+            timing.write_text(json.dumps({'train_s': round(seconds, 1),
+                                          'max_rss_mib': round(memory)}))
+        new = _metrics(out)
+        base = self.old_scores(_with_base_tensors(final, self.checkpoint), out / 'base_after') \
+            if variant != 'scratch' else {}
+        self.record(run=variant, seed=seed, steps=steps, **json.loads(timing.read_text()),
+                    new={k: new.get(k) for k in NEW_METRICS}, base=_pick(base) if base else None)
+
+    def interpolate(self, variant: str, seed: int) -> None:
+        """``variant``'s checkpoint merged with the base at the alpha the held-out data picks."""
+        trained = next(r for r in self.records if (r['run'], r.get('seed')) == (variant, seed))
+        out = self.work / f'{variant}_seed{seed}'
+        final = _with_base_tensors(out / f"iter_{trained['steps']}.pth", self.checkpoint)
+        before = next(r for r in self.records if r['run'] == 'before')['holdout']
+        tried, chosen, start = [], None, time.perf_counter()
+        for alpha in ALPHAS:
+            merged = out / f'wise_{alpha:g}.pth'
+            if alpha == 1.0:
+                merged = final
+            elif not merged.is_file():
+                _up2('merge', str(self.checkpoint), str(final), '--alpha', str(alpha),
+                     '--out', str(merged), cwd=ROOT)
+            held = self.old_scores(merged, out / f'wise_{alpha:g}_holdout', holdout=True)
+            worst = min(_shares(held, before).values())
+            tried.append({'alpha': alpha, 'worst_share': round(worst, 4)})
+            if worst >= KEEP_TO_CHOOSE:
+                chosen = (alpha, merged)
+                break
+        if chosen is None:  # none keeps enough: the one that keeps most
+            best = max(tried, key=lambda t: t['worst_share'])['alpha']
+            chosen = (best, final if best == 1.0 else out / f'wise_{best:g}.pth')
+        alpha, merged = chosen
+        choose_s = time.perf_counter() - start
+        new = self.new_scores(merged, out / f'wise_{alpha:g}_new')
+        base = self.old_scores(merged, out / f'wise_{alpha:g}_base')
+        self.record(run=f'{variant}+wise', seed=seed, alpha=alpha, tried=tried,
+                    train_s=trained.get('train_s'), choose_s=round(choose_s, 1),
+                    max_rss_mib=trained.get('max_rss_mib'),
+                    new={k: new.get(k) for k in NEW_METRICS}, base=_pick(base))
+
+    def run(self, methods: list[str]) -> None:
+        self.base()
+        for seed in self.args.seeds:
+            for method in methods:
+                if self.done(method, seed):
+                    continue
+                variant, _, wise = method.partition('+')
+                if not self.done(variant, seed):
+                    self.train(variant, seed)
+                if wise:
+                    self.interpolate(variant, seed)
 
 
-def _mean_std(values: list[float], key: str) -> str:
-    values = [v for v in values if v is not None]
+def _cpu_name() -> str:
+    for line in Path('/proc/cpuinfo').read_text().splitlines() if Path('/proc/cpuinfo').is_file() \
+            else []:
+        if line.startswith('model name'):
+            return line.split(':', 1)[1].strip()
+    return platform.processor() or 'unknown CPU'
+
+
+def _mean_std(values: list[float], scale: float = 1.0) -> str:
+    values = [v * scale for v in values if v is not None]
     if not values:
         return '-'
-    scale = 100 if 'mAP' in key else 1  # AP as a fraction -> points
-    mean = statistics.mean(values) * scale
     if len(values) == 1:
-        return f'{mean:.1f}'
-    return f'{mean:.1f} ± {statistics.stdev(values) * scale:.1f}'
+        return f'{values[0]:.1f}'
+    return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
 
 
 def table() -> str:
+    """Mean +- std over seeds per run: the new data's AP, each old metric as the share of the
+    base's value kept (%), the worst share of any old metric on any seed, time against the plain
+    finetune's.  Runs from the checkpoint of the last invocation."""
     records = _records()
+    latest = records[-1]['checkpoint'] if records else None
+    records = [r for r in records if r['checkpoint'] == latest]
     before = next(r for r in records if r['run'] == 'before')['base']
     zero = next(r for r in records if r['run'] == 'zero_shot')['new']
-    head = ['run', 'seeds', 'new: box AP', 'new: mask AP', 'Shapes: top-1', 'i2t R@1',
-            't2i R@1', 'box AP', 'mask AP', 'CIDEr']
+    short = list(BASE_METRICS.values())
+    head = ['run', 'seeds', 'new: box AP', 'new: mask AP'] + [f'{s} kept %' for s in short] + \
+        ['worst kept %', 'time', 'x finetune']
     rows = [['before (main job)', '-', '-', '-'] +
-            [_mean_std([before[k]], k) for k in BASE_METRICS],
-            ['zero-shot', '-'] + [_mean_std([zero[k]], k) for k in NEW_METRICS] +
-            ['='] * len(BASE_METRICS)]
-    for variant in VARIANTS:
-        runs = [r for r in records if r['run'] == variant]
-        if not runs:
-            continue
-        row = [variant, str(len(runs))] + [_mean_std([r['new'][k] for r in runs], k)
-                                           for k in NEW_METRICS]
-        row += [_mean_std([r['base'][k] for r in runs], k) if runs[0]['base'] else '-'
+            [f'= {_mean_std([before.get(k)], 100 if "mAP" in k else 1)}' for k in BASE_METRICS] +
+            ['', '', ''],
+            ['zero-shot', '-'] + [_mean_std([zero[k]], 100) for k in NEW_METRICS] +
+            ['100'] * len(BASE_METRICS) + ['100', '0 s', '0']]
+    plain = [r['train_s'] for r in records if r['run'] == 'finetune' and r.get('train_s')]
+    plain_s = statistics.mean(plain) if plain else None
+    runs_in_order = []
+    for r in records:
+        if r['run'] not in ('before', 'zero_shot') and r['run'] not in runs_in_order:
+            runs_in_order.append(r['run'])
+    for name in runs_in_order:
+        runs = [r for r in records if r['run'] == name]
+        row = [name, str(len(runs))] + [_mean_std([r['new'][k] for r in runs], 100)
+                                         for k in NEW_METRICS]
+        shares = [_shares(r['base'], before) for r in runs if r.get('base')]
+        row += [_mean_std([s.get(k) for s in shares], 100) if shares else '-'
                 for k in BASE_METRICS]
+        row.append(f'{100 * min(min(s.values()) for s in shares):.1f}' if shares else '-')
+        seconds = [r['train_s'] + r.get('choose_s', 0) for r in runs if r.get('train_s')]
+        row.append(f'{statistics.mean(seconds):.0f} s' if seconds else '-')
+        row.append(f'{statistics.mean(seconds) / plain_s:.2f}' if seconds and plain_s else '-')
         rows.append(row)
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
@@ -277,18 +413,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('checkpoint', nargs='?', help="the main job's checkpoint")
     parser.add_argument('--config', default='up2_tiny_shapes_generalist')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--steps', type=int, default=100)
-    parser.add_argument('--replay', type=float, default=0.25)
+    parser.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS),
+                        choices=list(VARIANTS) + [f'{v}+wise' for v in VARIANTS],
+                        help='the runs to make, each seed (default: %(default)s)')
+    parser.add_argument('--steps', type=int, default=100, help="steps of the new data's tasks")
+    parser.add_argument('--replay', type=float, default=0.3,
+                        help='replay : new steps of the replay run')
     parser.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'new_names'))
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='more options of every training run (batch sizes...)')
+                        help='more options of every training run')
     parser.add_argument('--idle', default='yes', help='was the machine idle (kept in the JSON)')
     parser.add_argument('--table', action='store_true', help='print the saved table only')
     args = parser.parse_args(argv)
     if not args.table:
         if not args.checkpoint:
             parser.error('give the main job\'s checkpoint (or --table)')
-        run(args)
+        Bench(args).run(args.methods)
     print(table())
     return 0
 

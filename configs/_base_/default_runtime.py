@@ -18,7 +18,7 @@ default_hooks = dict(
 # was trained on, its names and val metrics) in every checkpoint's meta; a progress line per
 # tenth of training, evaluation and test on the console (the log file has every detail)
 custom_hooks = [dict(type='MetricsFileHook'), dict(type='DataCardHook'),
-                dict(type='ConsoleProgressHook')]
+                dict(type='ConsoleProgressHook'), dict(type='BaseCheckpointHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -37,12 +37,44 @@ def test_finetune_with_replay_and_a_frozen_backbone_and_text_encoder(tiny_genera
                 'replay_detection/bbox_mAP', 'replay_segmentation/segm_mAP',
                 'replay_captioning/CIDEr'):
         assert key in metrics, (key, sorted(metrics))
-    start = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
-    end = torch.load(work / 'iter_3.pth', map_location='cpu', weights_only=False)['state_dict']
+    base = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    finetuned = torch.load(work / 'iter_3.pth', map_location='cpu', weights_only=False)
+    start, end = base['state_dict'], finetuned['state_dict']
     frozen = [k for k in start if k.startswith(('image_encoder.backbone.', 'text_encoder.'))]
     assert frozen and all(torch.equal(start[k], end[k]) for k in frozen)
     trained = [k for k in start if k.startswith('decoder.') and k in end]
     assert any(not torch.equal(start[k], end[k]) for k in trained)
+    # the finetune stays a generalist: the tasks it dropped keep their own tensors (the caption
+    # vocabulary, each temperature), its card lists the base and every name of both
+    assert set(start) <= set(end)
+    assert torch.equal(end['tasks.captioning.vocab_ids'], start['tasks.captioning.vocab_ids'])
+    card = finetuned['meta']['up2_card']
+    assert card['base']['checkpoint'] == str(checkpoint)
+    assert card['base']['metrics'].keys() == base['meta']['up2_card']['metrics'].keys()
+    assert card['names']['classification'] == base['meta']['up2_card']['names']['classification']
+    assert card['names']['detection']['classes'] != \
+        base['meta']['up2_card']['names']['detection']['classes']  # the user's names
+    # what it kept of the base, measured on the base's own val data, printed and saved
+    shares = 0
+    for name in ('classification/top1', 'classification/top5', 'captioning/CIDEr',
+                 'detection/bbox_mAP', 'retrieval/i2t_R@5'):
+        before = base['meta']['up2_card']['metrics'][name]
+        assert metrics[f'base/{name}'] == pytest.approx(before)
+        if before:  # (the 4-step base scores 0 on some: no share of that)
+            shares += 1
+            assert metrics[f'kept/{name}'] == pytest.approx(metrics[f'replay_{name}'] / before)
+        else:
+            assert f'kept/{name}' not in metrics
+    assert shares >= 2
+    assert 'What the base knew, before -> after' in result.stdout
+    assert '% kept)' in result.stdout.split('What the base knew')[1]
+    # and the old tasks score from the finetuned file alone, with the base's config
+    scored = run_up2('test', str(config), str(work / 'iter_3.pth'), '--work-dir',
+                     str(tmp_path / 'old'), '--out-metrics', str(tmp_path / 'old.json'),
+                     cwd=cwd, timeout=900)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    old = json.loads((tmp_path / 'old.json').read_text())
+    assert {'classification/top1', 'captioning/CIDEr', 'retrieval/i2t_R@1'} <= set(old)
 
 
 def test_remedy_mistakes_are_one_error_line(tmp_path):

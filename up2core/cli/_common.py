@@ -127,10 +127,13 @@ def _build_runner(cfg):
 
     allow_mmengine_checkpoints()
     hooks = list(cfg.get('custom_hooks') or [])
-    if not any(h.get('type') in ('ConsoleProgressHook', 'up2core.ConsoleProgressHook')
-               for h in hooks if isinstance(h, dict)):
-        # the console's progress lines, whatever the config (one not based on UP2's runtime)
-        cfg.custom_hooks = hooks + [dict(type='ConsoleProgressHook')]
+    # whatever the config (one not based on UP2's runtime): the console's progress lines, and
+    # a finetune's checkpoints keeping the base's other tasks
+    for needed in ('ConsoleProgressHook', 'BaseCheckpointHook'):
+        if not any(str(h.get('type')).split('.')[-1] == needed
+                   for h in hooks if isinstance(h, dict)):
+            hooks.append(dict(type=needed))
+    cfg.custom_hooks = hooks
     _cpu_distributed(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS

@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
                    help='with --data: do not check the data before training')
     p.add_argument('--replay', type=float, metavar='WEIGHT',
                    help="with --data: keep training every task of the config on the config's "
-                   'own data too (tasks replay_<task>, evaluated too), sampled at WEIGHT x the '
-                   "task's weight: less forgetting of what the checkpoint knew")
+                   'own data (tasks replay_<task>, evaluated too) on WEIGHT : 1 of the steps '
+                   'instead of yours: less forgetting of what the checkpoint knew')
     p.add_argument('--freeze', nargs='+', metavar='MODULE',
                    help='submodules to keep fixed, by dotted path, e.g. image_encoder.backbone '
                    'text_encoder (model.freeze)')
@@ -108,6 +108,7 @@ def _print_files(runner) -> None:
 
 def _print_final_metrics(path: Path, iteration: int, targets: dict | None) -> None:
     """The last validation as one table, against the config's ``targets`` when it has them."""
+    from up2core.engine.base_checkpoint import print_forgetting
     from up2core.evaluation.targets import metrics_table
 
     if not path.is_file():
@@ -117,6 +118,7 @@ def _print_final_metrics(path: Path, iteration: int, targets: dict | None) -> No
         return
     print(f'\nValidation after {iteration} iterations ({path}):', flush=True)
     print(metrics_table(metrics, targets), flush=True)
+    print_forgetting(metrics)
 
 
 def _check_training_data(cfg, args: argparse.Namespace) -> None:

@@ -261,7 +261,14 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
     """Add, to the plain config dict ``plain``, a replay copy of every task of ``original`` (the
     config before ``--data``) that has training data: ``replay_<task>``, the same task on the
     config's own data (its datasets, pipelines, evaluator), sharing every parameter and the
-    task's learned temperature, sampled at ``weight`` x the task's own sampling weight.
+    task's learned temperature.
+
+    The replay copies REPLACE a share of the steps instead of adding work to each: the loop
+    draws, at every step, either the user's tasks (their group, with the step ``plain`` has) or
+    the replayed ones (with the step ``original`` had, e.g. ``'shared'``: the base's images
+    encoded once for all its tasks), ``weight`` : 1 (``train_cfg.groups``).  So a finetune of
+    N steps costs about what N steps of the user's tasks alone cost, ``weight / (1 + weight)``
+    of them on the base's tasks.
 
     Why copies and not a mixed dataset: a task scores its batch against ONE set of names (the
     user's categories); the original data has its own names, so its batches must be another
@@ -271,7 +278,8 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
     Returns:
         The replay tasks added.
     """
-    weights = dict(((original.get('train_cfg') or {}).get('sampling_weights')) or {})
+    old_train = original.get('train_cfg') or {}
+    weights = dict(old_train.get('sampling_weights') or {})
     added = []
     for task, task_cfg in (original['model'].get('tasks') or {}).items():
         train = (original.get('train_dataloader') or {}).get(task)
@@ -292,16 +300,19 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
             if isinstance(evaluator, dict) and isinstance(plain.get(key), dict) \
                     and name in plain.get(key.replace('evaluator', 'dataloader'), {}):
                 plain[key][name] = copy.deepcopy(evaluator)
-        train_cfg = plain.setdefault('train_cfg', {})
-        sampling = train_cfg.get('sampling_weights')
-        if isinstance(sampling, dict):
-            sampling[name] = weight * weights.get(task, 1.0)
         added.append(name)
-    train_cfg = plain.get('train_cfg') or {}
-    if added and not isinstance(train_cfg.get('sampling_weights'), dict):
-        # no weights in the config: every task 1, the replay copies ``weight``
-        train_cfg['sampling_weights'] = {
-            name: weight if name in added else 1.0 for name in plain['model']['tasks']}
+    if not added:
+        return added
+    train_cfg = plain.setdefault('train_cfg', {})
+    yours = [t for t in plain['train_dataloader'] if t not in added]
+    sampling = dict(train_cfg.get('sampling_weights') or {})
+    sampling = {t: sampling.get(t, 1.0) for t in yours}
+    sampling.update({REPLAY_PREFIX + t: weights.get(t, 1.0) for t in
+                     (name[len(REPLAY_PREFIX):] for name in added)})
+    train_cfg['sampling_weights'] = sampling
+    train_cfg['groups'] = {
+        'yours': dict(tasks=yours, weight=1.0, mode=train_cfg.get('mode', 'unmixed')),
+        'replay': dict(tasks=added, weight=weight, mode=old_train.get('mode', 'unmixed'))}
     return added
 
 
@@ -324,9 +335,9 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
     ``('val',)`` for testing).  ``quiet`` logs nothing (inference: stdout holds results).
     ``overridden``: config keys the command line set (``--cfg-options``): the data file's
     ``settings`` do not change them.
-    ``replay``: keep training (and evaluating) every task of the config on its own data too, at
-    this weight (:func:`replay_tasks`): the usual remedy against forgetting what the checkpoint
-    knew, across classes and across tasks.
+    ``replay``: keep training (and evaluating) every task of the config on its own data too, on
+    ``replay : 1`` of the steps (:func:`replay_tasks`): the usual remedy against forgetting what
+    the checkpoint knew, across classes and across tasks.
 
     Raises:
         DataError: a task the config cannot train, a layout the task cannot read, a missing

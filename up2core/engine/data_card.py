@@ -51,6 +51,11 @@ def make_card(runner, metrics: dict | None = None) -> dict:
     card = {'data': dict(cfg.get('up2_data') or config_data(cfg)),
             'names': {name: task.data_names() for name, task in
                       getattr(model, 'tasks', {}).items()}}
+    base = runner.message_hub.get_info('up2_card_base')  # a finetune's (BaseCheckpointHook)
+    if base:
+        card['base'] = base
+        for task, known in (base.get('names') or {}).items():  # what it still knows of them
+            card['names'].setdefault(task, known)
     if metrics:
         card['metrics'] = {k: _plain(v) for k, v in metrics.items()}
         card['metrics_iter'] = runner.iter

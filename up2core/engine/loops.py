@@ -133,13 +133,30 @@ class UnmixedTrainLoop(BaseLoop):
             :class:`~up2core.engine.learning.LearningWatch` (a likelihood group whose candidates
             collapse or whose loss stays at chance is logged once and recorded in
             ``metrics.json``); ``False`` turns it off.
+        groups: ``dict(name=dict(tasks=[...], weight=w, mode='mixed'))``: unmixed sampling of
+            GROUPS of tasks.  Each iteration draws one group (probability ``w`` over the sum of
+            the weights, seeded like the task draw); a group's ``mode`` says how its tasks share
+            the step, as ``mode`` does for the whole loop (``'unmixed'``: one of them, by their
+            ``sampling_weights``; ``'mixed'`` / ``'shared'``: all of them, their losses weighted
+            by their ``sampling_weights`` normalised within the group).  Every task of the
+            loaders belongs to exactly one group; ``mode`` is then ignored.  This is how a
+            finetune replays the base's tasks (``up2 train --data --replay``): the user's tasks
+            in one group, the base's in another drawn on a share of the steps, each with the
+            step its config had.
+
+    Example:
+        >>> train_cfg = dict(type='UnmixedTrainLoop', max_iters=100, groups=dict(
+        ...     yours=dict(tasks=['detection'], weight=0.75, mode='unmixed'),
+        ...     replay=dict(tasks=['replay_detection', 'replay_captioning'], weight=0.25,
+        ...                 mode='shared')))
     """
 
     def __init__(self, runner, dataloader: dict, max_iters: int,
                  sampling_weights: dict[str, float] | None = None, val_begin: int = 1,
                  val_interval: int = 1000, mode: str = 'unmixed',
-                 max_nonfinite_steps: int = 10, learning_watch: dict | bool = True) -> None:
-        if mode not in ('unmixed', 'mixed', 'shared'):
+                 max_nonfinite_steps: int = 10, learning_watch: dict | bool = True,
+                 groups: dict[str, dict] | None = None) -> None:
+        if mode not in _MODES:
             raise ValueError(f"mode must be 'unmixed', 'mixed' or 'shared', got {mode!r}")
         self.mode = mode
         self._runner = runner
@@ -157,6 +174,12 @@ class UnmixedTrainLoop(BaseLoop):
         if total <= 0 or any(weights[name] < 0 for name in self.tasks):
             raise ValueError(f'sampling_weights must be >= 0 and not all 0, got {weights}')
         self.sampling_ratios = {name: weights[name] / total for name in self.tasks}
+        self.groups = _check_groups(groups, self.tasks, weights) if groups else None
+        if self.groups:
+            # a task's share of the steps: its group's, split by its weight within the group
+            self.sampling_ratios = {task: group['share'] * group['ratios'][task]
+                                    for group in self.groups.values()
+                                    for task in group['tasks']}
         self._max_iters = int(max_iters)
         self._max_epochs = 1
         self._epoch = 0
@@ -164,7 +187,7 @@ class UnmixedTrainLoop(BaseLoop):
         self.val_begin, self.val_interval = val_begin, val_interval
         self.stop_training = False
         self._iterators = {name: _infinite(dl) for name, dl in loaders.items()}
-        self.current_task = mode if mode != 'unmixed' else ''
+        self.current_task = mode if mode != 'unmixed' and not self.groups else ''
         self.nonfinite_guard = NonFiniteGuard(max_nonfinite_steps,
                                               where=lambda: (self._iter, self.current_task))
         self.learning_watch = None if not learning_watch else LearningWatch(
@@ -187,10 +210,37 @@ class UnmixedTrainLoop(BaseLoop):
         return self._iter
 
     def task_at(self, iteration: int) -> str:
-        """The task drawn at ``iteration``: a function of (seed, iteration) only."""
+        """The task drawn at ``iteration``: a function of (seed, iteration) only.  With
+        ``groups``, the group drawn (see :meth:`plan_at`)."""
+        if self.groups:
+            return self.plan_at(iteration)[0]
         rng = np.random.default_rng([self.runner.seed or 0, iteration])
         probs = np.array([self.sampling_ratios[name] for name in self.tasks])
         return self.tasks[int(rng.choice(len(self.tasks), p=probs))]
+
+    def plan_at(self, iteration: int) -> tuple[str, str, dict[str, float]]:
+        """What iteration ``iteration`` trains: ``(name, mode, {task: loss weight})``.
+
+        ``name`` is the task (unmixed), the loop's mode (mixed, shared) or the group drawn;
+        ``mode`` the step's kind; the dict the tasks it takes a batch of, each with the weight
+        of its loss in the step (unmixed: its sampling ratio, which MT-AdamW uses).  A function
+        of (seed, iteration) only.
+        """
+        if not self.groups:
+            if self.mode == 'unmixed':
+                task = self.task_at(iteration)
+                return task, 'unmixed', {task: self.sampling_ratios[task]}
+            return self.mode, self.mode, dict(self.sampling_ratios)
+        rng = np.random.default_rng([self.runner.seed or 0, iteration])
+        names = list(self.groups)
+        shares = np.array([self.groups[name]['share'] for name in names])
+        name = names[int(rng.choice(len(names), p=shares))]
+        group = self.groups[name]
+        if group['mode'] != 'unmixed':
+            return name, group['mode'], dict(group['ratios'])
+        tasks = group['tasks']
+        task = tasks[int(rng.choice(len(tasks), p=[group['ratios'][t] for t in tasks]))]
+        return name, 'unmixed', {task: self.sampling_ratios[task]}
 
     def run(self):
         self.nonfinite_guard.install(self.runner.optim_wrapper)
@@ -203,7 +253,7 @@ class UnmixedTrainLoop(BaseLoop):
                       logger='current', level=logging.WARNING)
             for past in range(self._iter):
                 self._seed_iteration(past)
-                for task in self._tasks_at(past):
+                for task in self.plan_at(past)[2]:
                     next(self._iterators[task])
             if self._val_due(self._iter) and not self._validated(self._iter):
                 print_log(f'The validation after iteration {self._iter} did not finish before '
@@ -213,17 +263,22 @@ class UnmixedTrainLoop(BaseLoop):
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             self._seed_iteration(self._iter)
-            if self.mode != 'unmixed':
-                self.run_iter({task: next(self._iterators[task]) for task in self.tasks})
+            name, mode, weights = self.plan_at(self._iter)
+            if mode != 'unmixed':
+                if self.groups:
+                    self.current_task = name
+                    self.runner.message_hub.update_info('task', name)
+                self.run_iter({task: next(self._iterators[task]) for task in weights},
+                              mode=mode, weights=weights)
             else:
-                task = self.task_at(self._iter)
+                task = next(iter(weights))
                 self.current_task = task
                 self.dataloader.current = task
                 self.runner.message_hub.update_info('task', task)
                 self.runner.message_hub.update_info('task_sampling_ratio',
                                                     self.sampling_ratios[task])
                 self._announce(task)
-                self.run_iter(next(self._iterators[task]))
+                self.run_iter(next(self._iterators[task]), mode='unmixed')
             if self._val_due(self._iter):
                 self.runner.val_loop.run()
         self.runner.call_hook('after_train_epoch')
@@ -274,15 +329,14 @@ class UnmixedTrainLoop(BaseLoop):
             extra['num_tasks'] = len(self.sampling_ratios)                # do not take it)
         target.set_task(task, self.sampling_ratios[task], weight, **extra)
 
-    def _tasks_at(self, iteration: int) -> list[str]:
-        return list(self.tasks) if self.mode != 'unmixed' else [self.task_at(iteration)]
-
-    def _mixed_step(self, batches: dict) -> dict:
+    def _mixed_step(self, batches: dict, weights: dict[str, float] | None = None) -> dict:
         """One optimizer step on ``sum_k s_k * L_k`` over one batch of every task.
 
         Gradients accumulate task by task (under DDP, synchronised only on the last backward),
-        then one step: MT-AdamW sees one combined task with ``s = w = 1``.
+        then one step: MT-AdamW sees one combined task with ``s = w = 1``.  ``weights``: each
+        task's loss weight (default: its sampling ratio).
         """
+        weights = weights or self.sampling_ratios
         model, wrapper = self.runner.model, self.runner.optim_wrapper
         inner = getattr(model, 'module', model)
         if hasattr(wrapper, 'set_task') or hasattr(wrapper.optimizer, 'set_task'):
@@ -296,16 +350,17 @@ class UnmixedTrainLoop(BaseLoop):
             with sync, wrapper.optim_context(model):
                 data = inner.data_preprocessor(batch, True)
                 loss, task_logs = inner.parse_losses(model(**data, mode='loss'))
-                wrapper.backward(loss * self.sampling_ratios[task])
+                wrapper.backward(loss * weights[task])
             log_vars.update({f'{task}/{key}': value for key, value in task_logs.items()})
         wrapper.step()
         wrapper.zero_grad()
-        log_vars['loss'] = sum(self.sampling_ratios[t] * log_vars[f'{t}/loss'] for t in batches)
+        log_vars['loss'] = sum(weights[t] * log_vars[f'{t}/loss'] for t in batches)
         return log_vars
 
-    def _shared_step(self, batches: dict) -> dict:
+    def _shared_step(self, batches: dict, weights: dict[str, float] | None = None) -> dict:
         """One optimizer step on ``sum_k s_k * L_k``, every task on the same images, which the
         model encodes once (one forward call, so DDP sees one forward and one backward)."""
+        weights = weights or self.sampling_ratios
         model, wrapper = self.runner.model, self.runner.optim_wrapper
         inner = getattr(model, 'module', model)
         if hasattr(wrapper, 'set_task') or hasattr(wrapper.optimizer, 'set_task'):
@@ -319,7 +374,7 @@ class UnmixedTrainLoop(BaseLoop):
             total, log_vars = 0.0, {}
             for task, losses in outputs.items():
                 loss, task_logs = inner.parse_losses(losses)
-                total = total + loss * self.sampling_ratios[task]
+                total = total + loss * weights[task]
                 log_vars.update({f'{task}/{key}': value for key, value in task_logs.items()})
             wrapper.backward(total)
         wrapper.step()
@@ -327,12 +382,16 @@ class UnmixedTrainLoop(BaseLoop):
         log_vars['loss'] = total.detach()
         return log_vars
 
-    def run_iter(self, data_batch) -> None:
+    def run_iter(self, data_batch, mode: str | None = None,
+                 weights: dict[str, float] | None = None) -> None:
+        """One training step on ``data_batch`` (a batch, or ``{task: batch}``), of ``mode``
+        (default: the loop's) with the tasks' loss ``weights`` (default: sampling ratios)."""
+        mode = mode or self.mode
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
-        if self.mode == 'shared':
-            outputs = self._shared_step(data_batch)
-        elif self.mode == 'mixed':
-            outputs = self._mixed_step(data_batch)
+        if mode == 'shared':
+            outputs = self._shared_step(data_batch, weights)
+        elif mode == 'mixed':
+            outputs = self._mixed_step(data_batch, weights)
         else:
             outputs = self.runner.model.train_step(data_batch,
                                                    optim_wrapper=self.runner.optim_wrapper)
@@ -345,6 +404,45 @@ class UnmixedTrainLoop(BaseLoop):
         self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
                               outputs=outputs)
         self._iter += 1
+
+
+_MODES = ('unmixed', 'mixed', 'shared')
+
+
+def _check_groups(groups: dict, tasks: list[str], weights: dict[str, float]) -> dict:
+    """``groups`` of :class:`UnmixedTrainLoop`, checked, with each group's ``share`` of the
+    steps and its tasks' ``ratios`` within it."""
+    if not isinstance(groups, dict):
+        raise ValueError(f'groups must be dict(name=dict(tasks=[...], weight=, mode=)), got '
+                         f'{groups!r}')
+    checked, seen = {}, []
+    for name, group in groups.items():
+        group = dict(group)
+        members = list(group.get('tasks') or [])
+        mode = group.get('mode', 'unmixed')
+        weight = float(group.get('weight', 1.0))
+        unknown = [t for t in members if t not in tasks]
+        if not members or unknown or mode not in _MODES or weight < 0:
+            raise ValueError(f"group '{name}': give tasks of train_dataloader {tasks} (unknown: "
+                             f'{unknown}), a mode among {_MODES} (got {mode!r}) and a weight '
+                             f'>= 0 (got {weight})')
+        total = float(sum(weights[t] for t in members))
+        if total <= 0:
+            raise ValueError(f"group '{name}': its tasks' sampling_weights are all 0")
+        checked[name] = dict(tasks=members, mode=mode, weight=weight,
+                             ratios={t: weights[t] / total for t in members})
+        seen += members
+    twice = sorted({t for t in seen if seen.count(t) > 1})
+    left = [t for t in tasks if t not in seen]
+    if twice or left:
+        raise ValueError(f'groups must hold every task of train_dataloader once: in two '
+                         f'groups {twice}, in none {left}')
+    total = sum(group['weight'] for group in checked.values())
+    if total <= 0:
+        raise ValueError('groups: every weight is 0')
+    for group in checked.values():
+        group['share'] = group['weight'] / total
+    return checked
 
 
 def same_images(data: dict, stage: str = 'train') -> torch.Tensor:

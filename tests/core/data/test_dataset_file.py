@@ -165,7 +165,8 @@ def test_the_datasets_read_the_users_files(example):
 
 def test_replay_keeps_every_task_of_the_config_on_its_own_data(example, tmp_path, monkeypatch):
     """``--replay``: the config's tasks stay, as ``replay_<task>``, on the config's data (train
-    and val), at the weight given; their batches hold the config's samples, packed for them."""
+    and val), drawn on ``W : 1`` of the steps (a group with the config's own step, shared
+    images); their batches hold the config's samples, packed for them."""
     from mmengine.registry import init_default_scope
 
     from tests.conftest import TINY_GENERALIST
@@ -183,7 +184,11 @@ def test_replay_keeps_every_task_of_the_config_on_its_own_data(example, tmp_path
                                              [f'replay_{t}' for t in tasks])
     weights, before = cfg.train_cfg.sampling_weights, original.train_cfg.sampling_weights
     assert weights.detection == before.detection
-    assert all(weights[f'replay_{t}'] == 0.5 * before[t] for t in tasks)
+    assert all(weights[f'replay_{t}'] == before[t] for t in tasks)
+    groups = cfg.train_cfg.groups
+    assert groups.yours == dict(tasks=['detection', 'segmentation'], weight=1.0, mode='mixed')
+    assert groups.replay.weight == 0.5 and groups.replay.mode == original.train_cfg.mode
+    assert sorted(groups.replay.tasks) == [f'replay_{t}' for t in tasks]
     assert cfg.model.tasks.replay_detection.likelihood_group == 'detection'
     assert cfg.val_evaluator.replay_detection.ann_file == original.val_evaluator.detection.ann_file
     init_default_scope('up2core')

@@ -74,7 +74,9 @@ class CaptioningTask(Task):
         label_smoothing, loss_weight, likelihood_group: of the token cross-entropy.
         vocabulary_source: ``'checkpoint'``: a loaded checkpoint's vocabulary replaces the
             config's (a trained model keeps its words); ``'config'``: the config's is built
-            anyway (finetuning on a user's captions, ``--data``, learns their words).
+            anyway; ``'union'``: the config's and a loaded checkpoint's together (finetuning on
+            a user's captions, ``--data``: it learns their words and keeps its own, so it can
+            still describe what it saw before in the words it used).
         whole_words: decode only sequences of words of the vocabulary's captions
             (:mod:`up2_captioning.words`; a ``'full'`` vocabulary has no word list and decodes
             freely).  The word list is saved with the weights.
@@ -94,9 +96,9 @@ class CaptioningTask(Task):
                  vocabulary_source: str = 'checkpoint', whole_words: bool = True,
                  no_repeat_words: bool = True) -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
-        if vocabulary_source not in ('checkpoint', 'config'):
-            raise ValueError(f"vocabulary_source must be 'checkpoint' or 'config', got "
-                             f'{vocabulary_source!r}')
+        if vocabulary_source not in ('checkpoint', 'config', 'union'):
+            raise ValueError(f"vocabulary_source must be 'checkpoint', 'config' or 'union', "
+                             f'got {vocabulary_source!r}')
         self.vocabulary_source = vocabulary_source
         if max_length < 1 or min_length < 0 or beam_size < 1 or captions_per_image < 1:
             raise ValueError(f'captioning needs max_length >= 1, min_length >= 0, '
@@ -114,23 +116,34 @@ class CaptioningTask(Task):
         self.register_buffer('word_ids', torch.zeros(0, dtype=torch.long))
         self.whole_words, self.no_repeat_words = whole_words, no_repeat_words
         self._words: WordSet | None = None
+        # a loaded checkpoint's (vocab_ids, word_ids) under vocabulary_source='union'
+        self._inherited: tuple[Tensor, Tensor] | None = None
 
     data_layout = 'captions'
 
     @classmethod
     def data_options(cls, layout, source, names) -> dict:
-        """The restricted vocabulary: the tokens of the user's training captions."""
+        """The restricted vocabulary: the tokens of the user's training captions, with those
+        of a checkpoint it starts from."""
         split = source.split('train') or source.split('val')
-        return {'vocabulary': dict(ann_file=str(split.ann)), 'vocabulary_source': 'config'}
+        return {'vocabulary': dict(ann_file=str(split.ann)), 'vocabulary_source': 'union'}
 
     # ------------------------------------------------------------------ vocabulary
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if prefix + 'word_ids' not in state_dict:  # a checkpoint of UP2 < 0.9: built on use
             state_dict[prefix + 'word_ids'] = self.word_ids.detach().clone()
+        if self.vocabulary_source == 'union' and state_dict.get(prefix + 'vocab_ids') is not None \
+                and state_dict[prefix + 'vocab_ids'].numel():
+            # kept aside and joined with the config's when the vocabulary is built
+            self._inherited = (state_dict[prefix + 'vocab_ids'].detach().cpu().clone(),
+                               state_dict[prefix + 'word_ids'].detach().cpu().clone())
+            for name in ('vocab_ids', 'word_ids'):
+                getattr(self, name).data = torch.zeros(0, dtype=torch.long,
+                                                       device=getattr(self, name).device)
         for name in ('vocab_ids', 'word_ids'):
             saved, buffer = state_dict.get(prefix + name), getattr(self, name)
-            if saved is not None and self.vocabulary_source == 'config':
+            if saved is not None and self.vocabulary_source in ('config', 'union'):
                 # finetuning on other captions: the vocabulary is rebuilt from this config's
                 # (the user's) training captions, not taken over from the checkpoint
                 state_dict[prefix + name] = buffer.detach().clone()
@@ -151,12 +164,18 @@ class CaptioningTask(Task):
         if self.vocab_ids.numel() == 0:
             tokenizer = model.text_encoder.tokenizer
             ids = vocabulary_ids(tokenizer, self.vocabulary)
+            inherited = self._inherited
+            if inherited is not None:  # 'union': the checkpoint's words stay candidates
+                ids = sorted(set(ids) | set(inherited[0].tolist()))
             # .data keeps the buffer object (a DDP wrapper holds it) and changes its contents.
             self.vocab_ids.data = torch.tensor(ids, dtype=torch.long,
                                                device=self.vocab_ids.device)
             texts = vocabulary_texts(self.vocabulary)
             if texts is not None:
-                self._set_words(WordSet.from_texts(tokenizer, texts, keep=set(ids)))
+                words = WordSet.from_texts(tokenizer, texts, keep=set(ids))
+                if inherited is not None and inherited[1].numel():
+                    words = WordSet(words.complete | WordSet.from_tensor(inherited[1]).complete)
+                self._set_words(words)
         return self.vocab_ids
 
     def _set_words(self, words: WordSet) -> None:

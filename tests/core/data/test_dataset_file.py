@@ -130,7 +130,7 @@ def test_image_folders_take_readable_names_from_classes_txt(example):
     assert dataset.type == 'ImageFolderDataset'
     assert dataset.classes == sorted(p.name for p in (example.parent / 'cls' / 'train').iterdir())
     assert cfg.model.tasks.captioning.vocabulary.ann_file.endswith('captions_train.jsonl')
-    assert cfg.model.tasks.captioning.vocabulary_source == 'config'
+    assert cfg.model.tasks.captioning.vocabulary_source == 'union'
 
 
 def test_a_classes_txt_of_the_wrong_length_is_an_error(example, tmp_path):

@@ -223,6 +223,39 @@ def test_vocabulary_travels_with_the_checkpoint(make_tiny_model, caption_file, t
         fresh.tasks['captioning'].candidate_ids(fresh)
 
 
+def test_a_union_vocabulary_keeps_the_checkpoints_words_and_adds_the_configs(
+        make_tiny_model, caption_file, tmp_path):
+    """``vocabulary_source='union'`` (finetuning on a user's captions): the candidates and the
+    word list are the loaded checkpoint's and the new captions' together; ``'config'`` drops
+    the checkpoint's."""
+    base = _model(make_tiny_model, caption_file)
+    _train(base, 1)
+    mine = tmp_path / 'mine.json'
+    mine.write_text(json.dumps({'images': [{'id': 0, 'file_name': '0.png'}], 'annotations': [
+        {'id': 0, 'image_id': 0, 'caption': 'a lemon beside a brick'}]}))
+    words_of = {}
+    for source in ('union', 'config'):
+        model = make_tiny_model(dict(captioning=dict(
+            type='captioning', vocabulary=dict(ann_file=str(mine)), max_length=10,
+            vocabulary_source=source)))
+        model.load_state_dict(base.state_dict())
+        task = model.tasks['captioning']
+        ids = set(task.candidate_ids(model).tolist())
+        tokenizer = model.text_encoder.tokenizer
+        assert set(vocabulary_ids(tokenizer, dict(ann_file=str(mine)))) <= ids
+        old = set(base.tasks['captioning'].vocab_ids.tolist())
+        assert (old <= ids) == (source == 'union')
+        words_of[source] = {tokenizer.decode(list(w)) for w in task.word_set(model).complete}
+        # saved and loaded again (a resumed finetune, `up2 test --data`): the same vocabulary
+        again = make_tiny_model(dict(captioning=dict(
+            type='captioning', vocabulary=dict(ann_file=str(mine)), max_length=10,
+            vocabulary_source=source)))
+        again.load_state_dict(model.state_dict())
+        assert set(again.tasks['captioning'].candidate_ids(again).tolist()) == ids
+    assert {'lemon', 'brick', 'circle', 'squares', 'star'} <= words_of['union']
+    assert 'circle' not in words_of['config'] and 'lemon' in words_of['config']
+
+
 def test_a_checkpoint_without_a_word_list_loads_and_builds_it(make_tiny_model, caption_file):
     from up2core.engine.checkpoint import LoadReport
 

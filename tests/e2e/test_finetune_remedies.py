@@ -75,6 +75,14 @@ def test_finetune_with_replay_and_a_frozen_backbone_and_text_encoder(tiny_genera
     assert scored.returncode == 0, scored.stderr[-3000:]
     old = json.loads((tmp_path / 'old.json').read_text())
     assert {'classification/top1', 'captioning/CIDEr', 'retrieval/i2t_R@1'} <= set(old)
+    # one call among the old and the new names
+    image = sorted(val_images.iterdir())[0]
+    answered = run_up2('infer', str(config), str(work / 'iter_3.pth'), str(image), '--task',
+                       'detection', '--classes', 'known', '--json', cwd=cwd, timeout=600)
+    assert answered.returncode == 0, answered.stderr[-3000:]
+    found = json.loads(answered.stdout)
+    union = card['names']['detection']['classes'] + card['base']['names']['detection']['classes']
+    assert found['task'] == 'detection' and set(found['classes']) <= set(union)
 
 
 def test_remedy_mistakes_are_one_error_line(tmp_path):

@@ -34,7 +34,7 @@ def test_a_finetune_on_images_of_other_sizes_learns_where_the_boxes_are(tiny_gen
                          '  val:   {ann: annotations/val.json,   images: images/val}\n')
     work = tmp_path / 'work'
     result = run_up2('train', 'up2_tiny_shapes_generalist', '--data', str(detection),
-                     '--load-from', str(checkpoint), '--work-dir', str(work),
+                     '--load-from', str(checkpoint), '--plain-finetune', '--work-dir', str(work),
                      '--cfg-options', f'train_cfg.max_iters={STEPS}', cwd=tmp_path, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     # the console says what --data keeps of the config, in one up2: line each

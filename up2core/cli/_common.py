@@ -19,6 +19,10 @@ EXIT_PARTIAL = 1
 #: what ``up2 train`` trains when no config is named (``up2 train --data mine.yaml``)
 MAIN_JOB_CONFIG = 'up2_tiny_shapes_generalist'
 
+#: ``--replay`` of a finetune that names none (``up2 train --data D --load-from CKPT``):
+#: replayed : your steps, chosen from benchmarks/new_names.py (docs: own data, measured)
+DEFAULT_REPLAY = 0.3
+
 
 def loading_args(p: argparse.ArgumentParser, data_help: str | None) -> None:
     """``--data`` (unless ``data_help`` is None) and ``--partial-load``: how a command that
@@ -78,13 +82,16 @@ def _prepare_config(args: argparse.Namespace):
                 raise UserError(f'--tasks {args.tasks}: {args.data} names none of them')
         from up2core.config import parse_cfg_options
 
-        apply_data_file(cfg, data, need=need, replay=getattr(args, 'replay', None),
+        apply_data_file(cfg, data, need=need, replay=_replay(args, cfg),
                         overridden={k.lstrip('+') for k in (
                             args.cfg_options if isinstance(args.cfg_options, dict)
                             else parse_cfg_options(args.cfg_options or []))})
     elif getattr(args, 'replay', None) is not None:
         raise UserError('--replay mixes the config\'s own data back into training on yours: '
                         'give your data with --data')
+    elif getattr(args, 'plain_finetune', False):
+        raise UserError('--plain-finetune is a finetune on your data: give it with --data '
+                        '(and the checkpoint with --load-from)')
     if getattr(args, 'freeze', None):
         cfg.model['freeze'] = list(args.freeze)  # (item: addict's Dict has a freeze method)
     check_config(cfg)  # types and task names, before a minute of Runner set-up
@@ -95,6 +102,32 @@ def _prepare_config(args: argparse.Namespace):
     elif cfg.get('work_dir') is None:
         cfg.work_dir = str(Path('work_dirs') / Path(str(args.config)).stem)
     return cfg
+
+
+def _replay(args: argparse.Namespace, cfg) -> float | None:
+    """The ``--replay`` weight of a run on the user's data: the one given; for a finetune
+    (``--load-from``) without ``--plain-finetune``, the default that keeps what the checkpoint
+    knew (:data:`DEFAULT_REPLAY`), unless the config's own data is
+    not here to replay (said in one warning line); else none."""
+    from up2core.data.dataset_file import missing_replay_data
+
+    replay = getattr(args, 'replay', None)
+    plain = getattr(args, 'plain_finetune', False)
+    if plain and replay is not None:
+        raise UserError('--plain-finetune trains on your data alone; --replay mixes the '
+                        "config's data back in: give one of them")
+    if replay is not None or plain or args.command != 'train' or \
+            not getattr(args, 'load_from', None):
+        return replay
+    missing = missing_replay_data(cfg.to_dict())
+    if missing:
+        print(f"up2: warning: the config's own training data is not here ({missing[0]}"
+              f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}), so this finetune "
+              f'cannot replay it and will forget what the checkpoint knew of it; point the '
+              f'config at it (--cfg-options ..._data_root=DIR) or add --plain-finetune',
+              file=sys.stderr)
+        return None
+    return DEFAULT_REPLAY
 
 
 def _cpu_distributed(cfg) -> None:

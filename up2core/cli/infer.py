@@ -28,7 +28,8 @@ def add_parser(sub, with_plugin_options: bool = False) -> None:
                    'retrieval needs --texts)')
     p.add_argument('--texts', nargs='+', help='candidate texts to rank (retrieval)')
     p.add_argument('--classes', help='comma-separated category names to look for (detection, '
-                   'segmentation); default: the config\'s test names')
+                   "segmentation); 'known': every name the checkpoint learnt for --task, a "
+                   "finetune's and its base's; default: the config's test names")
     p.add_argument('--beam', type=int, help='beam size (captioning; 1: greedy search; '
                    'default: the config\'s)')
     p.add_argument('--out', help='a folder: one picture per image with every output drawn, '
@@ -152,6 +153,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if args.task is not None and args.task not in model.tasks:
         raise UserError(f"--task {args.task}: the model has no such task; it has "
                         f"{', '.join(model.tasks)}")
+    if extra.get('classes') == ['known']:
+        extra['classes'] = known_names(getattr(model, 'card', None), args.task)
     tasks = resolve_tasks(model, args.task)
     runnable = runnable_tasks(model, tasks, extra)
     if not runnable:
@@ -202,6 +205,24 @@ def cmd_infer(args: argparse.Namespace) -> int:
               file=sys.stderr)
     # 1, not the usage errors' 2: the run went through, but not every image has an answer
     return EXIT_PARTIAL if failed else 0
+
+
+def known_names(card: dict | None, task: str | None) -> list[str]:
+    """``--classes known``: the names ``card`` lists for ``task``, then those its base lists
+    for it (a finetune's: old and new names in one call), each once."""
+    if task is None:
+        raise UserError('--classes known needs --task: the names of which task')
+    names: list[str] = []
+    card = card or {}
+    for known in ((card.get('names') or {}).get(task),
+                  ((card.get('base') or {}).get('names') or {}).get(task)):
+        for name in (known or {}).get('classes') or []:
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise UserError(f'--classes known: the checkpoint\'s card lists no names for {task}; '
+                        f'give them: --classes "a,b"')
+    return names
 
 
 def _print_card(model, data: str | None) -> None:

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from up2core.cli._common import MAIN_JOB_CONFIG, _build_runner, _prepare_config, runner_args
+from up2core.cli._common import (
+    DEFAULT_REPLAY,
+    MAIN_JOB_CONFIG,
+    _build_runner,
+    _prepare_config,
+    runner_args,
+)
 from up2core.errors import UserError
 
 
@@ -29,7 +35,11 @@ def add_parser(sub) -> None:
     p.add_argument('--replay', type=float, metavar='WEIGHT',
                    help="with --data: keep training every task of the config on the config's "
                    'own data (tasks replay_<task>, evaluated too) on WEIGHT : 1 of the steps '
-                   'instead of yours: less forgetting of what the checkpoint knew')
+                   'instead of yours, so the model keeps what the checkpoint knew (default '
+                   f'with --load-from: {DEFAULT_REPLAY:g})')
+    p.add_argument('--plain-finetune', action='store_true',
+                   help='with --data and --load-from: train on your data alone (no replay): '
+                   'faster to learn it, and forgets what the checkpoint knew')
     p.add_argument('--freeze', nargs='+', metavar='MODULE',
                    help='submodules to keep fixed, by dotted path, e.g. image_encoder.backbone '
                    'text_encoder (model.freeze)')

@@ -248,6 +248,23 @@ def task_layouts(cfg) -> dict[str, str]:
 REPLAY_PREFIX = 'replay_'
 
 
+def missing_replay_data(original: dict) -> list[str]:
+    """The train datasets of ``original`` (a config dict) whose files are not here and that
+    cannot be generated (no ``prepare``): ``'task: path'`` each.  A finetune cannot replay
+    them."""
+    missing = []
+    for task, loader in ((original.get('train_dataloader') or {}).items()):
+        dataset = (loader or {}).get('dataset') if isinstance(loader, dict) else None
+        if not isinstance(dataset, dict) or dataset.get('prepare'):
+            continue
+        root = Path(str(dataset.get('data_root') or '.'))
+        ann = dataset.get('ann_file')
+        path = root / ann if ann else root
+        if not path.exists():
+            missing.append(f'{task}: {path}')
+    return missing
+
+
 def _retarget_pipeline(loader: dict, task: str) -> None:
     """Make a copied loader's samples name ``task`` (their ``PackUP2Inputs`` step)."""
     dataset = loader.get('dataset') or {}

@@ -1,0 +1,45 @@
+"""What ``up2 train --data`` does by default: a finetune replays the config's own data."""
+
+from argparse import Namespace
+
+import pytest
+from mmengine.config import Config
+
+from up2core.cli._common import DEFAULT_REPLAY, _replay
+from up2core.errors import UserError
+
+
+def _args(**given):
+    values = dict(command='train', replay=None, plain_finetune=False, load_from='base.pth')
+    values.update(given)
+    return Namespace(**values)
+
+
+def _config(tmp_path, generated=True):
+    dataset = dict(data_root=str(tmp_path / 'shapes'), ann_file='a.json')
+    if generated:
+        dataset['prepare'] = dict(type='shapes')
+    return Config(dict(train_dataloader=dict(detection=dict(dataset=dataset))))
+
+
+def test_a_finetune_replays_by_default_and_the_options_say_otherwise(tmp_path):
+    cfg = _config(tmp_path)
+    assert _replay(_args(), cfg) == DEFAULT_REPLAY
+    assert _replay(_args(replay=0.5), cfg) == 0.5
+    assert _replay(_args(plain_finetune=True), cfg) is None
+    assert _replay(_args(load_from=None), cfg) is None  # nothing learnt before: nothing to keep
+    assert _replay(_args(command='test'), cfg) is None
+    with pytest.raises(UserError, match='--plain-finetune trains on your data alone; --replay'):
+        _replay(_args(plain_finetune=True, replay=0.5), cfg)
+
+
+def test_without_the_configs_data_the_finetune_says_it_will_forget(tmp_path, capsys):
+    cfg = _config(tmp_path, generated=False)
+    assert _replay(_args(), cfg) is None
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("up2: warning: the config's own training data is not here "
+                           f"(detection: {tmp_path / 'shapes' / 'a.json'})")
+    assert line.endswith('or add --plain-finetune') and '\n' not in line
+    (tmp_path / 'shapes').mkdir()
+    (tmp_path / 'shapes' / 'a.json').write_text('{}')
+    assert _replay(_args(), cfg) == DEFAULT_REPLAY

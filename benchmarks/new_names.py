@@ -22,7 +22,7 @@ new data's ``holdout`` split, and 100 Shapes images of another seed (``shapes_ho
 the config's learning rate (``max_iters``, as the own-data guide sets it):
 
 * ``zero_shot``: the checkpoint scored on the new val set, no training;
-* ``finetune``: ``--load-from CHECKPOINT``, the plain finetune;
+* ``finetune``: ``--load-from CHECKPOINT --plain-finetune``, the plain finetune;
 * ``replay``: ``--replay W``: on ``W / (1 + W)`` of the steps the main job's five tasks train
   on Shapes instead (one shared step, as the main job's), with ``(1 + W) x --steps`` steps so
   the new data gets its ``--steps``;
@@ -30,7 +30,8 @@ the config's learning rate (``max_iters``, as the own-data guide sets it):
   largest ``alpha`` of :data:`ALPHAS` whose every old metric on the held-out Shapes keeps
   >= :data:`KEEP_TO_CHOOSE` of the base's there (else the one whose worst share is highest);
 * ``frozen``: ``--freeze image_encoder.backbone text_encoder``; ``scratch``: the config's
-  initial weights (does the generalist's start help?) -- not in the default list.
+  initial weights (does the generalist's start help?) -- not in the default list;
+* ``<variant>_lr<scale>``: the variant at the config's learning rate times ``scale``.
 
 After each run the checkpoint is scored on Shapes val with the main job's config (the five
 tasks' metrics, novel names included: forgetting across classes and tasks), next to the base's
@@ -284,11 +285,15 @@ class Bench:
     def train(self, variant: str, seed: int) -> None:
         args = self.args
         steps = args.steps
-        options = {'finetune': [], 'scratch': [], 'frozen': ['--freeze', 'image_encoder.backbone',
-                                                             'text_encoder'],
-                   'replay': ['--replay', str(args.replay)]}[variant]
-        if variant == 'replay':  # the new data's steps stay --steps; the replayed ones add
+        kind, _, scale = variant.partition('_lr')
+        options = {'finetune': ['--plain-finetune'], 'scratch': [],
+                   'frozen': ['--plain-finetune', '--freeze', 'image_encoder.backbone',
+                              'text_encoder'],
+                   'replay': ['--replay', str(args.replay)]}[kind]
+        if kind == 'replay':  # the new data's steps stay --steps; the replayed ones add
             steps = round(args.steps * (1 + args.replay))
+        lr = [f'optim_wrapper.optimizer.lr={float(scale) * _config_lr(args.config):g}'] \
+            if scale else []
         out = self.work / f'{variant}_seed{seed}'
         final = out / f'iter_{steps}.pth'
         timing = out / 'timing.json'
@@ -297,7 +302,7 @@ class Bench:
             seconds, memory = _up2('train', args.config, '--data', str(self.data), *start,
                                    *options, '--work-dir', str(out), '--cfg-options',
                                    f'max_iters={steps}', f'randomness.seed={seed}', *BATCHES,
-                                   *args.cfg_options, cwd=ROOT)
+                                   *lr, *args.cfg_options, cwd=ROOT)
             timing.write_text(json.dumps({'train_s': round(seconds, 1),
                                           'max_rss_mib': round(memory)}))
         new = _metrics(out)
@@ -349,6 +354,29 @@ class Bench:
                     self.train(variant, seed)
                 if wise:
                     self.interpolate(variant, seed)
+
+
+def _config_lr(config: str) -> float:
+    """The learning rate ``config`` trains at (a ``_lr<scale>`` run multiplies it)."""
+    from up2core.config import load_config
+
+    return float(load_config(config).optim_wrapper.optimizer.lr)
+
+
+def _variant(name: str) -> str:
+    """``name`` if it is a run this script makes (a variant, ``_lr<scale>`` allowed, and
+    ``+wise``), for argparse."""
+    kind, _, wise = name.partition('+')
+    base, _, scale = kind.partition('_lr')
+    try:
+        ok = base in VARIANTS and wise in ('', 'wise') and (not scale or float(scale) > 0)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"{name}: give one of {', '.join(VARIANTS)}, optionally with _lr<scale> (the "
+            f"config's learning rate times scale) and +wise")
+    return name
 
 
 def _cpu_name() -> str:
@@ -413,9 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('checkpoint', nargs='?', help="the main job's checkpoint")
     parser.add_argument('--config', default='up2_tiny_shapes_generalist')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS),
-                        choices=list(VARIANTS) + [f'{v}+wise' for v in VARIANTS],
-                        help='the runs to make, each seed (default: %(default)s)')
+    parser.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS), type=_variant,
+                        help='the runs to make, each seed: a variant of %(choices)s, '
+                        "optionally with _lr<scale> (the config's learning rate times scale) "
+                        'and +wise (default: %(default)s)'.replace('%(choices)s',
+                                                                  ', '.join(VARIANTS)))
     parser.add_argument('--steps', type=int, default=100, help="steps of the new data's tasks")
     parser.add_argument('--replay', type=float, default=0.3,
                         help='replay : new steps of the replay run')

@@ -31,6 +31,9 @@ the config's learning rate (``max_iters``, as the own-data guide sets it):
   >= :data:`KEEP_TO_CHOOSE` of the base's there (else the one whose worst share is highest);
 * ``frozen``: ``--freeze image_encoder.backbone text_encoder``; ``scratch``: the config's
   initial weights (does the generalist's start help?) -- not in the default list;
+* ``anchor``: ``--anchor A``: after every step the weights move back towards the base's by
+  ``A`` of the distance (decoupled L2-SP, :mod:`up2core.engine.anchoring`);
+  ``replay-anchor``: both;
 * ``<variant>_lr<scale>``: the variant at the config's learning rate times ``scale``.
 
 After each run the checkpoint is scored on Shapes val with the main job's config (the five
@@ -75,7 +78,7 @@ BASE_METRICS = {'classification/top1': 'top-1', 'retrieval/i2t_R@1': 'i2t R@1',
                 'captioning/CIDEr': 'CIDEr'}
 NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 #: the training runs; ``<run>+wise`` is an interpolation of a finished one
-VARIANTS = ('finetune', 'replay', 'frozen', 'scratch')
+VARIANTS = ('finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch')
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
 #: interpolation weights tried on the held-out data, largest first
 ALPHAS = (1.0, 0.8, 0.6, 0.4)
@@ -249,7 +252,8 @@ class Bench:
         self.records = [r for r in _records() if r.get('checkpoint') == str(self.checkpoint)]
         self.meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cpus, '
                                 f'{_cpu_name()}', 'idle': args.idle, 'config': args.config,
-                     'steps': args.steps, 'replay': args.replay, 'alphas': list(ALPHAS),
+                     'steps': args.steps, 'replay': args.replay, 'anchor': args.anchor,
+                     'alphas': list(ALPHAS),
                      'keep_to_choose': KEEP_TO_CHOOSE, 'cfg_options': BATCHES + args.cfg_options,
                      'new_shapes': NEW_SHAPES, 'new_colours': list(NEW_COLOURS)}
 
@@ -289,8 +293,11 @@ class Bench:
         options = {'finetune': ['--plain-finetune'], 'scratch': [],
                    'frozen': ['--plain-finetune', '--freeze', 'image_encoder.backbone',
                               'text_encoder'],
-                   'replay': ['--replay', str(args.replay)]}[kind]
-        if kind == 'replay':  # the new data's steps stay --steps; the replayed ones add
+                   'replay': ['--replay', str(args.replay)],
+                   'anchor': ['--plain-finetune', '--anchor', str(args.anchor)],
+                   'replay-anchor': ['--replay', str(args.replay), '--anchor',
+                                     str(args.anchor)]}[kind]
+        if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         lr = [f'optim_wrapper.optimizer.lr={float(scale) * _config_lr(args.config):g}'] \
             if scale else []
@@ -449,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--steps', type=int, default=100, help="steps of the new data's tasks")
     parser.add_argument('--replay', type=float, default=0.3,
                         help='replay : new steps of the replay run')
+    parser.add_argument('--anchor', type=float, default=0.05,
+                        help='--anchor strength of the anchor runs')
     parser.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'new_names'))
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='more options of every training run')

@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
     p.add_argument('--plain-finetune', action='store_true',
                    help='with --data and --load-from: train on your data alone (no replay): '
                    'faster to learn it, and forgets what the checkpoint knew')
+    p.add_argument('--anchor', type=float, metavar='STRENGTH',
+                   help='pull the weights back towards the checkpoint after every step '
+                   '(share of the distance per step at the peak learning rate, e.g. 0.05; '
+                   'AnchorHook): a finetune stays close to what it knew')
     p.add_argument('--freeze', nargs='+', metavar='MODULE',
                    help='submodules to keep fixed, by dotted path, e.g. image_encoder.backbone '
                    'text_encoder (model.freeze)')
@@ -82,6 +86,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         verify_checkpoint(args.load_from, check_finite=True)
         cfg.load_from, cfg.resume = args.load_from, False
+    if args.anchor is not None:
+        if not 0.0 <= args.anchor <= 1.0:
+            raise UserError(f'--anchor {args.anchor:g}: give a share in [0, 1] (0: off)')
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='AnchorHook', strength=args.anchor)]
     if cfg.get('up2_data') is not None and not args.skip_data_check:
         _check_training_data(cfg, args)
     runner = _build_runner(cfg)

@@ -1,6 +1,7 @@
 """Runtime pieces UP2 adds to MMEngine's Runner (loops, hooks, checkpoint compatibility, a
 short console)."""
 
+from up2core.engine.anchoring import AnchorHook
 from up2core.engine.base_checkpoint import BaseCheckpointHook
 from up2core.engine.checkpoint import allow_mmengine_checkpoints
 from up2core.engine.console import ConsoleProgressHook
@@ -14,6 +15,6 @@ from up2core.engine.sharding import FullyShardStrategy
 # registries are in use (this package is imported when they are first searched).
 allow_mmengine_checkpoints()
 
-__all__ = ['AtomicCheckpointHook', 'BaseCheckpointHook', 'ConsoleProgressHook', 'DataCardHook', 'FullyShardStrategy',
+__all__ = ['AnchorHook', 'AtomicCheckpointHook', 'BaseCheckpointHook', 'ConsoleProgressHook', 'DataCardHook', 'FullyShardStrategy',
            'MetricsFileHook', 'MultiTaskTestLoop', 'MultiTaskValLoop', 'UP2Runner',
            'UnmixedTrainLoop', 'allow_mmengine_checkpoints']

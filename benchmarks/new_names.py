@@ -22,6 +22,8 @@ new data's ``holdout`` split, and 100 Shapes images of another seed (``shapes_ho
 the config's learning rate (``max_iters``, as the own-data guide sets it):
 
 * ``zero_shot``: the checkpoint scored on the new val set, no training;
+* ``default``: ``--load-from CHECKPOINT`` and no option: what ``up2 train --data`` does for a
+  finetune (``--steps`` steps in all);
 * ``finetune``: ``--load-from CHECKPOINT --plain-finetune``, the plain finetune;
 * ``replay``: ``--replay W``: on ``W / (1 + W)`` of the steps the main job's five tasks train
   on Shapes instead (one shared step, as the main job's), with ``(1 + W) x --steps`` steps so
@@ -78,7 +80,7 @@ BASE_METRICS = {'classification/top1': 'top-1', 'retrieval/i2t_R@1': 'i2t R@1',
                 'captioning/CIDEr': 'CIDEr'}
 NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 #: the training runs; ``<run>+wise`` is an interpolation of a finished one
-VARIANTS = ('finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch')
+VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch')
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
 #: interpolation weights tried on the held-out data, largest first
 ALPHAS = (1.0, 0.8, 0.6, 0.4)
@@ -290,7 +292,7 @@ class Bench:
         args = self.args
         steps = args.steps
         kind, _, scale = variant.partition('_lr')
-        options = {'finetune': ['--plain-finetune'], 'scratch': [],
+        options = {'default': [], 'finetune': ['--plain-finetune'], 'scratch': [],
                    'frozen': ['--plain-finetune', '--freeze', 'image_encoder.backbone',
                               'text_encoder'],
                    'replay': ['--replay', str(args.replay)],
@@ -299,8 +301,10 @@ class Bench:
                                      str(args.anchor)]}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
-        lr = [f'optim_wrapper.optimizer.lr={float(scale) * _config_lr(args.config):g}'] \
-            if scale else []
+        # every run but 'default' states its learning rate, so that what the CLI does by
+        # default for a finetune (a lower one) never changes what a variant measures
+        lr = [] if kind == 'default' else \
+            [f'optim_wrapper.optimizer.lr={float(scale or 1) * _config_lr(args.config):g}']
         out = self.work / f'{variant}_seed{seed}'
         final = out / f'iter_{steps}.pth'
         timing = out / 'timing.json'

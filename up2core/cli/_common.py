@@ -22,6 +22,9 @@ MAIN_JOB_CONFIG = 'up2_tiny_shapes_generalist'
 #: ``--replay`` of a finetune that names none (``up2 train --data D --load-from CKPT``):
 #: replayed : your steps, chosen from benchmarks/new_names.py (docs: own data, measured)
 DEFAULT_REPLAY = 0.3
+#: a replaying finetune's learning rate, times the config's (which trained the checkpoint from
+#: its start): the checkpoint is a good start, so it moves less far (benchmarks/new_names.py)
+FINETUNE_LR_SCALE = 0.2
 
 
 def loading_args(p: argparse.ArgumentParser, data_help: str | None) -> None:
@@ -82,10 +85,13 @@ def _prepare_config(args: argparse.Namespace):
                 raise UserError(f'--tasks {args.tasks}: {args.data} names none of them')
         from up2core.config import parse_cfg_options
 
-        apply_data_file(cfg, data, need=need, replay=_replay(args, cfg),
-                        overridden={k.lstrip('+') for k in (
-                            args.cfg_options if isinstance(args.cfg_options, dict)
-                            else parse_cfg_options(args.cfg_options or []))})
+        overridden = {k.lstrip('+') for k in (
+            args.cfg_options if isinstance(args.cfg_options, dict)
+            else parse_cfg_options(args.cfg_options or []))}
+        replay = _replay(args, cfg)
+        apply_data_file(cfg, data, need=need, replay=replay, overridden=overridden)
+        if replay is not None and getattr(args, 'load_from', None):
+            _finetune_learning_rate(cfg, overridden)
     elif getattr(args, 'replay', None) is not None:
         raise UserError('--replay mixes the config\'s own data back into training on yours: '
                         'give your data with --data')
@@ -128,6 +134,22 @@ def _replay(args: argparse.Namespace, cfg) -> float | None:
               file=sys.stderr)
         return None
     return DEFAULT_REPLAY
+
+
+def _finetune_learning_rate(cfg, overridden: set[str]) -> None:
+    """A finetune that keeps what its checkpoint knew steps at :data:`FINETUNE_LR_SCALE` x the
+    config's learning rate, unless the command line set one; said in one ``up2:`` line."""
+    from up2core.config import note
+
+    optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    if not isinstance(optimizer.get('lr'), (int, float)) or \
+            {'optim_wrapper.optimizer.lr', 'lr'} & overridden:
+        return
+    old = optimizer['lr']
+    cfg.optim_wrapper.optimizer.lr = old * FINETUNE_LR_SCALE
+    note(f'finetune: learning rate {old:g} -> {old * FINETUNE_LR_SCALE:g} (x{FINETUNE_LR_SCALE:g} '
+         f"the config's, as the checkpoint is a trained start; --cfg-options "
+         f'optim_wrapper.optimizer.lr=... sets another, --plain-finetune keeps the config\'s)')
 
 
 def _cpu_distributed(cfg) -> None:

@@ -43,3 +43,15 @@ def test_without_the_configs_data_the_finetune_says_it_will_forget(tmp_path, cap
     (tmp_path / 'shapes').mkdir()
     (tmp_path / 'shapes' / 'a.json').write_text('{}')
     assert _replay(_args(), cfg) == DEFAULT_REPLAY
+
+
+def test_a_replaying_finetune_steps_at_a_lower_learning_rate_unless_told(capsys):
+    from up2core.cli._common import FINETUNE_LR_SCALE, _finetune_learning_rate
+
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type='MTAdamW', lr=5e-4))))
+    _finetune_learning_rate(cfg, set())
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(5e-4 * FINETUNE_LR_SCALE)
+    assert 'up2: finetune: learning rate 0.0005 -> 0.0001' in capsys.readouterr().err
+    given = Config(dict(optim_wrapper=dict(optimizer=dict(lr=3e-4))))
+    _finetune_learning_rate(given, {'optim_wrapper.optimizer.lr'})
+    assert given.optim_wrapper.optimizer.lr == 3e-4

@@ -410,8 +410,11 @@ def _mean_std(values: list[float], scale: float = 1.0) -> str:
 def table() -> str:
     """Mean +- std over seeds per run: the new data's AP, each old metric as the share of the
     base's value kept (%), the worst share of any old metric on any seed, time against the plain
-    finetune's.  Runs from the checkpoint of the last invocation."""
+    finetune's (only when the JSON says the machine was idle).  Runs from the checkpoint of the
+    last invocation."""
     records = _records()
+    idle = str(json.loads(RESULTS.read_text()).get('idle', '')).startswith('yes') \
+        if RESULTS.is_file() else False
     latest = records[-1]['checkpoint'] if records else None
     records = [r for r in records if r['checkpoint'] == latest]
     before = next(r for r in records if r['run'] == 'before')['base']
@@ -440,7 +443,9 @@ def table() -> str:
         row.append(f'{100 * min(min(s.values()) for s in shares):.1f}' if shares else '-')
         seconds = [r['train_s'] + r.get('choose_s', 0) for r in runs if r.get('train_s')]
         row.append(f'{statistics.mean(seconds):.0f} s' if seconds else '-')
-        row.append(f'{statistics.mean(seconds) / plain_s:.2f}' if seconds and plain_s else '-')
+        # a ratio of times taken on a busy machine would be a guess: only from idle runs
+        row.append(f'{statistics.mean(seconds) / plain_s:.2f}' if seconds and plain_s and idle
+                   else '-')
         rows.append(row)
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(row) + ' |' for row in rows]

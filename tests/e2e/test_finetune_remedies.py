@@ -93,7 +93,10 @@ def test_remedy_mistakes_are_one_error_line(tmp_path):
              "up2: error: model.freeze: 'image_encoder.bakbone' is not a submodule; "
              "'image_encoder' has backbone, neck, pool, proposal_generator"),
             (['--replay', '1'], 'up2: error: --replay mixes the config\'s own data back into '
-                                'training on yours: give your data with --data')):
+                                'training on yours: give your data with --data'),
+            (['--plain-finetune'], 'up2: error: --plain-finetune is a finetune on your data: '
+                                   'give it with --data (and the checkpoint with --load-from)'),
+            (['--anchor', '2'], 'up2: error: --anchor 2: give a share in [0, 1] (0: off)')):
         result = run_up2('train', str(TINY_GENERALIST), '--work-dir', str(tmp_path / 'w'),
                          *args, cwd=tmp_path)
         assert result.returncode == 2, result.stderr[-2000:]

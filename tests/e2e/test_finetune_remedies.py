@@ -67,6 +67,7 @@ def test_finetune_with_replay_and_a_frozen_backbone_and_text_encoder(tiny_genera
             assert f'kept/{name}' not in metrics
     assert shares >= 2
     assert 'What the base knew, before -> after' in result.stdout
+    assert 'kept/' not in result.stdout.split('What the base knew')[0]  # not in the table too
     assert '% kept)' in result.stdout.split('What the base knew')[1]
     # and the old tasks score from the finetuned file alone, with the base's config
     scored = run_up2('test', str(config), str(work / 'iter_3.pth'), '--work-dir',

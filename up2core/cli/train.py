@@ -136,7 +136,9 @@ def _print_final_metrics(path: Path, iteration: int, targets: dict | None) -> No
     if metrics.get('iter') != iteration:  # no validation in this run: an older file
         return
     print(f'\nValidation after {iteration} iterations ({path}):', flush=True)
-    print(metrics_table(metrics, targets), flush=True)
+    # the base's values and the shares kept are the forgetting report's, printed below it
+    shown = {k: v for k, v in metrics.items() if not k.startswith(('base/', 'kept/'))}
+    print(metrics_table(shown, targets), flush=True)
     print_forgetting(metrics)
 
 

@@ -133,6 +133,11 @@ class CaptioningTask(Task):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if prefix + 'word_ids' not in state_dict:  # a checkpoint of UP2 < 0.9: built on use
             state_dict[prefix + 'word_ids'] = self.word_ids.detach().clone()
+        if prefix + 'vocab_ids' not in state_dict:
+            # a checkpoint without this task (a finetune's replayed copy, replay_<task>): the
+            # vocabulary is built from the config on first use, as for a new model, so the
+            # loader has nothing to call missing
+            state_dict[prefix + 'vocab_ids'] = self.vocab_ids.detach().clone()
         if self.vocabulary_source == 'union' and state_dict.get(prefix + 'vocab_ids') is not None \
                 and state_dict[prefix + 'vocab_ids'].numel():
             # kept aside and joined with the config's when the vocabulary is built

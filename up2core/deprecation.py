@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: The task-plugin API this ``up2core`` implements.
-PLUGIN_API_VERSION = '1.5'
+PLUGIN_API_VERSION = '1.6'
 
 #: What each version of the API added, renamed or removed (newest last).
 API_HISTORY = {
@@ -46,6 +46,8 @@ API_HISTORY = {
            'Task.data_names; up2core.data.layouts.register_layout',
     '1.5': "GEOMETRIC_TARGETS: a plugin's own targets in image coordinates, moved with their "
            'image by LimitImageSize and RandomFlip (up2core.data.geometry)',
+    '1.6': "Task.replay_options: what a finetune's replayed copy of a task shares with the "
+           "user's (a caption vocabulary)",
 }
 
 

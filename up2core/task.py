@@ -128,6 +128,23 @@ class Task(BaseModule):
         """
         return {}
 
+    @classmethod
+    def replay_options(cls, task: str, own: dict) -> dict:
+        """Options of ``replay_<task>``, the copy of ``task`` a finetune trains on the base's
+        own data (``--replay``), when the user's run trains ``task`` as well; ``own`` is the
+        user's config of it (after :meth:`data_options`).  The two copies train one set of
+        weights and the finetuned checkpoint keeps ``task``'s state only, so what both must
+        share goes here (a caption vocabulary: the base's images must be described among the
+        candidates the saved model will predict among), while what tells the data apart (the
+        names each copy scores) stays the base's.  The default shares nothing (API 1.5).
+
+        Examples:
+            >>> @classmethod                                              # doctest: +SKIP
+            ... def replay_options(cls, task, own):
+            ...     return {'vocabulary_of': task}
+        """
+        return {}
+
     def data_names(self) -> dict[str, list[str]]:
         """The names this task predicts among, for a checkpoint's record of what the model
         knows (``{'classes': [...]}``; the default: none) (API 1.4)."""

@@ -81,6 +81,10 @@ class CaptioningTask(Task):
             (:mod:`up2_captioning.words`; a ``'full'`` vocabulary has no word list and decodes
             freely).  The word list is saved with the weights.
         no_repeat_words: never the word just written again ("a small small").
+        vocabulary_of: another task of the model whose vocabulary (candidate tokens and
+            words) this one uses instead of its own: a finetune's replayed copy
+            (``replay_captioning``) trains on the base's captions among the candidates the
+            saved ``captioning`` will predict among (:meth:`replay_options`).
 
     Examples:
         >>> dict(type='captioning', beam_size=3, max_length=20,
@@ -94,7 +98,7 @@ class CaptioningTask(Task):
                  captions_per_image: int = 1, label_smoothing: float = 0.0,
                  loss_weight: float = 1.0, likelihood_group: str | None = None,
                  vocabulary_source: str = 'checkpoint', whole_words: bool = True,
-                 no_repeat_words: bool = True) -> None:
+                 no_repeat_words: bool = True, vocabulary_of: str | None = None) -> None:
         super().__init__(loss_weight=loss_weight, likelihood_group=likelihood_group)
         if vocabulary_source not in ('checkpoint', 'config', 'union'):
             raise ValueError(f"vocabulary_source must be 'checkpoint', 'config' or 'union', "
@@ -115,6 +119,7 @@ class CaptioningTask(Task):
         # The words of the vocabulary's captions (WordSet.to_tensor); empty until first built.
         self.register_buffer('word_ids', torch.zeros(0, dtype=torch.long))
         self.whole_words, self.no_repeat_words = whole_words, no_repeat_words
+        self.vocabulary_of = vocabulary_of
         self._words: WordSet | None = None
         # a loaded checkpoint's (vocab_ids, word_ids) under vocabulary_source='union'
         self._inherited: tuple[Tensor, Tensor] | None = None
@@ -128,7 +133,25 @@ class CaptioningTask(Task):
         split = source.split('train') or source.split('val')
         return {'vocabulary': dict(ann_file=str(split.ann)), 'vocabulary_source': 'union'}
 
+    @classmethod
+    def replay_options(cls, task, own) -> dict:
+        """The replayed copy describes the base's images among the saved task's candidates
+        (the union of the user's words and the base's): trained among the base's words
+        alone, it would never learn to keep the user's words off the base's images."""
+        return {'vocabulary_of': task}
+
     # ------------------------------------------------------------------ vocabulary
+
+    def _owner(self, model) -> 'CaptioningTask':
+        """The task whose vocabulary this one uses (itself unless ``vocabulary_of``)."""
+        if not self.vocabulary_of:
+            return self
+        owner = model.tasks[self.vocabulary_of] if self.vocabulary_of in model.tasks else None
+        if not isinstance(owner, CaptioningTask) or owner.vocabulary_of:
+            raise ValueError(f"task '{self.name}': vocabulary_of={self.vocabulary_of!r} must "
+                             f'name a captioning task of the model with a vocabulary of its '
+                             f'own')
+        return owner
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if prefix + 'word_ids' not in state_dict:  # a checkpoint of UP2 < 0.9: built on use
@@ -166,6 +189,8 @@ class CaptioningTask(Task):
     def candidate_ids(self, model) -> Tensor:
         """[V] the candidate token ids; built from ``vocabulary`` on first use (with the word
         list, so that both are in the first checkpoint)."""
+        if self.vocabulary_of:
+            return self._owner(model).candidate_ids(model)
         if self.vocab_ids.numel() == 0:
             tokenizer = model.text_encoder.tokenizer
             ids = vocabulary_ids(tokenizer, self.vocabulary)
@@ -192,6 +217,8 @@ class CaptioningTask(Task):
         vocabulary or ``whole_words=False``); built with the vocabulary, saved with it."""
         if not self.whole_words:
             return None
+        if self.vocabulary_of:
+            return self._owner(model).word_set(model)
         if self._words is None:
             ids = self.candidate_ids(model)
             if self.word_ids.numel() == 0:

@@ -11,7 +11,7 @@ Registers: ``segmentation`` (TASKS, the :class:`SegmentationTask`).
 
 from up2core.plugin import hookimpl
 
-UP2_PLUGIN_API = '1.5'  # the UP2 plugin API this plugin is written for
+UP2_PLUGIN_API = '1.6'  # the UP2 plugin API this plugin is written for
 
 
 @hookimpl

@@ -33,7 +33,7 @@ def test_version_and_help():
 def test_plugins_lists_names_hooks_and_failures():
     out = _ok(run_up2('plugins', sets=('toy', 'broken'))).stdout
     assert 'toy  [loaded]  up2-toy 0.1.0  api ?  -> up2_toy' in out
-    assert "warning: declares no plugin API version (add UP2_PLUGIN_API = '1.5'" in out
+    assert "warning: declares no plugin API version (add UP2_PLUGIN_API = '1.6'" in out
     assert 'hooks: up2_config_dirs, up2_register' in out
     assert 'tasks: toy' in out and 'models: ToyRegressor' in out
     assert 'broken  [failed]  up2-broken-fixture 0.1.0' in out

@@ -40,12 +40,12 @@ def other_seed_shapes(tmp_path_factory):
 
 def test_plugins_lists_api_versions_and_warns_on_an_old_one():
     out = _ok(run_up2('plugins', sets=('oldstyle', 'grounding'))).stdout
-    assert out.startswith('UP2 0.1.0, plugin API 1.5')
-    assert 'grounding  [loaded]  up2-grounding 0.1.0  api 1.5  -> up2_grounding' in out
+    assert out.startswith('UP2 0.1.0, plugin API 1.6')
+    assert 'grounding  [loaded]  up2-grounding 0.1.0  api 1.6  -> up2_grounding' in out
     assert 'oldcount  [loaded]  up2-oldcount 0.1.0  api 1.0  -> up2_oldcount' in out
-    assert ('warning: written for plugin API 1.0, this UP2 implements 1.5: it runs; deprecated '
+    assert ('warning: written for plugin API 1.0, this UP2 implements 1.6: it runs; deprecated '
             'names it uses warn') in out
-    assert 'classification  [loaded]  up2 0.1.0  api 1.5' in out
+    assert 'classification  [loaded]  up2 0.1.0  api 1.6' in out
     data = {p['name']: p for p in json.loads(_ok(run_up2('plugins', '--json',
                                                          sets=('oldstyle',))).stdout)}
     assert (data['oldcount']['api_version'], data['oldcount']['api_status']) == ('1.0', 'older')

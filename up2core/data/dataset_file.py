@@ -290,11 +290,15 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
     Why copies and not a mixed dataset: a task scores its batch against ONE set of names (the
     user's categories); the original data has its own names, so its batches must be another
     task's.  As tasks own no parameters (only what they build from their names), a replay copy
-    trains exactly the weights the user's task trains.
+    trains exactly the weights the user's task trains.  Where the user's run trains the task
+    too, the copy takes what the two must share from ``Task.replay_options`` (captioning: the
+    saved task's vocabulary, the union of the user's words and the base's).
 
     Returns:
         The replay tasks added.
     """
+    from up2core.registry import TASKS
+
     old_train = original.get('train_cfg') or {}
     weights = dict(old_train.get('sampling_weights') or {})
     added = []
@@ -305,6 +309,9 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
         name = REPLAY_PREFIX + task
         copied = copy.deepcopy(task_cfg)
         copied.setdefault('likelihood_group', task_cfg.get('likelihood_group') or task)
+        own = plain['model']['tasks'].get(task)
+        if isinstance(own, dict) and own.get('type') is not None:
+            copied.update(TASKS.get(own['type']).replay_options(task, own))
         plain['model']['tasks'][name] = copied
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             loader = (original.get(key) or {}).get(task)

@@ -190,6 +190,8 @@ def test_replay_keeps_every_task_of_the_config_on_its_own_data(example, tmp_path
     assert groups.replay.weight == 0.5 and groups.replay.mode == original.train_cfg.mode
     assert sorted(groups.replay.tasks) == [f'replay_{t}' for t in tasks]
     assert cfg.model.tasks.replay_detection.likelihood_group == 'detection'
+    # the user's data trains no captioning here: the replayed captioner keeps its own words
+    assert 'vocabulary_of' not in cfg.model.tasks.replay_captioning
     assert cfg.val_evaluator.replay_detection.ann_file == original.val_evaluator.detection.ann_file
     init_default_scope('up2core')
     replayed = DATASETS.build(cfg.train_dataloader.replay_detection.dataset)[0]['data_samples']
@@ -202,6 +204,17 @@ def test_replay_keeps_every_task_of_the_config_on_its_own_data(example, tmp_path
     # one model holds them; a replay task scores with its task's learned temperature
     model = MODELS.build(cfg.model)
     assert model.tasks['replay_classification'].likelihood_group == 'classification'
+    # the whole example (captions too): the replayed captioner describes the base's images
+    # among the finetuned captioner's words (Task.replay_options), its detector keeps its names
+    both = load_config(str(TINY_GENERALIST))
+    whole = tmp_path / 'whole.yaml'
+    whole.write_text(example.read_text().replace('path: .', f'path: {example.parent}'))
+    apply_data_file(both, load_data_file(whole), replay=0.5)
+    assert both.model.tasks.replay_captioning.vocabulary_of == 'captioning'
+    assert both.model.tasks.replay_captioning.vocabulary == \
+        original.model.tasks.captioning.vocabulary
+    assert both.model.tasks.replay_detection.class_names == \
+        original.model.tasks.detection.class_names
     with pytest.raises(DataError, match='--replay 0: give a weight > 0'):
         apply_data_file(load_config(str(TINY_GENERALIST)), load_data_file(path), replay=0)
 

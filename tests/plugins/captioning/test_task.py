@@ -256,6 +256,42 @@ def test_a_union_vocabulary_keeps_the_checkpoints_words_and_adds_the_configs(
     assert 'circle' not in words_of['config'] and 'lemon' in words_of['config']
 
 
+def test_a_replayed_copy_describes_among_the_vocabulary_of_the_task_it_names(
+        make_tiny_model, caption_file, tmp_path):
+    """``vocabulary_of`` (a finetune's ``replay_captioning``): the copy's candidates and words
+    are the named task's union vocabulary, so its loss on the base's captions pushes down the
+    user's words the saved ``captioning`` will predict among; it builds none of its own."""
+    base = _model(make_tiny_model, caption_file)
+    _train(base, 1)
+    mine = tmp_path / 'mine.json'
+    mine.write_text(json.dumps({'images': [{'id': 0, 'file_name': '0.png'}], 'annotations': [
+        {'id': 0, 'image_id': 0, 'caption': 'a lemon beside a brick'}]}))
+    model = make_tiny_model(dict(
+        captioning=dict(type='captioning', vocabulary=dict(ann_file=str(mine)), max_length=10,
+                        vocabulary_source='union'),
+        replay_captioning=dict(type='captioning', vocabulary=dict(ann_file=str(caption_file)),
+                               max_length=10, vocabulary_of='captioning')))
+    model.load_state_dict(base.state_dict(), strict=False)
+    mine_task, replay = model.tasks['captioning'], model.tasks['replay_captioning']
+    assert torch.equal(replay.candidate_ids(model), mine_task.candidate_ids(model))
+    assert replay.word_set(model) is mine_task.word_set(model)
+    assert replay.vocab_ids.numel() == 0  # nothing of its own to save or drift apart
+    tokenizer = model.text_encoder.tokenizer
+    lemon = tokenizer.convert_tokens_to_ids('lemon')
+    model.train()
+    samples = [BaseDataElement(metainfo=dict(task='replay_captioning'), texts=[t])
+               for t in CAPTIONS]
+    out = replay.loss(model, torch.randn(len(CAPTIONS), 3, 64, 64), samples)
+    out['loss_caption'].backward()
+    assert torch.isfinite(out['loss_caption'])
+    assert out['vocabulary_size'] == len(mine_task.candidate_ids(model))
+    assert lemon in set(replay.candidate_ids(model).tolist())
+    wrong = make_tiny_model(dict(replay_captioning=dict(type='captioning', max_length=10,
+                                                        vocabulary_of='captioning')))
+    with pytest.raises(ValueError, match="vocabulary_of='captioning' must name a captioning"):
+        wrong.tasks['replay_captioning'].candidate_ids(wrong)
+
+
 def test_a_checkpoint_without_a_word_list_loads_and_builds_it(make_tiny_model, caption_file):
     from up2core.engine.checkpoint import LoadReport
 

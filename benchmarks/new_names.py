@@ -319,7 +319,10 @@ class Bench:
         new = _metrics(out)
         base = self.old_scores(_with_base_tensors(final, self.checkpoint), out / 'base_after') \
             if variant != 'scratch' else {}
-        self.record(run=variant, seed=seed, steps=steps, **json.loads(timing.read_text()),
+        timed = json.loads(timing.read_text())
+        timed.setdefault('idle', args.idle)  # what the machine was doing while it trained
+        timing.write_text(json.dumps(timed))
+        self.record(run=variant, seed=seed, steps=steps, **timed,
                     new={k: new.get(k) for k in NEW_METRICS}, base=_pick(base) if base else None)
 
     def interpolate(self, variant: str, seed: int) -> None:
@@ -407,14 +410,18 @@ def _mean_std(values: list[float], scale: float = 1.0) -> str:
     return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
 
 
+def _idle(record: dict) -> bool:
+    """Whether ``record``'s run trained on an idle machine (what its ``--idle`` said)."""
+    return bool(record.get('train_s')) and str(record.get('idle', '')).startswith('yes')
+
+
 def table() -> str:
     """Mean +- std over seeds per run: the new data's AP, each old metric as the share of the
     base's value kept (%), the worst share of any old metric on any seed, time against the plain
-    finetune's (only when the JSON says the machine was idle).  Runs from the checkpoint of the
+    finetune's (from the runs that trained on an idle machine only; a busy machine's time is
+    shown in brackets).  Runs from the checkpoint of the
     last invocation."""
     records = _records()
-    idle = str(json.loads(RESULTS.read_text()).get('idle', '')).startswith('yes') \
-        if RESULTS.is_file() else False
     latest = records[-1]['checkpoint'] if records else None
     records = [r for r in records if r['checkpoint'] == latest]
     before = next(r for r in records if r['run'] == 'before')['base']
@@ -427,7 +434,7 @@ def table() -> str:
             ['', '', ''],
             ['zero-shot', '-'] + [_mean_std([zero[k]], 100) for k in NEW_METRICS] +
             ['100'] * len(BASE_METRICS) + ['100', '0 s', '0']]
-    plain = [r['train_s'] for r in records if r['run'] == 'finetune' and r.get('train_s')]
+    plain = [r['train_s'] for r in records if r['run'] == 'finetune' and _idle(r)]
     plain_s = statistics.mean(plain) if plain else None
     runs_in_order = []
     for r in records:
@@ -441,11 +448,13 @@ def table() -> str:
         row += [_mean_std([s.get(k) for s in shares], 100) if shares else '-'
                 for k in BASE_METRICS]
         row.append(f'{100 * min(min(s.values()) for s in shares):.1f}' if shares else '-')
-        seconds = [r['train_s'] + r.get('choose_s', 0) for r in runs if r.get('train_s')]
-        row.append(f'{statistics.mean(seconds):.0f} s' if seconds else '-')
-        # a ratio of times taken on a busy machine would be a guess: only from idle runs
-        row.append(f'{statistics.mean(seconds) / plain_s:.2f}' if seconds and plain_s and idle
-                   else '-')
+        timed = [r for r in runs if r.get('train_s')]
+        idle = [r['train_s'] + r.get('choose_s', 0) for r in timed if _idle(r)]
+        seconds = idle or [r['train_s'] + r.get('choose_s', 0) for r in timed]
+        # a time from a busy machine is shown in brackets and never compared
+        row.append((f'{statistics.mean(seconds):.0f} s' if idle else
+                    f'({statistics.mean(seconds):.0f} s)') if seconds else '-')
+        row.append(f'{statistics.mean(idle) / plain_s:.2f}' if idle and plain_s else '-')
         rows.append(row)
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(row) + ' |' for row in rows]

@@ -36,6 +36,8 @@ the config's learning rate (``max_iters``, as the own-data guide sets it):
 * ``anchor``: ``--anchor A``: after every step the weights move back towards the base's by
   ``A`` of the distance (decoupled L2-SP, :mod:`up2core.engine.anchoring`);
   ``replay-anchor``: both;
+* ``keep-names``: ``--plain-finetune --keep-names``: the new names trained beside Shapes'
+  (as candidates the new objects are not); ``default-keep-names``: the default with it;
 * ``<variant>_lr<scale>``: the variant at the config's learning rate times ``scale``.
 
 After each run the checkpoint is scored on Shapes val with the main job's config (the five
@@ -80,7 +82,8 @@ BASE_METRICS = {'classification/top1': 'top-1', 'retrieval/i2t_R@1': 'i2t R@1',
                 'captioning/CIDEr': 'CIDEr'}
 NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 #: the training runs; ``<run>+wise`` is an interpolation of a finished one
-VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch')
+VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch',
+            'keep-names', 'default-keep-names')
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
 #: interpolation weights tried on the held-out data, largest first
 ALPHAS = (1.0, 0.8, 0.6, 0.4)
@@ -298,12 +301,14 @@ class Bench:
                    'replay': ['--replay', str(args.replay)],
                    'anchor': ['--plain-finetune', '--anchor', str(args.anchor)],
                    'replay-anchor': ['--replay', str(args.replay), '--anchor',
-                                     str(args.anchor)]}[kind]
+                                     str(args.anchor)],
+                   'keep-names': ['--plain-finetune', '--keep-names'],
+                   'default-keep-names': ['--keep-names']}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         # every run but 'default' states its learning rate, so that what the CLI does by
         # default for a finetune (a lower one) never changes what a variant measures
-        lr = [] if kind == 'default' else \
+        lr = [] if kind.startswith('default') else \
             [f'optim_wrapper.optimizer.lr={float(scale or 1) * _config_lr(args.config):g}']
         out = self.work / f'{variant}_seed{seed}'
         final = out / f'iter_{steps}.pth'

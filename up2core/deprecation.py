@@ -47,7 +47,8 @@ API_HISTORY = {
     '1.5': "GEOMETRIC_TARGETS: a plugin's own targets in image coordinates, moved with their "
            'image by LimitImageSize and RandomFlip (up2core.data.geometry)',
     '1.6': "Task.replay_options: what a finetune's replayed copy of a task shares with the "
-           "user's (a caption vocabulary)",
+           "user's (a caption vocabulary); Task.kept_names_options and keep_names "
+           '(--keep-names)',
 }
 
 

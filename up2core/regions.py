@@ -49,7 +49,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from up2core.structures import Regions, _as_tensor, boxes_to_original, masks_to_original
-from up2core.task import Task
+from up2core.task import Task, keep_names
 
 SCORE_RULES = ('product', 'geometric', 'class')
 
@@ -247,6 +247,11 @@ class RegionTask(RegionTaskBase):
         """The training names are the train file's categories; evaluation and inference score
         the val file's too (names never trained on included)."""
         return {'class_names': list(names['train']), 'test_class_names': list(names['val'])}
+
+    @classmethod
+    def kept_names_options(cls, own, base) -> dict:
+        """The base's training names after the user's (evaluation keeps the user's)."""
+        return {'class_names': keep_names(own.get('class_names'), base.get('class_names'))}
 
     def data_names(self) -> dict[str, list[str]]:
         return {'classes': list(self.test_class_names)}

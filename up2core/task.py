@@ -33,7 +33,7 @@ model from its ``tasks=dict(name=dict(type=...))`` config.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mmengine.model import BaseModule
@@ -94,6 +94,18 @@ class TaskModel(Protocol):
         """-> :class:`up2core.regions.Regions` (not imported here: regions imports this)."""
 
 
+def keep_names(own: Sequence[str] | None, base: Sequence[str] | None) -> list[str]:
+    """``own`` then every name of ``base`` not among them (the labels of ``own`` keep their
+    indices): the candidates of :meth:`Task.kept_names_options`.
+
+    Examples:
+        >>> keep_names(['arrow', 'octagon'], ['red circle', 'arrow'])
+        ['arrow', 'octagon', 'red circle']
+    """
+    own = list(own or [])
+    return own + [n for n in dict.fromkeys(base or []) if n not in own]
+
+
 class Task(BaseModule):
     """Base class of every task.
 
@@ -142,6 +154,22 @@ class Task(BaseModule):
             >>> @classmethod                                              # doctest: +SKIP
             ... def replay_options(cls, task, own):
             ...     return {'vocabulary_of': task}
+        """
+        return {}
+
+    @classmethod
+    def kept_names_options(cls, own: dict, base: dict) -> dict:
+        """Options of the user's config of this task (``own``, after :meth:`data_options`)
+        that keep the names the base config (``base``) trained it on as candidates beside the
+        user's (``up2 train --data ... --keep-names``): the user's images then teach that
+        their objects are none of the old names too.  Appended after the user's names, so
+        the data's labels keep their indices.  The default keeps none (API 1.6).
+
+        Examples:
+            >>> @classmethod                                              # doctest: +SKIP
+            ... def kept_names_options(cls, own, base):
+            ...     extra = [n for n in base['class_names'] if n not in own['class_names']]
+            ...     return {'class_names': own['class_names'] + extra}
         """
         return {}
 

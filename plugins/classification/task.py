@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from up2_classification.dataset import read_class_names
 
-from up2core.task import Task
+from up2core.task import Task, keep_names
 
 
 class ClassificationTask(Task):
@@ -43,6 +43,15 @@ class ClassificationTask(Task):
     def data_options(cls, layout, source, names) -> dict:
         """The class names of the user's image-folder tree (folder names or classes.txt)."""
         return {'class_names': list(names['train'])}
+
+    @classmethod
+    def kept_names_options(cls, own, base) -> dict:
+        """The base's classes after the user's (their labels keep their indices)."""
+        def names(value):
+            return read_class_names(value) if value is not None else []
+
+        return {'class_names': keep_names(names(own.get('class_names')),
+                                          names(base.get('class_names')))}
 
     def data_names(self) -> dict[str, list[str]]:
         return {'classes': list(self.class_names)}

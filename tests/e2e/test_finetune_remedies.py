@@ -97,6 +97,8 @@ def test_remedy_mistakes_are_one_error_line(tmp_path):
                                 'training on yours: give your data with --data'),
             (['--plain-finetune'], 'up2: error: --plain-finetune is a finetune on your data: '
                                    'give it with --data (and the checkpoint with --load-from)'),
+            (['--keep-names'], "up2: error: --keep-names keeps the config's names beside "
+                               'those of your data: give your data with --data'),
             (['--anchor', '2'], 'up2: error: --anchor 2: give a share in [0, 1] (0: off)')):
         result = run_up2('train', str(TINY_GENERALIST), '--work-dir', str(tmp_path / 'w'),
                          *args, cwd=tmp_path)

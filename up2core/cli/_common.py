@@ -89,11 +89,15 @@ def _prepare_config(args: argparse.Namespace):
             args.cfg_options if isinstance(args.cfg_options, dict)
             else parse_cfg_options(args.cfg_options or []))}
         replay = _replay(args, cfg)
-        apply_data_file(cfg, data, need=need, replay=replay, overridden=overridden)
+        apply_data_file(cfg, data, need=need, replay=replay, overridden=overridden,
+                        keep_names=getattr(args, 'keep_names', False))
         if replay is not None and getattr(args, 'load_from', None):
             _finetune_learning_rate(cfg, overridden)
     elif getattr(args, 'replay', None) is not None:
         raise UserError('--replay mixes the config\'s own data back into training on yours: '
+                        'give your data with --data')
+    elif getattr(args, 'keep_names', False):
+        raise UserError("--keep-names keeps the config's names beside those of your data: "
                         'give your data with --data')
     elif getattr(args, 'plain_finetune', False):
         raise UserError('--plain-finetune is a finetune on your data: give it with --data '

@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
     p.add_argument('--plain-finetune', action='store_true',
                    help='with --data and --load-from: train on your data alone (no replay): '
                    'faster to learn it, and forgets what the checkpoint knew')
+    p.add_argument('--keep-names', action='store_true',
+                   help="with --data: each task also scores the config's own training names "
+                   "in training, after yours, so your objects are learnt as none of them "
+                   '(Task.kept_names_options; evaluation scores your names)')
     p.add_argument('--anchor', type=float, metavar='STRENGTH',
                    help='pull the weights back towards the checkpoint after every step '
                    '(share of the distance per step at the peak learning rate, e.g. 0.05; '

@@ -342,7 +342,7 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
 
 def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'),
                     quiet: bool = False, replay: float | None = None,
-                    overridden: set[str] = frozenset()) -> list[str]:
+                    overridden: set[str] = frozenset(), keep_names: bool = False) -> list[str]:
     """Point ``cfg`` at the user's data in place; return the tasks dropped.
 
     * tasks of the config the file does not name are dropped everywhere (``select_tasks``);
@@ -362,6 +362,8 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
     ``replay``: keep training (and evaluating) every task of the config on its own data too, on
     ``replay : 1`` of the steps (:func:`replay_tasks`): the usual remedy against forgetting what
     the checkpoint knew, across classes and across tasks.
+    ``keep_names``: each task scores the config's own training names beside the data's
+    (``Task.kept_names_options``), as candidates the user's objects are not.
 
     Raises:
         DataError: a task the config cannot train, a layout the task cannot read, a missing
@@ -374,7 +376,8 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
         level = logger.level
         logger.setLevel(logging.WARNING)
         try:
-            return apply_data_file(cfg, data, need, replay=replay, overridden=overridden)
+            return apply_data_file(cfg, data, need, replay=replay, overridden=overridden,
+                                   keep_names=keep_names)
         finally:
             logger.setLevel(level)
     from mmengine.config import ConfigDict
@@ -407,10 +410,11 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
                             f"{task}: {{{missing[0]}: ...}}")
     if replay is not None and not (0 < replay < float('inf')):
         raise DataError(f'--replay {replay}: give a weight > 0 (1: as much as your data)')
-    original = cfg.to_dict() if replay else None
+    original = cfg.to_dict() if replay or keep_names else None
     select_tasks(cfg, list(data.tasks), reason=f'--data {data.file.name}')
     stages = {'train_dataloader': 'train', 'val_dataloader': 'val', 'test_dataloader': 'val'}
     plain = cfg.to_dict()
+    keeping: list[str] = []  # the tasks --keep-names changed
     for task, source in data.tasks.items():
         layout = get_layout(layouts[task])
         names = layout.names(source)
@@ -434,6 +438,12 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
         task_cfg = plain['model']['tasks'][task]
         task_cfg.update(TASKS.get(task_cfg['type']).data_options(layout.name, source, names))
         task_cfg.update(source.options)
+        if keep_names:
+            options = TASKS.get(task_cfg['type']).kept_names_options(
+                task_cfg, original['model']['tasks'][task])
+            if options:
+                task_cfg.update(options)
+                keeping.append(task)
     if isinstance(plain.get('targets'), dict):
         plain.pop('targets')  # the config's targets are for its own data
         dict.__delitem__(cfg._cfg_dict, 'targets')
@@ -452,6 +462,10 @@ def apply_data_file(cfg, data: DataFile, need: tuple[str, ...] = ('train', 'val'
     if replay:
         added = replay_tasks(plain, original, replay)
         note(f"--replay {replay:g}: {', '.join(added)} keep training on the config's own data")
+    if keep_names:
+        note(f"--keep-names: {', '.join(keeping) or 'no task'} also score"
+             f"{'s' if len(keeping) == 1 else ''} the config's own names in training, after "
+             f'yours (evaluation scores yours)')
     plain['up2_data'] = data.describe()
     for key, value in plain.items():
         if key.startswith('_'):

@@ -219,6 +219,48 @@ def test_replay_keeps_every_task_of_the_config_on_its_own_data(example, tmp_path
         apply_data_file(load_config(str(TINY_GENERALIST)), load_data_file(path), replay=0)
 
 
+def test_keep_names_scores_the_configs_training_names_after_the_datas(example, tmp_path,
+                                                                      capsys):
+    """``--keep-names``: a named task trains among the data's names then the config's own
+    training names (``Task.kept_names_options``): the data's labels keep their indices,
+    evaluation keeps the data's names, the config's held-out (novel) names stay out, and tasks
+    without names are left as they are."""
+    from mmengine.registry import init_default_scope
+
+    from tests.conftest import TINY_GENERALIST
+    from up2core.registry import DATASETS
+    from up2core.task import keep_names
+
+    assert keep_names(['b', 'a'], ['a', 'c', 'c']) == ['b', 'a', 'c']
+    path = tmp_path / 'data.yaml'
+    path.write_text(example.read_text().replace('path: .', f'path: {example.parent}'))
+    original = load_config(str(TINY_GENERALIST))
+    plain, kept = load_config(str(TINY_GENERALIST)), load_config(str(TINY_GENERALIST))
+    apply_data_file(plain, load_data_file(path))
+    apply_data_file(kept, load_data_file(path), keep_names=True)
+    for task in ('detection', 'segmentation', 'classification'):
+        mine, base = list(plain.model.tasks[task].class_names), \
+            list(original.model.tasks[task].class_names)
+        assert list(kept.model.tasks[task].class_names) == \
+            mine + [n for n in base if n not in mine], task
+        assert kept.model.tasks[task].get('test_class_names') == \
+            plain.model.tasks[task].get('test_class_names')
+    novel = set(original.model.tasks.detection.test_class_names) - \
+        set(original.model.tasks.detection.class_names)
+    assert novel and not novel & set(kept.model.tasks.detection.class_names)
+    assert kept.model.tasks.captioning == plain.model.tasks.captioning
+    init_default_scope('up2core')
+    built = DATASETS.build(kept.train_dataloader.detection.dataset)
+    labels = {int(label) for i in range(len(built))
+              for label in built[i]['data_samples'].gt_instances.labels}
+    assert labels and max(labels) < len(plain.model.tasks.detection.class_names)
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith('up2: --keep-names: '))
+    assert {'detection', 'segmentation', 'classification'} <= set(
+        line.split(': ', 2)[2].split(' also ')[0].split(', ')), line
+    assert 'captioning' not in line and 'retrieval' not in line
+
+
 def test_the_data_file_changes_what_is_about_the_data_and_says_what_it_keeps(example, tmp_path,
                                                                             capsys):
     """``settings`` (image size, steps) and a task's ``options`` (its prompt) go into the

@@ -125,6 +125,11 @@ class Task(BaseModule):
     #: (:mod:`up2core.data.layouts`); None: the task's data is configured in configs only (API 1.4)
     data_layout: str | None = None
 
+    #: the metrics (their names without the task's prefix, e.g. ``('bbox_mAP',)``) a run's
+    #: ``results.png`` draws in this task's panel (:mod:`up2core.engine.results`); names the
+    #: evaluator does not report are skipped; empty: its first three (API 1.6)
+    headline_metrics: tuple[str, ...] = ()
+
     @classmethod
     def data_options(cls, layout: str, source: Any, names: dict | None) -> dict:
         """Options of this task's config that a user's data decides (``--data``): e.g. the

@@ -5,7 +5,8 @@ default_scope = 'up2core'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=20),
+    # validation metrics logged at the step they were measured (UP2 runs count steps, not epochs)
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # MMEngine's CheckpointHook with atomic writes, old checkpoints deleted only after the new one
     # is complete, and non-finite weights refused (up2core/engine/hooks.py)
@@ -16,9 +17,11 @@ default_hooks = dict(
 
 # the last validation's metrics, flat, in <work_dir>/metrics.json; the data card (what the model
 # was trained on, its names and val metrics) in every checkpoint's meta; a progress line per
-# tenth of training, evaluation and test on the console (the log file has every detail)
+# tenth of training, evaluation and test on the console (the log file has every detail); a
+# row per validation in results.csv and every task's curves in results.png
 custom_hooks = [dict(type='MetricsFileHook'), dict(type='DataCardHook'),
-                dict(type='ConsoleProgressHook'), dict(type='BaseCheckpointHook')]
+                dict(type='ConsoleProgressHook'), dict(type='BaseCheckpointHook'),
+                dict(type='RunResultsHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

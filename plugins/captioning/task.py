@@ -125,6 +125,7 @@ class CaptioningTask(Task):
         self._inherited: tuple[Tensor, Tensor] | None = None
 
     data_layout = 'captions'
+    headline_metrics = ('CIDEr', 'BLEU-4')
 
     @classmethod
     def data_options(cls, layout, source, names) -> dict:

@@ -38,6 +38,7 @@ class ClassificationTask(Task):
         self.label_smoothing = label_smoothing
 
     data_layout = 'image_folder'
+    headline_metrics = ('top1',)
 
     @classmethod
     def data_options(cls, layout, source, names) -> dict:

@@ -20,3 +20,4 @@ class DetectionTask(RegionTask):
     """
 
     with_masks = False
+    headline_metrics = ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_novel')

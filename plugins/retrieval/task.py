@@ -35,6 +35,7 @@ class RetrievalTask(Task):
 
     infer_requires = ('texts',)
     data_layout = 'captions'
+    headline_metrics = ('i2t_R@1', 't2i_R@1')
 
     def __init__(self, gather: bool = True, loss_weight: float = 1.0,
                  likelihood_group: str | None = None, image_tokens: str = 'all') -> None:

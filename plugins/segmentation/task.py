@@ -19,3 +19,4 @@ class SegmentationTask(RegionTask):
     """
 
     with_masks = True
+    headline_metrics = ('segm_mAP', 'segm_mAP_50', 'segm_mAP_novel')

@@ -186,9 +186,9 @@ def _build_runner(cfg):
 
     allow_mmengine_checkpoints()
     hooks = list(cfg.get('custom_hooks') or [])
-    # whatever the config (one not based on UP2's runtime): the console's progress lines, and
-    # a finetune's checkpoints keeping the base's other tasks
-    for needed in ('ConsoleProgressHook', 'BaseCheckpointHook'):
+    # whatever the config (one not based on UP2's runtime): the console's progress lines, a
+    # finetune's checkpoints keeping the base's other tasks, the run's results.csv / .png
+    for needed in ('ConsoleProgressHook', 'BaseCheckpointHook', 'RunResultsHook'):
         if not any(str(h.get('type')).split('.')[-1] == needed
                    for h in hooks if isinstance(h, dict)):
             hooks.append(dict(type=needed))

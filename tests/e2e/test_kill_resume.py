@@ -93,6 +93,20 @@ def test_killed_in_every_phase_and_resumed_ends_bit_identical(tmp_path):
     assert [h['iter'] for h in expected] == [4, 8]
     assert history == expected  # each validation once, the same numbers
 
+    # the run's results.csv (but its time column) and steps.jsonl: the uninterrupted run's
+    from up2core.engine.results import read_table
+
+    def table(work: Path) -> str:  # (repr: a nan metric equals itself)
+        return repr([{k: v for k, v in row.items() if k != 'time'}
+                     for row in read_table(work / 'results.csv')])
+
+    assert [row['step'] for row in read_table(tmp_path / 'reference' / 'results.csv')] == [4, 8]
+    assert table(tmp_path / 'killed') == table(tmp_path / 'reference')
+    steps = (tmp_path / 'reference' / 'steps.jsonl').read_text()
+    assert [json.loads(line)['step'] for line in steps.splitlines()] == list(range(1, 9))
+    assert (tmp_path / 'killed' / 'steps.jsonl').read_text() == steps
+    assert (tmp_path / 'killed' / 'results.png').stat().st_size > 10_000
+
     reference_losses = dict(_losses(tmp_path / 'reference'))
     assert sorted(reference_losses) == list(range(1, 9))
     logged = _losses(tmp_path / 'killed')

@@ -286,7 +286,6 @@ class RunResultsHook(Hook):
         self.draw = draw
         self._rows: list[dict] = []
         self._steps: list[dict] = []
-        self._pending: list[dict] = []  # steps not yet in steps.jsonl
         self._since_val: list[dict] = []
         self._started = 0.0
         self._offset = 0.0  # run time before this process (a resumed run)
@@ -310,8 +309,8 @@ class RunResultsHook(Hook):
                 if record.get('step', 0) <= done:
                     self._steps.append(record)
         if runner.rank == 0:
-            # the files hold what this run will go on from (a resumed run's later lines,
-            # written after its checkpoint, are dropped: they are trained again)
+            # the files hold what this run goes on from (a resumed run's later lines, written
+            # after its checkpoint, are dropped: those steps are trained again)
             _write_atomic(work / STEPS_JSONL, ''.join(json.dumps(s) + '\n' for s in self._steps))
             if self._rows:
                 write_table(self._rows, work / RESULTS_CSV)
@@ -332,13 +331,14 @@ class RunResultsHook(Hook):
             if '/' in key and _is_loss(key) and number is not None:
                 record[key] = number
         self._steps.append(record)
-        self._pending.append(record)
         self._since_val.append(record)
+        if runner.rank == 0:  # at once: a kill after the next checkpoint keeps this step
+            with (Path(runner.work_dir) / STEPS_JSONL).open('a') as handle:
+                handle.write(json.dumps(record) + '\n')
 
     def after_val_epoch(self, runner, metrics=None) -> None:
-        if runner.rank != 0 or not metrics or runner.train_loop is None \
-                or not self._started:  # (a validation outside training: `up2 test --val`)
-            return
+        if runner.rank != 0 or not metrics or not self._started:
+            return  # (a validation outside training has no steps to show)
         row: dict = {'step': runner.iter,
                      'time': round(self._offset + time.perf_counter() - self._started, 1)}
         if self._steps and 'lr' in self._steps[-1]:
@@ -361,10 +361,6 @@ class RunResultsHook(Hook):
 
     def _flush(self, runner, draw: bool = True) -> None:
         work = Path(runner.work_dir)
-        if self._pending:
-            with (work / STEPS_JSONL).open('a') as handle:
-                handle.writelines(json.dumps(s) + '\n' for s in self._pending)
-            self._pending = []
         if self._rows:
             write_table(self._rows, work / RESULTS_CSV)
             if draw and self.draw:

@@ -106,7 +106,8 @@ def test_the_command_line_is_one_module_per_command_and_old_names_still_resolve(
     from up2core import cli
 
     assert {c.__name__.rsplit('.', 1)[1] for c in cli.COMMANDS} == {
-        'train', 'test', 'infer', 'export', 'merge', 'demo', 'plugins', 'registry', 'data'}
+        'train', 'test', 'infer', 'export', 'merge', 'compare', 'demo', 'plugins', 'registry',
+        'data'}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         assert cli.cmd_train is cli.train.cmd_train

@@ -3,7 +3,7 @@
 ``up2 train`` and ``up2 test`` drive MMEngine's Runner on a config (a path, or the name of a
 packaged config); ``up2 plugins`` and ``up2 registry`` show what the plugins contributed;
 ``up2 data shapes`` writes the embedded Shapes dataset; ``up2 merge`` interpolates a base
-checkpoint and a finetune of it.
+checkpoint and a finetune of it; ``up2 compare`` puts runs side by side.
 
 Errors a user can fix (a missing config, an unknown key or registry name, a malformed override, a
 plugin that failed under ``UP2_STRICT_PLUGINS=1``, unreadable data) print one ``up2: error:`` line
@@ -17,7 +17,8 @@ import os
 import sys
 import warnings
 
-from up2core.cli import data, demo, export, infer, merge, plugins, registry, test, train
+from up2core.cli import (compare, data, demo, export, infer, merge, plugins, registry, test,
+                         train)
 from up2core.cli._common import (
     EXIT_PARTIAL,
     EXIT_USAGE,
@@ -28,7 +29,7 @@ from up2core.cli._common import (
 )
 
 #: the commands, one module each (``up2core/cli/<command>.py``: its ``add_parser`` and ``cmd_*``)
-COMMANDS = (train, test, infer, export, merge, demo, plugins, registry, data)
+COMMANDS = (train, test, infer, export, merge, compare, demo, plugins, registry, data)
 
 
 def build_parser(with_plugin_options: bool = False) -> argparse.ArgumentParser:

@@ -1,0 +1,199 @@
+"""Runs side by side (``up2 compare RUN_DIR RUN_DIR ... --out DIR``).
+
+Reads each run's ``results.csv`` (:mod:`up2core.engine.results`; a run of UP2 < 0.9 without
+one: its ``metrics.jsonl``) and writes to ``DIR``:
+
+* ``compare.png``: per task, each run's headline metric at every validation (top row) and the
+  task's loss averaged between validations (bottom row), on a shared step axis;
+* ``compare.md`` and ``compare.csv``: a row per run: its steps, time, and per task the best
+  and the final value of each headline metric.
+
+A task's headline metrics are its plugin's ``Task.headline_metrics`` (looked up by the task's
+name, ``replay_<task>`` as ``<task>``); a task the registry does not know shows its first three.
+
+Examples:
+    >>> compare_runs(['work_dirs/seed0', 'work_dirs/seed1'], 'work_dirs/compare')  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from up2core.engine.results import (RESULTS_CSV, _finite, _is_loss, _number, headlines,
+                                    read_table, task_of, write_table)
+from up2core.errors import UserError
+
+
+@dataclass
+class Run:
+    """One run's validations (rows of ``results.csv``) and its label."""
+
+    path: Path
+    label: str
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        keys: list[str] = []
+        for row in self.rows:
+            keys += [k for k in row if k not in keys]
+        return keys
+
+
+def read_run(path: str | Path, label: str | None = None) -> Run:
+    """The validations of the run in work dir ``path``.
+
+    Raises:
+        UserError: ``path`` is not a run's work dir (no ``results.csv`` nor
+            ``metrics.jsonl``), or it has no validation yet.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f'{path}: not a directory; give the work dir of a run (what '
+                        f'up2 train --work-dir named)')
+    rows: list[dict] = []
+    if (path / RESULTS_CSV).is_file():
+        rows = read_table(path / RESULTS_CSV)
+    elif (path / 'metrics.jsonl').is_file():  # written before results.csv existed
+        for line in (path / 'metrics.jsonl').read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            rows.append({'step': record.pop('iter', None), **record})
+    else:
+        raise UserError(f'{path}: no {RESULTS_CSV} or metrics.jsonl: not the work dir of an '
+                        f'up2 train run, or one that has not validated yet')
+    rows = [r for r in rows if _number(r.get('step')) is not None]
+    if not rows:
+        raise UserError(f'{path}: the run has no validation yet; compare it after its first '
+                        f'(train_cfg.val_interval)')
+    return Run(path, label or path.name, rows)
+
+
+def _named(task: str) -> tuple[str, ...]:
+    """``Task.headline_metrics`` of the plugin registered as ``task`` (or as the task a
+    ``replay_<task>`` copies); empty if none is."""
+    from up2core.registry import TASKS
+
+    name = task[len('replay_'):] if task.startswith('replay_') else task
+    try:
+        cls = TASKS.get(name)
+    except Exception:  # an unknown name: the registry's own error is not the user's here
+        return ()
+    return tuple(getattr(cls, 'headline_metrics', ()) or ())
+
+
+def _tasks(runs: list[Run]) -> list[str]:
+    tasks: list[str] = []
+    for run in runs:
+        for key in run.keys:
+            task = task_of(key)
+            if task is not None and task not in tasks and not key.startswith('kept/'):
+                tasks.append(task)
+    return tasks
+
+
+def summary_rows(runs: list[Run]) -> list[dict]:
+    """A row per run: label, steps, time, and per task ``<metric> best`` / ``final``."""
+    table = []
+    for run in runs:
+        last = run.rows[-1]
+        row: dict = {'run': run.label, 'steps': int(last['step'])}
+        if _finite(last.get('time')):
+            row['time_s'] = round(float(last['time']))
+        for task in _tasks(runs):
+            for key in headlines(task, run.keys, _named(task)):
+                values = [float(r[key]) for r in run.rows if _finite(r.get(key))]
+                if not values or key.startswith('kept/'):
+                    continue
+                row[f'{key} best'] = max(values)
+                row[f'{key} final'] = values[-1] if _finite(last.get(key)) else math.nan
+        table.append(row)
+    return table
+
+
+def _markdown(rows: list[dict]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return '-' if math.isnan(value) else f'{value:.4g}'
+        return str(value)
+
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    lines += ['| ' + ' | '.join(cell(row.get(c, '')) for c in columns) + ' |' for row in rows]
+    return '\n'.join(lines) + '\n'
+
+
+def draw_comparison(runs: list[Run], path: str | Path) -> Path:
+    """``compare.png``: per task, the first headline metric of every run (top) and its
+    loss (bottom: the sum of the task's loss terms, averaged between validations)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    tasks = _tasks(runs) or ['(none)']
+    figure, axes = plt.subplots(2, len(tasks), figsize=(4.4 * len(tasks), 6.2), squeeze=False)
+    for column, task in enumerate(tasks):
+        top, bottom = axes[0][column], axes[1][column]
+        metric_name = None
+        for index, run in enumerate(runs):
+            colour = f'C{index % 10}'
+            chosen = [k for k in headlines(task, run.keys, _named(task))
+                      if not k.startswith('kept/') and any(_finite(r.get(k)) for r in run.rows)]
+            if chosen:
+                key = chosen[0]
+                metric_name = metric_name or key.split('/', 1)[1]
+                points = [(r['step'], float(r[key])) for r in run.rows if _finite(r.get(key))]
+                top.plot(*zip(*points), color=colour, marker='o', markersize=3,
+                         label=run.label)
+            losses = [k for k in run.keys if task_of(k) == task and _is_loss(k)]
+            points = [(r['step'], sum(float(r[k]) for k in losses if _finite(r.get(k))))
+                      for r in run.rows if any(_finite(r.get(k)) for k in losses)]
+            if points:
+                bottom.plot(*zip(*points), color=colour, marker='.', label=run.label)
+        top.set_title(f'{task}: {metric_name or "no metric"}', fontsize=10)
+        bottom.set_title(f'{task}: loss', fontsize=10)
+        for ax in (top, bottom):
+            ax.set_xlabel('step', fontsize=8)
+            ax.tick_params(labelsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, framealpha=0.6)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def compare_runs(paths: list[str | Path], out: str | Path,
+                 labels: list[str] | None = None) -> dict[str, Path]:
+    """Write ``compare.png``, ``compare.md`` and ``compare.csv`` for the runs in ``paths``
+    into ``out``; return their paths by kind.
+
+    Raises:
+        UserError: fewer than one run, labels that do not match the runs, a path that is not
+            a run's work dir.
+    """
+    if not paths:
+        raise UserError('give at least one run directory')
+    if labels is not None and len(labels) != len(paths):
+        raise UserError(f'--labels: {len(labels)} labels for {len(paths)} runs; give one per '
+                        f'run, in the same order')
+    names = [Path(p).name for p in paths]
+    if labels is None and len(set(names)) < len(names):  # seed0/work and seed1/work
+        names = [str(Path(p)) for p in paths]
+    runs = [read_run(p, (labels or names)[i]) for i, p in enumerate(paths)]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summary_rows(runs)
+    (out / 'compare.md').write_text(_markdown(rows))
+    return {'png': draw_comparison(runs, out / 'compare.png'),
+            'md': out / 'compare.md', 'csv': write_table(rows, out / 'compare.csv')}

@@ -111,6 +111,10 @@ def _prepare_config(args: argparse.Namespace):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = str(Path('work_dirs') / Path(str(args.config)).stem)
+    if getattr(args, 'vis', None):
+        from up2core.engine.tracking import apply_trackers
+
+        apply_trackers(cfg, args.vis)
     return cfg
 
 

@@ -48,6 +48,10 @@ def add_parser(sub) -> None:
                    help='pull the weights back towards the checkpoint after every step '
                    '(share of the distance per step at the peak learning rate, e.g. 0.05; '
                    'AnchorHook): a finetune stays close to what it knew')
+    p.add_argument('--vis', nargs='+', metavar='TRACKER',
+                   help='also log to these experiment trackers: tensorboard, mlflow, wandb '
+                   "(offline: files in the work dir; pip install 'up2[track]'; "
+                   'MLFLOW_TRACKING_URI / WANDB_MODE=online for a server)')
     p.add_argument('--freeze', nargs='+', metavar='MODULE',
                    help='submodules to keep fixed, by dotted path, e.g. image_encoder.backbone '
                    'text_encoder (model.freeze)')

@@ -18,10 +18,11 @@ default_hooks = dict(
 # the last validation's metrics, flat, in <work_dir>/metrics.json; the data card (what the model
 # was trained on, its names and val metrics) in every checkpoint's meta; a progress line per
 # tenth of training, evaluation and test on the console (the log file has every detail); a
-# row per validation in results.csv and every task's curves in results.png
+# row per validation in results.csv and every task's curves in results.png; four val images
+# answered by every task after each validation (predictions/step_N/)
 custom_hooks = [dict(type='MetricsFileHook'), dict(type='DataCardHook'),
                 dict(type='ConsoleProgressHook'), dict(type='BaseCheckpointHook'),
-                dict(type='RunResultsHook')]
+                dict(type='RunResultsHook'), dict(type='PredictionsHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

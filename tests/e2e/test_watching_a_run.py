@@ -49,6 +49,10 @@ def test_every_run_folder_has_its_table_its_steps_and_its_picture(watched):
     assert [s['step'] for s in steps] == [1, 2, 3, 4]
     assert all(f'{task}/loss' in s for s in steps for task in TASKS)  # shared steps: all five
     assert (watched / 'results.png').stat().st_size > 20_000
+    # the same val images answered by every task at each validation
+    drawn = {step: sorted(p.name for p in (watched / 'predictions' / step).glob('*.jpg'))
+             for step in ('step_000002', 'step_000004')}
+    assert len(drawn['step_000002']) == 4 and drawn['step_000002'] == drawn['step_000004']
 
 
 def _free_port() -> int:
@@ -76,6 +80,9 @@ def test_tensorboard_reads_every_tasks_scalars_at_their_steps_and_serves_them(wa
     assert [e.step for e in reader.Scalars('classification/top1')] == [2, 4]
     assert [e.step for e in reader.Scalars('detection/bbox_mAP')] == [2, 4]
     assert 'lr' in tags
+    pictures = reader.Tags()['images']
+    assert len(pictures) == 4 and all(t.startswith('predictions/') for t in pictures)
+    assert [e.step for e in reader.Images(pictures[0])] == [2, 4]
     final = json.loads((watched / 'metrics.json').read_text())
     assert reader.Scalars('classification/top1')[-1].value == pytest.approx(
         final['classification/top1'], rel=1e-6)

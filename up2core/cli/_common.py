@@ -191,8 +191,10 @@ def _build_runner(cfg):
     allow_mmengine_checkpoints()
     hooks = list(cfg.get('custom_hooks') or [])
     # whatever the config (one not based on UP2's runtime): the console's progress lines, a
-    # finetune's checkpoints keeping the base's other tasks, the run's results.csv / .png
-    for needed in ('ConsoleProgressHook', 'BaseCheckpointHook', 'RunResultsHook'):
+    # finetune's checkpoints keeping the base's other tasks, the run's results.csv / .png and
+    # its predictions drawn at each validation
+    for needed in ('ConsoleProgressHook', 'BaseCheckpointHook', 'RunResultsHook',
+                   'PredictionsHook'):
         if not any(str(h.get('type')).split('.')[-1] == needed
                    for h in hooks if isinstance(h, dict)):
             hooks.append(dict(type=needed))

@@ -1,0 +1,110 @@
+"""Predictions drawn during training: see the model learn, validation after validation.
+
+:class:`PredictionsHook` (in every config's default runtime) answers a fixed handful of val
+images with every task the model has, after each validation of a training run, and draws them
+as ``up2 infer --out`` does (:func:`up2core.apis.visualization.draw_results`: boxes and masks
+drawn by the tasks, the other tasks' answers as text below) into
+``<work_dir>/predictions/step_<N>/``, and to the run's trackers (``--vis``) as images at that
+step.  Tasks that need an input an image does not carry (retrieval ranks given texts:
+``Task.infer_requires``) are left out.
+
+Examples:
+    >>> custom_hooks = [dict(type='PredictionsHook', num_images=2)]   # 0: none
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from up2core.registry import HOOKS
+
+
+@HOOKS.register_module()
+class PredictionsHook(Hook):
+    """Draw every task's answer on ``num_images`` val images after each validation.
+
+    Args:
+        num_images: how many (the first ones of the val sets, taken in turn from each task's,
+            so every task's own images are among them); 0 draws nothing.
+        folder: where the drawings go, under the work dir.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, num_images: int = 4, folder: str = 'predictions') -> None:
+        if num_images < 0:
+            raise ValueError(f'num_images must be >= 0, got {num_images}')
+        self.num_images = num_images
+        self.folder = folder
+        self._images: list[str] | None = None
+        self._training = False
+
+    def before_train(self, runner) -> None:
+        self._training = True
+
+    def after_train(self, runner) -> None:
+        self._training = False
+
+    def chosen_images(self, runner) -> list[str]:
+        """The images drawn at every validation: each task's val set in turn, first ones
+        first, without repeats (tasks that share images share them here too)."""
+        if self._images is None:
+            loaders = getattr(getattr(runner.val_loop, 'dataloader', None), 'loaders', {})
+            lists = []
+            for loader in loaders.values():
+                dataset = loader.dataset
+                paths = []
+                for index in range(min(len(dataset), self.num_images)):
+                    path = dataset.get_data_info(index).get('img_path')
+                    if path:
+                        paths.append(str(path))
+                lists.append(paths)
+            chosen: list[str] = []
+            for rank in range(self.num_images):
+                for paths in lists:
+                    if rank < len(paths) and paths[rank] not in chosen:
+                        chosen.append(paths[rank])
+            self._images = chosen[:self.num_images]
+        return self._images
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if runner.rank != 0 or not self._training or not self.num_images:
+            return
+        import torch
+        from PIL import Image
+
+        from up2core.apis.inference import iter_inference, runnable_tasks
+        from up2core.apis.visualization import draw_results
+
+        model = getattr(runner.model, 'module', runner.model)
+        images = self.chosen_images(runner)
+        tasks = runnable_tasks(model, list(model.tasks), {})
+        if not images or not tasks:
+            return
+        out = Path(runner.work_dir) / self.folder / f'step_{runner.iter:06d}'
+        training = model.training
+        had_cfg = hasattr(model, 'cfg')
+        if not had_cfg:
+            model.cfg = runner.cfg  # (the inference API reads each task's test pipeline)
+        model.eval()
+        try:
+            with torch.no_grad():
+                answers = list(iter_inference(model, images, tasks, batch_size=len(images)))
+            for index, (name, array, samples) in enumerate(answers):
+                if isinstance(samples, str):  # an image that could not be answered: said once
+                    print_log(f'PredictionsHook: {samples}', logger='current', level=30)
+                    continue
+                path = out / f'{index:02d}_{Path(name).stem}.jpg'
+                draw_results(model, array, samples, str(path))
+                with Image.open(path) as picture:
+                    runner.visualizer.add_image(f'predictions/{index:02d}_{Path(name).stem}',
+                                                np.asarray(picture.convert('RGB')),
+                                                step=runner.iter)
+        finally:
+            model.train(training)
+            if not had_cfg:
+                del model.cfg

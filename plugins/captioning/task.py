@@ -143,7 +143,7 @@ class CaptioningTask(Task):
 
     # ------------------------------------------------------------------ vocabulary
 
-    def _owner(self, model) -> 'CaptioningTask':
+    def _owner(self, model) -> CaptioningTask:
         """The task whose vocabulary this one uses (itself unless ``vocabulary_of``)."""
         if not self.vocabulary_of:
             return self

@@ -17,8 +17,7 @@ import os
 import sys
 import warnings
 
-from up2core.cli import (compare, data, demo, export, infer, merge, plugins, registry, test,
-                         train)
+from up2core.cli import compare, data, demo, export, infer, merge, plugins, registry, test, train
 from up2core.cli._common import (
     EXIT_PARTIAL,
     EXIT_USAGE,

@@ -22,8 +22,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from up2core.engine.results import (RESULTS_CSV, _finite, _is_loss, _number, headlines,
-                                    read_table, task_of, write_table)
+from up2core.engine.results import (
+    RESULTS_CSV,
+    _finite,
+    _is_loss,
+    _number,
+    headlines,
+    read_table,
+    task_of,
+    write_table,
+)
 from up2core.errors import UserError
 
 

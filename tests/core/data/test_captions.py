@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from up2core.data.captions import CaptionDataset
 
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import run_up2
 from up2core.cli import main
 from up2core.config import load_config
 from up2core.data.check import SEVERITY, check_data, skip_bad_records
 from up2core.data.dataset_file import apply_data_file, load_data_file
-from tests.conftest import run_up2
 
 W, H = 64, 48  # not square: a swapped width and height shows
 

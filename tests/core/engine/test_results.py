@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from up2core.engine.results import (RunResultsHook, headlines, read_table, task_of,
-                                    write_table)
+from up2core.engine.results import RunResultsHook, headlines, read_table, task_of, write_table
 
 
 class _Optim:

@@ -23,6 +23,10 @@ from mmengine.logging import MMLogger
 from up2core.registry import METRICS
 
 
+#: a detection counts in the confusion matrix from this score, and matches an object from this IoU
+CONFUSION_SCORE, CONFUSION_IOU = 0.3, 0.5
+
+
 @METRICS.register_module()
 class GroupedCocoMetric(CocoMetric):
     """mmdet's ``CocoMetric`` + ``{metric}_mAP_{group}`` / ``{metric}_mAP_50_{group}`` keys;
@@ -31,8 +35,11 @@ class GroupedCocoMetric(CocoMetric):
     Args:
         category_groups: ``dict(seen=[names], novel=[names])``; a group with no ground truth in
             the split reports NaN (COCOeval's -1 is not an AP).
-        report_dir: also write the AP of every category there (``per_class_bbox_ap.json``
-            and ``.txt``, worst first), as ``up2 test`` asks.
+        report_dir: also write there, as ``up2 test`` asks, the AP of every category
+            (``per_class_bbox_ap.json`` and ``.txt``, worst first), the precision-recall
+            curves of all categories and of each group (``pr_curves_bbox.png`` / ``.json``)
+            and the confusion matrix of the boxes with background (``confusion_matrix.png``
+            / ``.json``; :mod:`up2core.evaluation.detection_reports`).
         **kwargs: ``CocoMetric``'s (``ann_file``, ``metric='bbox'`` or ``'segm'``, ...).
 
     Examples:
@@ -102,10 +109,9 @@ class GroupedCocoMetric(CocoMetric):
                     self._write_per_class(detections, metric)
         return metrics
 
-    def per_class_ap(self, detections, metric: str) -> dict[str, dict]:
-        """``{name: {AP, AP50, AP75, ground_truth, detections}}`` of every category, from one
-        COCOeval over all of them (AP: mean precision over IoU 0.5:0.95 and recall, all areas,
-        the largest maxDets; NaN for a category without ground truth)."""
+    def _precision(self, detections, metric: str):
+        """COCOeval's precision array over every category ([iou, recall, category, area,
+        maxDets], -1 where undefined)."""
         evaluator = COCOeval(self._coco_api, detections, metric)
         evaluator.params.catIds = list(self.cat_ids)
         evaluator.params.imgIds = self.img_ids
@@ -114,7 +120,14 @@ class GroupedCocoMetric(CocoMetric):
         with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its progress
             evaluator.evaluate()
             evaluator.accumulate()
-        precision = evaluator.eval['precision']  # [iou, recall, category, area, maxDets]
+        return evaluator.eval['precision']
+
+    def per_class_ap(self, detections, metric: str, precision=None) -> dict[str, dict]:
+        """``{name: {AP, AP50, AP75, ground_truth, detections}}`` of every category, from one
+        COCOeval over all of them (AP: mean precision over IoU 0.5:0.95 and recall, all areas,
+        the largest maxDets; NaN for a category without ground truth)."""
+        if precision is None:
+            precision = self._precision(detections, metric)
 
         def mean(values) -> float:
             values = values[values > -1]
@@ -135,9 +148,24 @@ class GroupedCocoMetric(CocoMetric):
         return table
 
     def _write_per_class(self, detections, metric: str) -> None:
-        table = self.per_class_ap(detections, metric)
+        from up2core.evaluation.detection_reports import (confusion_matrix, pr_curves,
+                                                          write_confusion_matrix,
+                                                          write_pr_curves)
+
+        precision = self._precision(detections, metric)
+        table = self.per_class_ap(detections, metric, precision)
         out = Path(self.report_dir)
         out.mkdir(parents=True, exist_ok=True)
+        names = [self._coco_api.load_cats(cat_id)[0]['name'] for cat_id in self.cat_ids]
+        groups = {'all': list(range(len(names)))}
+        groups.update({group: [names.index(n) for n in members if n in names]
+                       for group, members in self.category_groups.items()})
+        write_pr_curves(pr_curves(precision, self.iou_thrs, groups), metric, out)
+        if metric == self.metrics[0]:  # one matrix per report, of the boxes
+            write_confusion_matrix(
+                confusion_matrix(self._coco_api, detections, list(self.cat_ids), self.img_ids,
+                                 CONFUSION_SCORE, CONFUSION_IOU), names, out, CONFUSION_SCORE,
+                CONFUSION_IOU)
         (out / f'per_class_{metric}_ap.json').write_text(
             json.dumps(table, indent=2).replace('NaN', 'null') + '\n')
         lines = [f"{'category':<24} {'AP':>6} {'AP50':>6} {'AP75':>6} {'gt':>5}"]

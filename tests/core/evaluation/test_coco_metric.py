@@ -111,3 +111,62 @@ def test_unknown_group_names_are_an_error(shapes_val):
     metric.process({}, samples)
     with pytest.raises(KeyError, match='mauve circle'):
         metric.compute_metrics(metric.results)
+
+
+def test_the_report_has_pr_curves_whose_areas_are_the_aps_and_a_confusion_matrix(shapes_val,
+                                                                                 tmp_path):
+    """``report_dir`` (``up2 test``): precision-recall curves per group whose mean precision
+    is COCOeval's AP / AP50 of that group, and the boxes' confusion matrix with background,
+    each with a picture and its numbers."""
+    coco, samples, results = _fixed_predictions(shapes_val)
+    novel = held_out_names()
+    seen = [n for n in colour_shape_names() if n not in novel]
+    metric = GroupedCocoMetric(ann_file=str(shapes_val), metric='bbox', report_dir=str(tmp_path),
+                               category_groups=dict(seen=seen, novel=novel))
+    metric.dataset_meta = dict(classes=tuple(colour_shape_names()))
+    metric.process({}, samples)
+    metric.compute_metrics(metric.results)
+    curves = json.loads((tmp_path / 'pr_curves_bbox.json').read_text())
+    assert len(curves['recall']) == 101 and set(curves['precision']) == {'all', 'seen', 'novel'}
+    for group, names in (('all', None), ('seen', seen), ('novel', novel)):
+        ap, ap50 = _reference_ap(coco, results, 'bbox', names)
+        values = curves['precision'][group]
+        assert np.mean(values['iou=0.50:0.95']) == pytest.approx(ap, abs=2e-3), group
+        assert np.mean(values['iou=0.50']) == pytest.approx(ap50, abs=2e-3), group
+    matrix = json.loads((tmp_path / 'confusion_matrix.json').read_text())
+    counts = np.array(matrix['counts'])
+    names = colour_shape_names()
+    assert matrix['labels'] == names + ['background'] and counts.shape == (len(names) + 1,) * 2
+    objects = len(coco.getAnnIds())
+    assert counts[:-1].sum() == objects  # every object once: found as something, or missed
+    assert counts[-1].sum() >= len(coco.getImgIds())  # each image's made-up box: background
+    assert np.trace(counts[:-1, :-1]) > 0.6 * objects  # most names right (80 % kept)
+    assert 0 < counts[:-1, :-1].sum() - np.trace(counts[:-1, :-1])  # and some wrong
+    for picture in ('pr_curves_bbox.png', 'confusion_matrix.png'):
+        assert (tmp_path / picture).stat().st_size > 5_000
+
+
+def test_the_confusion_matrix_counts_each_object_and_detection_once():
+    from up2core.evaluation.detection_reports import confusion_matrix
+
+    gt = COCO()
+    gt.dataset = {'images': [{'id': 1, 'width': 100, 'height': 100}],
+                  'categories': [{'id': 5, 'name': 'a'}, {'id': 9, 'name': 'b'}],
+                  'annotations': [
+                      {'id': 1, 'image_id': 1, 'category_id': 5, 'bbox': [0, 0, 10, 10],
+                       'area': 100, 'iscrowd': 0},
+                      {'id': 2, 'image_id': 1, 'category_id': 9, 'bbox': [50, 50, 10, 10],
+                       'area': 100, 'iscrowd': 0},
+                      {'id': 3, 'image_id': 1, 'category_id': 9, 'bbox': [80, 0, 10, 10],
+                       'area': 100, 'iscrowd': 0}]}
+    gt.createIndex()
+    detections = gt.loadRes([
+        {'image_id': 1, 'category_id': 9, 'bbox': [0, 0, 10, 10], 'score': 0.9},  # a as b
+        {'image_id': 1, 'category_id': 5, 'bbox': [0, 0, 10, 11], 'score': 0.8},  # again: bg
+        {'image_id': 1, 'category_id': 9, 'bbox': [50, 50, 10, 10], 'score': 0.7},  # b as b
+        {'image_id': 1, 'category_id': 9, 'bbox': [80, 0, 10, 10], 'score': 0.1},  # too low
+        {'image_id': 1, 'category_id': 5, 'bbox': [30, 30, 5, 5], 'score': 0.5}])  # nothing
+    counts = confusion_matrix(gt, detections, [5, 9], [1], score_thr=0.3, iou_thr=0.5)
+    assert counts.tolist() == [[0, 1, 0],   # the a: found, called b
+                               [0, 1, 1],   # the b's: one found, one missed
+                               [2, 0, 0]]   # two detections of nothing, both called a

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -44,15 +46,20 @@ def retrieval_ranks(images: Tensor, texts: Tensor, text_to_image: Tensor,
 class RetrievalRecall(BaseMetric):
     """R@K both ways.  Expects samples with ``image_feature`` [C] and ``text_features`` [n, C].
 
-    Keys: ``i2t_R@K``, ``t2i_R@K`` (percent) and ``rsum`` (their sum).
+    Keys: ``i2t_R@K``, ``t2i_R@K`` (percent) and ``rsum`` (their sum).  With ``report_dir``
+    (``up2 test`` sets it), the recall at every K from 1 to :data:`CURVE_K` both ways, as
+    ``recall_at_k.json`` and ``recall_at_k.png``.
     """
 
     default_prefix = ''
+    #: ``up2 test`` gives metrics with this flag a ``report_dir`` for their reports
+    writes_reports = True
 
     def __init__(self, ks: tuple[int, ...] = (1, 5, 10), chunk_size: int = 1000,
-                 **kwargs) -> None:
+                 report_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ks, self.chunk_size = tuple(ks), chunk_size
+        self.report_dir = report_dir
 
     def process(self, data_batch, data_samples) -> None:
         for sample in data_samples:
@@ -76,4 +83,41 @@ class RetrievalRecall(BaseMetric):
         for k in self.ks:
             metrics[f't2i_R@{k}'] = 100.0 * (t2i < k).float().mean().item()
         metrics['rsum'] = sum(metrics.values())
+        if self.report_dir:
+            write_recall_curves(i2t, t2i, Path(self.report_dir))
         return metrics
+
+
+#: the recall curves of a report go from K = 1 to this (or the number of candidates)
+CURVE_K = 50
+
+
+def write_recall_curves(i2t: Tensor, t2i: Tensor, out: Path) -> dict:
+    """``recall_at_k.json`` (``k``, ``i2t``, ``t2i``: percent at each K) and ``.png`` in
+    ``out``, from the ranks of :func:`retrieval_ranks`; returns the JSON's content."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    top = min(CURVE_K, max(int(i2t.max()), int(t2i.max())) + 1)
+    ks = list(range(1, top + 1))
+    curves = {'k': ks,
+              'i2t': [100.0 * (i2t < k).float().mean().item() for k in ks],
+              't2i': [100.0 * (t2i < k).float().mean().item() for k in ks]}
+    (out / 'recall_at_k.json').write_text(json.dumps(curves) + '\n')
+    figure, ax = plt.subplots(figsize=(5.0, 3.6))
+    for way, label in (('i2t', 'image -> text'), ('t2i', 'text -> image')):
+        ax.plot(ks, curves[way], marker='.', label=f'{label} (R@1 {curves[way][0]:.1f})')
+    ax.set_xscale('log')
+    ax.set_xlabel('K', fontsize=8)
+    ax.set_ylabel('recall@K (%)', fontsize=8)
+    ax.set_ylim(0, 101)
+    ax.set_title(f'retrieval: {len(i2t)} images, {len(t2i)} texts', fontsize=10)
+    ax.legend(fontsize=7, loc='lower right')
+    ax.tick_params(labelsize=7)
+    figure.tight_layout()
+    figure.savefig(out / 'recall_at_k.png', dpi=90)
+    plt.close(figure)
+    return curves

@@ -54,3 +54,21 @@ def test_non_finite_features_are_reported_as_nan_never_as_a_perfect_score():
     got = metric.compute_metrics([(images[i], images[i:i + 1]) for i in range(4)])
     assert set(got) == {'i2t_R@1', 'i2t_R@5', 't2i_R@1', 't2i_R@5', 'rsum'}
     assert all(value != value for value in got.values())  # NaN, not 100
+
+
+def test_the_report_holds_the_recall_at_every_k_and_agrees_with_the_metrics(tmp_path):
+    import json
+
+    torch.manual_seed(1)
+    images = torch.randn(30, 16)
+    owner = torch.arange(30).repeat_interleave(2)
+    texts = images[owner] + 1.5 * torch.randn(60, 16)
+    metric = RetrievalRecall(ks=(1, 5, 10), report_dir=str(tmp_path))
+    got = metric.compute_metrics([(images[i], texts[owner == i]) for i in range(30)])
+    curves = json.loads((tmp_path / 'recall_at_k.json').read_text())
+    assert curves['k'][0] == 1 and len(curves['k']) <= 50
+    for k in (1, 5, 10):
+        assert curves['i2t'][k - 1] == pytest.approx(got[f'i2t_R@{k}'])
+        assert curves['t2i'][k - 1] == pytest.approx(got[f't2i_R@{k}'])
+    assert curves['i2t'] == sorted(curves['i2t']) and curves['t2i'][-1] == pytest.approx(100.0)
+    assert (tmp_path / 'recall_at_k.png').stat().st_size > 5_000

@@ -2,7 +2,8 @@
 their own readers (TensorBoard's event reader and its HTTP server, MLflow's client).
 
 One real run of the main job's five tasks on the tiny Shapes set: 4 steps, a validation after
-steps 2 and 4, every step logged."""
+steps 2 and 4, every step logged: the command of ``docs/watching.md`` with the tiny fixture
+config."""
 
 from __future__ import annotations
 

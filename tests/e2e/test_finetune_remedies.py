@@ -50,6 +50,12 @@ def test_finetune_with_replay_and_a_frozen_backbone_and_text_encoder(tiny_genera
     assert torch.equal(end['tasks.captioning.vocab_ids'], start['tasks.captioning.vocab_ids'])
     card = finetuned['meta']['up2_card']
     assert card['base']['checkpoint'] == str(checkpoint)
+    # what it replayed, recorded with it: half the steps, the base's step, its data per task
+    assert card['replay']['weight'] == 1.0 and card['replay']['share_of_steps'] == 0.5
+    assert card['replay']['mode'] == 'shared'
+    assert sorted(card['replay']['tasks']) == [f'replay_{t}' for t in sorted(
+        ('classification', 'retrieval', 'detection', 'segmentation', 'captioning'))]
+    assert card['replay']['tasks']['replay_detection']['ann_file'].endswith('.json')
     assert card['base']['metrics'].keys() == base['meta']['up2_card']['metrics'].keys()
     assert card['names']['classification'] == base['meta']['up2_card']['names']['classification']
     assert card['names']['detection']['classes'] != \

@@ -11,6 +11,9 @@ A card::
     {'data': {'name': 'my-parts', 'file': '/data/mine/data.yaml', ...},
      'names': {'detection': {'classes': ['coin', 'tile']}, ...},
      'metrics': {'detection/bbox_mAP': 0.85, ...}, 'metrics_iter': 260}
+
+A finetune adds ``base`` (its checkpoint's card) and, when it replayed the base's data,
+``replay`` (:func:`replay_record`: the weight, the share of steps, each replayed task's data).
 """
 
 from __future__ import annotations
@@ -44,6 +47,22 @@ def config_data(cfg) -> dict:
     return {'name': name, 'config': str(cfg.filename), 'tasks': described}
 
 
+def replay_record(cfg) -> dict | None:
+    """What a finetune replayed (``--replay``, :func:`~up2core.data.dataset_file.replay_tasks`):
+    its weight and share of the steps, the kind of step, and each replayed task's data (root
+    and annotation file); None for a run that replays nothing."""
+    groups = (cfg.get('train_cfg') or {}).get('groups') or {}
+    group = groups.get('replay') if isinstance(groups, dict) else None
+    if not isinstance(group, dict) or not group.get('tasks'):
+        return None
+    weight = float(group.get('weight', 1.0))
+    total = sum(float(g.get('weight', 1.0)) for g in groups.values() if isinstance(g, dict))
+    data = config_data(cfg)['tasks']
+    return {'weight': weight, 'share_of_steps': round(weight / total, 4) if total else None,
+            'mode': group.get('mode', 'unmixed'),
+            'tasks': {task: data.get(task, {}) for task in group['tasks']}}
+
+
 def make_card(runner, metrics: dict | None = None) -> dict:
     """The card of ``runner``'s model and data (and ``metrics`` when given)."""
     model = getattr(runner.model, 'module', runner.model)
@@ -56,6 +75,9 @@ def make_card(runner, metrics: dict | None = None) -> dict:
         card['base'] = base
         for task, known in (base.get('names') or {}).items():  # what it still knows of them
             card['names'].setdefault(task, known)
+    replay = replay_record(cfg)
+    if replay:
+        card['replay'] = replay
     if metrics:
         card['metrics'] = {k: _plain(v) for k, v in metrics.items()}
         card['metrics_iter'] = runner.iter

@@ -14,6 +14,7 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,9 @@ class PredictionsHook(Hook):
             with torch.no_grad():
                 answers = list(iter_inference(model, images, tasks, batch_size=len(images)))
             for index, (name, array, samples) in enumerate(answers):
-                if isinstance(samples, str):  # an image that could not be answered: said once
-                    print_log(f'PredictionsHook: {samples}', logger='current', level=30)
+                if isinstance(samples, str):  # an image that could not be answered
+                    print_log(f'PredictionsHook: {samples}', logger='current',
+                              level=logging.WARNING)
                     continue
                 path = out / f'{index:02d}_{Path(name).stem}.jpg'
                 draw_results(model, array, samples, str(path))
@@ -104,6 +106,10 @@ class PredictionsHook(Hook):
                     runner.visualizer.add_image(f'predictions/{index:02d}_{Path(name).stem}',
                                                 np.asarray(picture.convert('RGB')),
                                                 step=runner.iter)
+        except Exception as exc:  # a picture must never stop the training it illustrates
+            print_log(f'PredictionsHook: no predictions drawn at step {runner.iter} '
+                      f'({type(exc).__name__}: {exc}); training goes on', logger='current',
+                      level=logging.WARNING)
         finally:
             model.train(training)
             if not had_cfg:

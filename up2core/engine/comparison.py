@@ -5,8 +5,8 @@ one: its ``metrics.jsonl``) and writes to ``DIR``:
 
 * ``compare.png``: per task, each run's headline metric at every validation (top row) and the
   task's loss averaged between validations (bottom row), on a shared step axis;
-* ``compare.md`` and ``compare.csv``: a row per run: its steps, time, and per task the best
-  and the final value of each headline metric.
+* ``compare.md``: a column per run, a line per headline metric (``best / final``), with the
+  steps and time; ``compare.csv``: the same, a row per run.
 
 A task's headline metrics are its plugin's ``Task.headline_metrics`` (looked up by the task's
 name, ``replay_<task>`` as ``<task>``); a task the registry does not know shows its first three.
@@ -125,17 +125,30 @@ def summary_rows(runs: list[Run]) -> list[dict]:
 
 
 def _markdown(rows: list[dict]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-
+    """A column per run, a line per quantity: steps, time, then each headline metric as
+    ``best / final``."""
     def cell(value) -> str:
+        if value is None or value == '':
+            return ''
         if isinstance(value, float):
             return '-' if math.isnan(value) else f'{value:.4g}'
         return str(value)
 
-    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-    lines += ['| ' + ' | '.join(cell(row.get(c, '')) for c in columns) + ' |' for row in rows]
+    metrics: list[str] = []
+    for row in rows:
+        metrics += [k[:-len(' best')] for k in row
+                    if k.endswith(' best') and k[:-len(' best')] not in metrics]
+    lines = ['| | ' + ' | '.join(str(row['run']) for row in rows) + ' |',
+             '|---|' + '---|' * len(rows)]
+    for key, label in (('steps', 'steps'), ('time_s', 'time (s)')):
+        if any(key in row for row in rows):
+            lines.append(f'| {label} | ' + ' | '.join(cell(row.get(key)) for row in rows) + ' |')
+    for metric in metrics:
+        cells = []
+        for row in rows:
+            best, final = row.get(f'{metric} best'), row.get(f'{metric} final')
+            cells.append('' if best is None else f'{cell(best)} / {cell(final)}')
+        lines.append(f'| {metric} (best / final) | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 

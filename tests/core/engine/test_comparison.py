@@ -37,8 +37,10 @@ def test_the_table_holds_best_and_final_of_each_headline_metric_per_run(tmp_path
     assert rows[1]['classification/top1 final'] == 90.0 and 'detection/bbox_mAP best' not in rows[1]
     written = compare_runs([a, b], tmp_path / 'cmp', labels=['first', 'second'])
     md = written['md'].read_text().splitlines()
-    assert md[0].startswith('| run | steps | time_s | classification/top1 best |')
-    assert md[2].startswith('| first | 30 | 120 | 80 | 70 |')
+    assert md[:5] == ['| | first | second |', '|---|---|---|', '| steps | 30 | 30 |',
+                      '| time (s) | 120 | 120 |',
+                      '| classification/top1 (best / final) | 80 / 70 | 90 / 90 |']
+    assert md[5] == '| detection/bbox_mAP (best / final) | 0.4 / 0.4 |  |'
     assert [r['run'] for r in read_table(written['csv'])] == ['first', 'second']
     assert Image.open(written['png']).size[0] >= 2 * 300  # a column per task
 
@@ -78,7 +80,8 @@ def test_the_command_prints_the_table_and_a_mistake_is_one_error_line(tmp_path, 
     b = _run(tmp_path / 'seed1', [60.0, 65.0, 90.0])
     assert main(['compare', str(a), str(b), '--out', str(tmp_path / 'cmp')]) == 0
     out = capsys.readouterr().out
-    assert '| seed1 | 30 | 120 | 90 | 90 |' in out and 'compare.png' in out
+    assert '| classification/top1 (best / final) | 80 / 70 | 90 / 90 |' in out
+    assert 'compare.png' in out
     assert main(['compare', str(a), str(tmp_path / 'nothing'), '--out', str(tmp_path / 'x')]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f'up2: error: {tmp_path / "nothing"}: not a directory; give the work dir of '

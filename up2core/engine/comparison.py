@@ -154,16 +154,27 @@ def _markdown(rows: list[dict]) -> str:
 
 def draw_comparison(runs: list[Run], path: str | Path) -> Path:
     """``compare.png``: per task, the first headline metric of every run (top) and its
-    loss (bottom: the sum of the task's loss terms, averaged between validations)."""
+    loss (below: the sum of the task's loss terms, averaged between validations; left out
+    when no run logged losses), four tasks to a row."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     tasks = _tasks(runs) or ['(none)']
-    figure, axes = plt.subplots(2, len(tasks), figsize=(4.4 * len(tasks), 6.2), squeeze=False)
-    for column, task in enumerate(tasks):
-        top, bottom = axes[0][column], axes[1][column]
+    with_losses = any(_is_loss(k) for run in runs for k in run.keys)
+    per_task = 2 if with_losses else 1  # (a run read from metrics.jsonl has no losses)
+    columns = min(4, len(tasks))
+    lines = math.ceil(len(tasks) / columns)
+    figure, axes = plt.subplots(per_task * lines, columns,
+                                figsize=(4.4 * columns, 3.1 * per_task * lines), squeeze=False)
+    for extra in range(len(tasks), lines * columns):
+        for part in range(per_task):
+            axes[per_task * (extra // columns) + part][extra % columns].axis('off')
+    for place, task in enumerate(tasks):
+        row, column = per_task * (place // columns), place % columns
+        top = axes[row][column]
+        bottom = axes[row + 1][column] if with_losses else None
         metric_name = None
         for index, run in enumerate(runs):
             colour = f'C{index % 10}'
@@ -178,11 +189,12 @@ def draw_comparison(runs: list[Run], path: str | Path) -> Path:
             losses = [k for k in run.keys if task_of(k) == task and _is_loss(k)]
             points = [(r['step'], sum(float(r[k]) for k in losses if _finite(r.get(k))))
                       for r in run.rows if any(_finite(r.get(k)) for k in losses)]
-            if points:
+            if points and bottom is not None:
                 bottom.plot(*zip(*points), color=colour, marker='.', label=run.label)
         top.set_title(f'{task}: {metric_name or "no metric"}', fontsize=10)
-        bottom.set_title(f'{task}: loss', fontsize=10)
-        for ax in (top, bottom):
+        if bottom is not None:
+            bottom.set_title(f'{task}: loss', fontsize=10)
+        for ax in (top, bottom) if bottom is not None else (top,):
             ax.set_xlabel('step', fontsize=8)
             ax.tick_params(labelsize=7)
             if ax.get_legend_handles_labels()[0]:

@@ -121,7 +121,8 @@ def headlines(task: str, keys: list[str], named: tuple[str, ...] = ()) -> list[s
     """The metric keys of ``task`` a panel shows: those ``named`` (a task's
     ``headline_metrics``) that ``keys`` holds, else its first :data:`DEFAULT_HEADLINES`."""
     own = [k for k in keys if task_of(k) == task and not _is_loss(k)]
-    chosen = [k for k in own if k.split('/')[-1] in named and not k.startswith('kept/')]
+    by_name = {k.split('/')[-1]: k for k in own if not k.startswith('kept/')}
+    chosen = [by_name[name] for name in named if name in by_name]  # in the task's order
     chosen += [k for k in own if k.startswith('kept/')]
     return chosen if named and len(chosen) > 0 else own[:DEFAULT_HEADLINES]
 

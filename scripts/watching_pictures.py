@@ -1,6 +1,6 @@
 """Make the pictures of ``docs/watching.md`` from real runs, and time what watching costs.
 
-    python scripts/watching_pictures.py [--steps 60] [--every 20] [--seeds 0 1]
+    python scripts/watching_pictures.py [--steps 30] [--every 15] [--seeds 0 1]
 
 Trains the main job's config (``up2_tiny_shapes_generalist``) for ``--steps`` steps with a
 validation every ``--every``, once per seed, with ``--vis tensorboard`` (so the trackers'
@@ -91,8 +91,8 @@ def files_cost(work: Path, steps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--steps', type=int, default=60)
-    parser.add_argument('--every', type=int, default=20)
+    parser.add_argument('--steps', type=int, default=30)
+    parser.add_argument('--every', type=int, default=15)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--work', default=str(ROOT / 'work_dirs' / 'watching'))
     parser.add_argument('--idle', default='yes', help='was the machine idle (kept in the JSON)')

@@ -155,7 +155,7 @@ def _child(name: str, parent: Registry, locations: tuple[str, ...] = ()) -> Up2R
 RUNNERS = _child('runner', MMENGINE_RUNNERS)
 RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS)
 LOOPS = _child('loop', MMENGINE_LOOPS, ('up2core.engine',))
-HOOKS = _child('hook', MMENGINE_HOOKS, ('up2core.engine',))
+HOOKS = _child('hook', MMENGINE_HOOKS, ('up2core.engine', 'up2core.apis.predictions'))
 LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS)
 # Data
 DATASETS = _child('dataset', MMENGINE_DATASETS, ('up2core.data', 'up2core.data.captions',

@@ -8,7 +8,6 @@ from up2core.engine.console import ConsoleProgressHook
 from up2core.engine.data_card import DataCardHook
 from up2core.engine.hooks import AtomicCheckpointHook, MetricsFileHook
 from up2core.engine.loops import MultiTaskTestLoop, MultiTaskValLoop, UnmixedTrainLoop
-from up2core.engine.predictions import PredictionsHook
 from up2core.engine.results import RunResultsHook
 from up2core.engine.runner import UP2Runner
 from up2core.engine.sharding import FullyShardStrategy
@@ -19,5 +18,5 @@ allow_mmengine_checkpoints()
 
 __all__ = ['AnchorHook', 'AtomicCheckpointHook', 'BaseCheckpointHook', 'ConsoleProgressHook',
            'DataCardHook', 'FullyShardStrategy', 'MetricsFileHook', 'MultiTaskTestLoop',
-           'MultiTaskValLoop', 'PredictionsHook', 'RunResultsHook', 'UP2Runner', 'UnmixedTrainLoop',
+           'MultiTaskValLoop', 'RunResultsHook', 'UP2Runner', 'UnmixedTrainLoop',
            'allow_mmengine_checkpoints']

@@ -22,7 +22,6 @@ from mmengine.logging import MMLogger
 
 from up2core.registry import METRICS
 
-
 #: a detection counts in the confusion matrix from this score, and matches an object from this IoU
 CONFUSION_SCORE, CONFUSION_IOU = 0.3, 0.5
 
@@ -148,9 +147,12 @@ class GroupedCocoMetric(CocoMetric):
         return table
 
     def _write_per_class(self, detections, metric: str) -> None:
-        from up2core.evaluation.detection_reports import (confusion_matrix, pr_curves,
-                                                          write_confusion_matrix,
-                                                          write_pr_curves)
+        from up2core.evaluation.detection_reports import (
+            confusion_matrix,
+            pr_curves,
+            write_confusion_matrix,
+            write_pr_curves,
+        )
 
         precision = self._precision(detections, metric)
         table = self.per_class_ap(detections, metric, precision)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from up2core.engine.predictions import PredictionsHook
+from up2core.apis.predictions import PredictionsHook
 
 
 class _Dataset:

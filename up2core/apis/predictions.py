@@ -6,7 +6,10 @@ as ``up2 infer --out`` does (:func:`up2core.apis.visualization.draw_results`: bo
 drawn by the tasks, the other tasks' answers as text below) into
 ``<work_dir>/predictions/step_<N>/``, and to the run's trackers (``--vis``) as images at that
 step.  Tasks that need an input an image does not carry (retrieval ranks given texts:
-``Task.infer_requires``) are left out.
+``Task.infer_requires``) are left out; a model without UP2 tasks is not drawn.
+
+The hook lives with the inference API it calls (it is a user of :mod:`up2core.apis`, which the
+engine layer below must not import) and is registered in ``HOOKS`` from here.
 
 Examples:
     >>> custom_hooks = [dict(type='PredictionsHook', num_images=2)]   # 0: none
@@ -82,6 +85,8 @@ class PredictionsHook(Hook):
         from up2core.apis.visualization import draw_results
 
         model = getattr(runner.model, 'module', runner.model)
+        if not getattr(model, 'tasks', None):  # a model of another kind (a user's own, a toy)
+            return
         images = self.chosen_images(runner)
         tasks = runnable_tasks(model, list(model.tasks), {})
         if not images or not tasks:

@@ -1,9 +1,9 @@
 """Make the pictures of ``docs/watching.md`` from real runs, and time what watching costs.
 
-    python scripts/watching_pictures.py [--steps 30] [--every 15] [--seeds 0 1]
+    python scripts/watching_pictures.py [--steps 260] [--every 130] [--seeds 0 1 2]
 
-Trains the main job's config (``up2_tiny_shapes_generalist``) for ``--steps`` steps with a
-validation every ``--every``, once per seed, with ``--vis tensorboard`` (so the trackers'
+Trains the main job (``up2_tiny_shapes_generalist``, its 260 steps by default) with a
+validation every ``--every`` steps, once per seed, with ``--vis tensorboard`` (so the trackers'
 path runs too); then ``up2 compare`` of the seeds.  Copies into ``docs/watching/``: the first
 seed's ``results.png``, one drawing of its last validation's predictions, and the comparison's
 ``compare.png`` and ``compare.md``.  Prints, and saves in ``benchmarks/results/watching.json``,
@@ -91,9 +91,9 @@ def files_cost(work: Path, steps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--steps', type=int, default=30)
-    parser.add_argument('--every', type=int, default=15)
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--steps', type=int, default=260)
+    parser.add_argument('--every', type=int, default=130)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--work', default=str(ROOT / 'work_dirs' / 'watching'))
     parser.add_argument('--idle', default='yes', help='was the machine idle (kept in the JSON)')
     args = parser.parse_args(argv)

@@ -129,3 +129,10 @@ def test_mlflow_reads_back_the_runs_metrics_from_its_local_store(watched):
     # a name MLflow refuses ('@') is logged with '_' in its place
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id,
                                                       'retrieval/i2t_R_1')] == [2, 4]
+    # the predictions drawn at each validation are the run's pictures, one per step
+    pictures = client.list_artifacts(runs[0].info.run_id, 'predictions')
+    assert len(pictures) == 4
+    for picture in pictures:
+        steps = [Path(a.path).name for a in client.list_artifacts(runs[0].info.run_id,
+                                                                  picture.path)]
+        assert steps == ['step_000002.png', 'step_000004.png'], picture.path

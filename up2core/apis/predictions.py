@@ -100,6 +100,7 @@ class PredictionsHook(Hook):
         try:
             with torch.no_grad():
                 answers = list(iter_inference(model, images, tasks, batch_size=len(images)))
+            failed_trackers: dict[str, Exception] = {}
             for index, (name, array, samples) in enumerate(answers):
                 if isinstance(samples, str):  # an image that could not be answered
                     print_log(f'PredictionsHook: {samples}', logger='current',
@@ -108,9 +109,18 @@ class PredictionsHook(Hook):
                 path = out / f'{index:02d}_{Path(name).stem}.jpg'
                 draw_results(model, array, samples, str(path))
                 with Image.open(path) as picture:
-                    runner.visualizer.add_image(f'predictions/{index:02d}_{Path(name).stem}',
-                                                np.asarray(picture.convert('RGB')),
-                                                step=runner.iter)
+                    drawn = np.asarray(picture.convert('RGB'))
+                tag = f'predictions/{index:02d}_{Path(name).stem}'
+                # (each backend in turn: Visualizer.add_image would stop at the first that fails)
+                for backend in runner.visualizer._vis_backends.values():
+                    try:  # one tracker that cannot take a picture must not cost the others theirs
+                        backend.add_image(tag, drawn, step=runner.iter)
+                    except Exception as exc:
+                        failed_trackers.setdefault(type(backend).__name__, exc)
+            for backend, exc in failed_trackers.items():
+                print_log(f'PredictionsHook: {backend} took no pictures at step {runner.iter} '
+                          f'({type(exc).__name__}: {exc}); they are in {out}', logger='current',
+                          level=logging.WARNING)
         except Exception as exc:  # a picture must never stop the training it illustrates
             print_log(f'PredictionsHook: no predictions drawn at step {runner.iter} '
                       f'({type(exc).__name__}: {exc}); training goes on', logger='current',

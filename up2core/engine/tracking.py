@@ -75,6 +75,13 @@ class UP2MLflowVisBackend(MLflowVisBackend):
         super().add_scalars({mlflow_name(k): v for k, v in scalar_dict.items()}, step,
                             file_path, **kwargs)
 
+    @force_init_env
+    def add_image(self, name, image, step=0, **kwargs) -> None:
+        """Save ``image`` as the run's artifact ``<name>/step_<step>.png``: MMEngine's backend
+        passes the bare name, which MLflow cannot save (no file type) and which would keep only
+        the last step's picture."""
+        self._mlflow.log_image(image, f'{mlflow_name(name)}/step_{step:06d}.png')
+
 
 def vis_backends(names: list[str], work_dir: str | None = None,
                  run_name: str | None = None) -> list[dict]:

@@ -43,3 +43,14 @@ def test_none_asked_draws_nothing_and_a_negative_count_is_refused(tmp_path):
     assert not (tmp_path / 'predictions').exists()
     with pytest.raises(ValueError, match='num_images must be >= 0'):
         PredictionsHook(num_images=-1)
+
+
+def test_a_model_without_up2_tasks_is_left_alone(tmp_path):
+    import torch
+
+    hook = PredictionsHook(num_images=2)
+    hook.before_train(None)
+    runner = _runner(a=['x'])
+    runner.rank, runner.work_dir, runner.model = 0, str(tmp_path), torch.nn.Linear(1, 1)
+    hook.after_val_epoch(runner, {})  # a user's own model: no tasks to answer with
+    assert not (tmp_path / 'predictions').exists()

@@ -62,3 +62,24 @@ def test_names_mlflow_refuses_get_an_underscore():
 
     assert mlflow_name('retrieval/i2t_R@1') == 'retrieval/i2t_R_1'
     assert mlflow_name('targets.detection/bbox_mAP') == 'targets.detection/bbox_mAP'
+
+
+def test_mlflow_keeps_a_picture_per_step_under_the_tag(tmp_path):
+    pytest.importorskip('mlflow')
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from up2core.engine.tracking import UP2MLflowVisBackend
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    backend = UP2MLflowVisBackend(str(tmp_path), exp_name='up2', run_name='pictures',
+                                  tracking_uri=uri, artifact_location=str(tmp_path / 'art'))
+    backend.add_config(Config(dict(work_dir=str(tmp_path))))  # (as the runner does first)
+    image = np.zeros((8, 12, 3), np.uint8)
+    backend.add_image('predictions/00_a@b', image, step=2)
+    backend.add_image('predictions/00_a@b', image, step=4)
+    backend.close()
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name('up2').experiment_id])
+    saved = client.list_artifacts(run.info.run_id, 'predictions/00_a_b')
+    assert [a.path.rsplit('/', 1)[1] for a in saved] == ['step_000002.png', 'step_000004.png']

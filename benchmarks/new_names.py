@@ -38,6 +38,9 @@ the config's learning rate (``max_iters``, as the own-data guide sets it):
   ``replay-anchor``: both;
 * ``keep-names``: ``--plain-finetune --keep-names``: the new names trained beside Shapes'
   (as candidates the new objects are not); ``default-keep-names``: the default with it;
+* ``tune-attn``: ``--plain-finetune --tune`` the shared decoder's attention projections only
+  (selective tuning: every other tensor stays the base's); ``default-tune-attn``: the default
+  with it;
 * ``<variant>_lr<scale>``: the variant at the config's learning rate times ``scale``.
 
 After each run the checkpoint is scored on Shapes val with the main job's config (the five
@@ -83,7 +86,9 @@ BASE_METRICS = {'classification/top1': 'top-1', 'retrieval/i2t_R@1': 'i2t R@1',
 NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 #: the training runs; ``<run>+wise`` is an interpolation of a finished one
 VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch',
-            'keep-names', 'default-keep-names')
+            'keep-names', 'default-keep-names', 'tune-attn', 'default-tune-attn')
+#: selective tuning (``--tune``): the shared decoder's attention projections only
+TUNE_ATTENTION = ['decoder.layers.*.qkv.*', 'decoder.layers.*.proj.*']
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
 #: interpolation weights tried on the held-out data, largest first
 ALPHAS = (1.0, 0.8, 0.6, 0.4)
@@ -303,7 +308,9 @@ class Bench:
                    'replay-anchor': ['--replay', str(args.replay), '--anchor',
                                      str(args.anchor)],
                    'keep-names': ['--plain-finetune', '--keep-names'],
-                   'default-keep-names': ['--keep-names']}[kind]
+                   'default-keep-names': ['--keep-names'],
+                   'tune-attn': ['--plain-finetune', '--tune', *TUNE_ATTENTION],
+                   'default-tune-attn': ['--tune', *TUNE_ATTENTION]}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         # every run but 'default' states its learning rate, so that what the CLI does by

@@ -3,10 +3,13 @@
     python scripts/watching_pictures.py [--steps 260] [--every 130] [--seeds 0 1 2]
 
 Trains the main job (``up2_tiny_shapes_generalist``, its 260 steps by default) with a
-validation every ``--every`` steps, once per seed, with ``--vis tensorboard`` (so the trackers'
+validation every ``--every`` steps, once per seed; finetunes the first seed's checkpoint on
+``up2 data example``'s data as the own-data guide does (``--finetune-steps``, a validation
+halfway; 0: none) and compares it with its base; with ``--vis tensorboard`` (so the trackers'
 path runs too); then ``up2 compare`` of the seeds.  Copies into ``docs/watching/``: the first
 seed's ``results.png``, one drawing of its last validation's predictions, and the comparison's
-``compare.png`` and ``compare.md``.  Prints, and saves in ``benchmarks/results/watching.json``,
+``compare.png`` and ``compare.md``, and the finetune's against its base
+(``finetune_compare.png`` / ``.md``).  Prints, and saves in ``benchmarks/results/watching.json``,
 what the run folder's files cost per validation (``results.csv`` + ``results.png``: timed
 around the hook's own functions on the run's own rows; the predictions: the steps of
 ``PredictionsHook`` on the run's last checkpoint) next to one validation of that checkpoint (``up2 test``), as a
@@ -52,6 +55,21 @@ def train(work: Path, seed: int, steps: int, every: int) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
+def finetune(base: Path, work: Path, steps: int) -> None:
+    """The own-data guide's finetune of ``base``'s last checkpoint on ``up2 data example``."""
+    if (work / 'results.csv').is_file() and (work / f'iter_{steps}.pth').is_file():
+        return
+    data = work.parent / 'mydata'
+    if not (data / 'data.yaml').is_file():
+        subprocess.run([sys.executable, '-m', 'up2core.cli', 'data', 'example', '--out',
+                        str(data)], cwd=ROOT, check=True)
+    command = [sys.executable, '-m', 'up2core.cli', 'train', CONFIG, '--data',
+               str(data / 'data.yaml'), '--load-from', str(next(base.glob('iter_*.pth'))),
+               '--work-dir', str(work), '--cfg-options', f'max_iters={steps}',
+               f'train_cfg.val_interval={steps // 2}', f'default_hooks.checkpoint.interval={steps}']
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
 def files_cost(work: Path, steps: int) -> dict:
     """Seconds to write results.csv and draw results.png from the run's own rows, and to
     answer and draw the predictions on its last checkpoint."""
@@ -94,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--steps', type=int, default=260)
     parser.add_argument('--every', type=int, default=130)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--finetune-steps', type=int, default=120)
     parser.add_argument('--work', default=str(ROOT / 'work_dirs' / 'watching'))
     parser.add_argument('--idle', default='yes', help='was the machine idle (kept in the JSON)')
     args = parser.parse_args(argv)
@@ -109,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(sorted(last.glob('*.jpg'))[0], DOCS / 'predictions.jpg')
     shutil.copy(compared / 'compare.png', DOCS / 'compare.png')
     shutil.copy(compared / 'compare.md', DOCS / 'compare.md')
+    if args.finetune_steps:
+        tuned = Path(args.work) / 'finetune'
+        finetune(works[0], tuned, args.finetune_steps)
+        against = Path(args.work) / 'finetune_compare'
+        subprocess.run([sys.executable, '-m', 'up2core.cli', 'compare', str(works[0]),
+                        str(tuned), '--labels', 'base', 'finetune', '--out', str(against)],
+                       cwd=ROOT, check=True)
+        shutil.copy(against / 'compare.png', DOCS / 'finetune_compare.png')
+        shutil.copy(against / 'compare.md', DOCS / 'finetune_compare.md')
     cost = files_cost(works[0], args.steps)
     from up2core.engine.results import read_table
 

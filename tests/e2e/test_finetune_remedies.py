@@ -111,3 +111,9 @@ def test_remedy_mistakes_are_one_error_line(tmp_path):
         assert result.returncode == 2, result.stderr[-2000:]
         assert result.stderr.strip().splitlines()[-1] == message
         assert 'Traceback' not in result.stderr
+    result = run_up2('train', str(TINY_GENERALIST), '--work-dir', str(tmp_path / 'w'), '--tune',
+                     'decoder.layer.*', cwd=tmp_path)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "up2: error: model.tune: 'decoder.layer.*' matches no parameter; parameter names look "
+        'like decoder.')

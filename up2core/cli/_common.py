@@ -104,6 +104,8 @@ def _prepare_config(args: argparse.Namespace):
                         '(and the checkpoint with --load-from)')
     if getattr(args, 'freeze', None):
         cfg.model['freeze'] = list(args.freeze)  # (item: addict's Dict has a freeze method)
+    if getattr(args, 'tune', None):
+        cfg.model['tune'] = list(args.tune)
     check_config(cfg)  # types and task names, before a minute of Runner set-up
     cfg.setdefault('default_scope', 'up2core')
     cfg.launcher = args.launcher

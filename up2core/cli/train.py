@@ -55,6 +55,11 @@ def add_parser(sub) -> None:
     p.add_argument('--freeze', nargs='+', metavar='MODULE',
                    help='submodules to keep fixed, by dotted path, e.g. image_encoder.backbone '
                    'text_encoder (model.freeze)')
+    p.add_argument('--tune', nargs='+', metavar='PATTERN',
+                   help='selective tuning: train only the parameters matching these shell '
+                   "patterns, e.g. 'decoder.layers.*.qkv.*' 'decoder.layers.*.proj.*' (the "
+                   'shared decoder\'s attention projections); every other one stays the '
+                   "checkpoint's (model.tune)")
     p.set_defaults(func=cmd_train)
 
 

@@ -7,6 +7,7 @@ to the task named in its data samples' ``task`` metainfo (set by :class:`PackUP2
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,11 +44,20 @@ class UP2Generalist(BaseModel):
             parameters get no gradient and they stay in eval mode (no dropout, batch-norm
             statistics unchanged), the usual way to finetune on new data without forgetting
             what they learned.  Checkpoints are unaffected: nothing is frozen in them.
+        tune: selective tuning, the converse of ``freeze``: only the parameters whose names
+            match one of these shell patterns train (``['decoder.layers.*.qkv.*',
+            'decoder.layers.*.proj.*']``: the shared decoder's attention projections;
+            ``up2 train --tune``), every other one is fixed, and each submodule with nothing
+            to tune stays in eval mode (batch-norm statistics included).  A finetune then
+            changes a stated subset of the base's tensors and nothing else: switched off, it
+            is the base exactly; merged, it costs nothing at inference (the checkpoint's
+            layout is the base's).
     """
 
     def __init__(self, image_encoder: dict, text_encoder: dict, decoder: dict, tasks: dict,
                  likelihood: dict | None = None, data_preprocessor: dict | None = None,
-                 freeze: list[str] | tuple[str, ...] | None = None, init_cfg=None) -> None:
+                 freeze: list[str] | tuple[str, ...] | None = None,
+                 tune: list[str] | tuple[str, ...] | None = None, init_cfg=None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if not tasks:
             raise ValueError('UP2Generalist needs at least one task in `tasks`')
@@ -71,7 +81,7 @@ class UP2Generalist(BaseModel):
         self._shared: dict[Any, Any] | None = None
         #: ``(batch tensor, [(h, w), ...])`` of the batch being run (:meth:`_batch_image_sizes`)
         self._image_sizes: tuple[_Identity, list] | None = None
-        self.frozen_modules = self._freeze(list(freeze or ()))
+        self.frozen_modules = self._tune(list(tune or ())) + self._freeze(list(freeze or ()))
 
     def _freeze(self, paths: list[str]) -> list[str]:
         for path in paths:
@@ -89,6 +99,33 @@ class UP2Generalist(BaseModel):
             for param in module.parameters():  # (MT-AdamW skips gradient-less parameters)
                 param.requires_grad_(False)
         return paths
+
+    def _tune(self, patterns: list[str]) -> list[str]:
+        """Fix every parameter no pattern matches; returns the largest submodules left with
+        nothing to tune (kept in eval mode, as frozen ones)."""
+        if not patterns:
+            return []
+        names = [name for name, _ in self.named_parameters()]
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                top = pattern.split('.')[0]  # (the names under the same top-level module)
+                near = [n for n in names if n.startswith(f'{top}.')][:3] or names[:3]
+                raise ConfigError(f"model.tune: '{pattern}' matches no parameter; parameter "
+                                  f"names look like {', '.join(near)}")
+        tuned = set()
+        for name, param in self.named_parameters():
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+                tuned.add(name)
+            else:
+                param.requires_grad_(False)
+        fixed: list[str] = []
+        for path, module in self.named_modules():
+            inside = [f'{path}.{n}' if path else n for n, _ in module.named_parameters()]
+            if not path or not inside or any(n in tuned for n in inside):
+                continue
+            if not any(path.startswith(f'{done}.') for done in fixed):
+                fixed.append(path)
+        return fixed
 
     def train(self, mode: bool = True) -> UP2Generalist:
         """As ``nn.Module.train``, but frozen submodules (``freeze``) stay in eval mode."""

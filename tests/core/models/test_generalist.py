@@ -14,10 +14,10 @@ from up2core.registry import MODELS
 FROZEN = ('image_encoder.neck', 'text_encoder')
 
 
-def _model(freeze=None):
+def _model(freeze=None, tune=None):
     torch.manual_seed(0)
     return MODELS.build(dict(
-        type='UP2Generalist', freeze=freeze,
+        type='UP2Generalist', freeze=freeze, tune=tune,
         data_preprocessor=dict(type='ImgDataPreprocessor', mean=[127.5] * 3, std=[127.5] * 3),
         image_encoder=dict(
             type='ImageEncoder',
@@ -69,3 +69,25 @@ def test_an_unknown_module_to_freeze_names_what_there_is():
         _model(freeze=['image_encoder.bakbone'])
     with pytest.raises(ConfigError, match="'encoder' is not a submodule; the model has "):
         _model(freeze=['encoder'])
+
+
+ATTENTION = ('decoder.layers.*.qkv.*', 'decoder.layers.*.proj.*')
+
+
+def test_selective_tuning_changes_the_matched_tensors_only_and_the_rest_stays_in_eval():
+    import fnmatch
+
+    model = _model(tune=list(ATTENTION))
+    changed = _changed_after_training(model)
+    assert changed and all(any(fnmatch.fnmatchcase(n, p) for p in ATTENTION) for n in changed)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        n for n, _ in model.named_parameters() if any(fnmatch.fnmatchcase(n, p) for p in ATTENTION)}
+    # nothing to tune in them: no dropout, no batch-norm statistics moving
+    assert not model.image_encoder.training and not model.text_encoder.training
+    assert model.decoder.training and model.decoder.layers[0].qkv.training
+
+
+def test_a_pattern_that_matches_nothing_shows_what_names_look_like():
+    with pytest.raises(ConfigError, match=r"model.tune: 'decoder.layer.\*' matches no parameter; "
+                                          r"parameter names look like decoder\."):
+        _model(tune=['decoder.layer.*'])

@@ -145,6 +145,23 @@ def _specialist(part: str) -> str:
     return module.table(rows)
 
 
+def _watching(part: str) -> str:
+    """``up2 compare``'s tables of scripts/watching_pictures.py's runs, and what the files
+    cost per validation."""
+    if part != 'cost':
+        return (RESULTS / f'watching_{part}.md').read_text()
+    record = _json('watching')
+    return ('| per validation | seconds |\n|---|---|\n'
+            f"| `results.csv` + `results.png` ({record['rows']} rows, {record['steps']} steps) "
+            f"| {record['results_files_s']:.2f} |\n"
+            f"| predictions: 4 images, every task, drawn | {record['predictions_s']:.2f} |\n"
+            f"| both | {record['per_validation_s']:.2f} |\n"
+            f"| one validation of the main job (`up2 test`, for scale) | "
+            f"{record['validation_s']:.1f} |\n"
+            f"| ratio: both / validation | {record['x_validation']:.3f} |\n\n"
+            f"({record['machine']}; idle: {record['idle']})\n")
+
+
 #: (page, block name) -> what writes the block
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'inference_latency'): _table('inference_latency'),
@@ -165,6 +182,9 @@ BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('main-job.md', 'shared_vs_unmixed'): _shared_vs_unmixed,
     ('results.md', 'caption_decoding'): _table('caption_decoding'),
     ('results.md', 'mt_adamw_step_size'): _table('mt_adamw_step_size'),
+    ('watching.md', 'watching_seeds'): lambda: _watching('seeds'),
+    ('watching.md', 'watching_finetune'): lambda: _watching('finetune'),
+    ('watching.md', 'watching_cost'): lambda: _watching('cost'),
 }
 ABLATION_MARKERS = ('<!-- ablations tables: benchmarks/ablations.py --readme -->',
                     '<!-- end of ablations tables -->')

@@ -8,8 +8,9 @@ validation every ``--every`` steps, once per seed; finetunes the first seed's ch
 halfway; 0: none) and compares it with its base; with ``--vis tensorboard`` (so the trackers'
 path runs too); then ``up2 compare`` of the seeds.  Copies into ``docs/watching/``: the first
 seed's ``results.png``, one drawing of its last validation's predictions, and the comparison's
-``compare.png`` and ``compare.md``, and the finetune's against its base
-(``finetune_compare.png`` / ``.md``).  Prints, and saves in ``benchmarks/results/watching.json``,
+``compare.png``, and the finetune's against its base (``finetune_compare.png``); their tables
+go to ``benchmarks/results/watching_seeds.md`` and ``watching_finetune.md``, from which
+``scripts/docs_tables.py`` writes them into the page.  Prints, and saves in ``benchmarks/results/watching.json``,
 what the run folder's files cost per validation (``results.csv`` + ``results.png``: timed
 around the hook's own functions on the run's own rows; the predictions: the steps of
 ``PredictionsHook`` on the run's last checkpoint) next to one validation of that checkpoint (``up2 test``), as a
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     last = sorted((works[0] / 'predictions').glob('step_*'))[-1]
     shutil.copy(sorted(last.glob('*.jpg'))[0], DOCS / 'predictions.jpg')
     shutil.copy(compared / 'compare.png', DOCS / 'compare.png')
-    shutil.copy(compared / 'compare.md', DOCS / 'compare.md')
+    # (the tables go where docs_tables.py reads them: a .md under docs/ would be a page)
+    shutil.copy(compared / 'compare.md', RESULTS.with_name('watching_seeds.md'))
     if args.finetune_steps:
         tuned = Path(args.work) / 'finetune'
         finetune(works[0], tuned, args.finetune_steps)
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                         str(tuned), '--labels', 'base', 'finetune', '--out', str(against)],
                        cwd=ROOT, check=True)
         shutil.copy(against / 'compare.png', DOCS / 'finetune_compare.png')
-        shutil.copy(against / 'compare.md', DOCS / 'finetune_compare.md')
+        shutil.copy(against / 'compare.md', RESULTS.with_name('watching_finetune.md'))
     cost = files_cost(works[0], args.steps)
     from up2core.engine.results import read_table
 

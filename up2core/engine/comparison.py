@@ -4,7 +4,8 @@ Reads each run's ``results.csv`` (:mod:`up2core.engine.results`; a run of UP2 < 
 one: its ``metrics.jsonl``) and writes to ``DIR``:
 
 * ``compare.png``: per task, each run's headline metric at every validation (top row) and the
-  task's loss averaged between validations (bottom row), on a shared step axis;
+  task's loss at every step it trained, smoothed (bottom row; ``steps.jsonl``), on a shared
+  step axis;
 * ``compare.md``: a column per run, a line per headline metric (``best / final``), with the
   steps and time; ``compare.csv``: the same, a row per run.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from up2core.engine.results import (
     RESULTS_CSV,
+    STEPS_JSONL,
     _finite,
     _is_loss,
     _number,
@@ -42,6 +44,8 @@ class Run:
     path: Path
     label: str
     rows: list[dict] = field(default_factory=list)
+    #: its training steps (``steps.jsonl``), when it wrote them
+    steps: list[dict] = field(default_factory=list)
 
     @property
     def keys(self) -> list[str]:
@@ -79,7 +83,40 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
     if not rows:
         raise UserError(f'{path}: the run has no validation yet; compare it after its first '
                         f'(train_cfg.val_interval)')
-    return Run(path, label or path.name, rows)
+    steps = []
+    if (path / STEPS_JSONL).is_file():
+        for line in (path / STEPS_JSONL).read_text().splitlines():
+            try:
+                steps.append(json.loads(line))
+            except ValueError:  # a line cut by a kill
+                continue
+    return Run(path, label or path.name, rows, steps)
+
+
+def _task_loss(record: dict, task: str) -> float | None:
+    """A task's loss in one record: its total (``<task>/loss``), else the sum of its terms."""
+    if _finite(record.get(f'{task}/loss')):
+        return float(record[f'{task}/loss'])
+    terms = [float(v) for k, v in record.items()
+             if task_of(k) == task and _is_loss(k) and _finite(v)]
+    return sum(terms) if terms else None
+
+
+def loss_curve(run: Run, task: str) -> list[tuple[float, float]]:
+    """``(step, loss)`` of ``task`` in ``run``: every step it trained, as a running mean over
+    a 25th of them (``steps.jsonl``); from the validations' averages when the run has no
+    steps file."""
+    points = [(s['step'], _task_loss(s, task)) for s in run.steps]
+    points = [(x, y) for x, y in points if y is not None]
+    if not points:
+        points = [(r['step'], _task_loss(r, task)) for r in run.rows]
+        return [(x, y) for x, y in points if y is not None]
+    window = max(1, len(points) // 25)
+    smoothed, total = [], 0.0
+    for index, (x, y) in enumerate(points):
+        total += y - (points[index - window][1] if index >= window else 0.0)
+        smoothed.append((x, total / min(index + 1, window)))
+    return smoothed
 
 
 def _named(task: str) -> tuple[str, ...]:
@@ -154,15 +191,16 @@ def _markdown(rows: list[dict]) -> str:
 
 def draw_comparison(runs: list[Run], path: str | Path) -> Path:
     """``compare.png``: per task, the first headline metric of every run (top) and its
-    loss (below: the sum of the task's loss terms, averaged between validations; left out
-    when no run logged losses), four tasks to a row."""
+    loss (below: :func:`loss_curve`; left out when no run logged losses), four tasks to a
+    row."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     tasks = _tasks(runs) or ['(none)']
-    with_losses = any(_is_loss(k) for run in runs for k in run.keys)
+    with_losses = any(_is_loss(k) for run in runs for k in run.keys) or \
+        any(run.steps for run in runs)
     per_task = 2 if with_losses else 1  # (a run read from metrics.jsonl has no losses)
     columns = min(4, len(tasks))
     lines = math.ceil(len(tasks) / columns)
@@ -186,11 +224,10 @@ def draw_comparison(runs: list[Run], path: str | Path) -> Path:
                 points = [(r['step'], float(r[key])) for r in run.rows if _finite(r.get(key))]
                 top.plot(*zip(*points), color=colour, marker='o', markersize=3,
                          label=run.label)
-            losses = [k for k in run.keys if task_of(k) == task and _is_loss(k)]
-            points = [(r['step'], sum(float(r[k]) for k in losses if _finite(r.get(k))))
-                      for r in run.rows if any(_finite(r.get(k)) for k in losses)]
+            points = loss_curve(run, task)
             if points and bottom is not None:
-                bottom.plot(*zip(*points), color=colour, marker='.', label=run.label)
+                bottom.plot(*zip(*points), color=colour, linewidth=1.2, label=run.label,
+                            marker='.' if len(points) < 30 else None)
         top.set_title(f'{task}: {metric_name or "no metric"}', fontsize=10)
         if bottom is not None:
             bottom.set_title(f'{task}: loss', fontsize=10)

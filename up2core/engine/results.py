@@ -127,6 +127,21 @@ def headlines(task: str, keys: list[str], named: tuple[str, ...] = ()) -> list[s
     return chosen if named and len(chosen) > 0 else own[:DEFAULT_HEADLINES]
 
 
+#: a panel draws a task's total loss and at most this many of its terms (every term is in
+#: results.csv and steps.jsonl): a region task has 20, which would bury the curve that matters
+DRAWN_LOSS_TERMS = 3
+
+
+def _drawn_losses(losses: list[str], records: list[dict]) -> list[str]:
+    """The task's total loss (``<task>/loss``) first, then its largest terms at the last
+    record; without a total, the largest terms."""
+    total = [k for k in losses if k.split('/', 1)[1] == 'loss']
+    last = records[-1] if records else {}
+    terms = sorted((k for k in losses if k not in total),
+                   key=lambda k: -(_number(last.get(k)) or 0.0))
+    return total + terms[:DRAWN_LOSS_TERMS]
+
+
 def draw_results(rows: list[dict], steps: list[dict], path: str | Path,
                  named: dict[str, tuple[str, ...]] | None = None, title: str = '') -> Path:
     """``results.png``: a panel per task (losses per step, faint, and their average between
@@ -154,7 +169,8 @@ def draw_results(rows: list[dict], steps: list[dict], path: str | Path,
     for ax, task in zip(flat, tasks):
         ax.set_title(task, fontsize=10)
         ax.set_xlabel('step', fontsize=8)
-        losses = [k for k in keys if task_of(k) == task and _is_loss(k)]
+        losses = _drawn_losses([k for k in keys if task_of(k) == task and _is_loss(k)],
+                               rows or steps)
         for index, key in enumerate(losses):
             colour = f'C{index % 10}'
             xs = [s['step'] for s in steps if _number(s.get(key)) is not None]

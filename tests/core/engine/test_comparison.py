@@ -45,6 +45,24 @@ def test_the_table_holds_best_and_final_of_each_headline_metric_per_run(tmp_path
     assert Image.open(written['png']).size[0] >= 2 * 300  # a column per task
 
 
+def test_the_loss_curve_is_each_tasks_total_every_step_smoothed(tmp_path):
+    from up2core.engine.comparison import loss_curve
+
+    run = read_run(_run(tmp_path / 'r', [50.0, 60.0, 70.0], mAP=[0.1, 0.2, 0.3]))
+    # without steps.jsonl: the validations' averages, the total never added to its terms
+    assert loss_curve(run, 'classification') == [(10, 2.0), (20, 1.0),
+                                                 (30, pytest.approx(2.0 / 3, rel=1e-5))]
+    lines = [{'step': i, 'classification/loss': 2.0, 'classification/loss_cls': 2.0}
+             for i in range(1, 51)]
+    lines += [{'step': 51, 'detection/loss_a': 1.0, 'detection/loss_b': 3.0}]
+    (tmp_path / 'r' / 'steps.jsonl').write_text(''.join(json.dumps(x) + '\n' for x in lines)
+                                               + '{"step": 52, "classif')  # cut by a kill
+    run = read_run(tmp_path / 'r')
+    curve = loss_curve(run, 'classification')
+    assert [x for x, _ in curve] == list(range(1, 51)) and {y for _, y in curve} == {2.0}
+    assert loss_curve(run, 'detection') == [(51, 4.0)]  # no total: the sum of its terms
+
+
 def test_an_older_run_is_read_from_its_metrics_history(tmp_path):
     old = tmp_path / 'old'
     old.mkdir()

@@ -134,3 +134,14 @@ def test_a_test_writes_one_row_and_a_bar_per_headline_metric(tmp_path):
     assert read_table(tmp_path / 'test_results.csv') == [
         {'classification/top1': 75.0, 'classification/top5': 100.0, 'detection/bbox_mAP': 0.5}]
     assert Image.open(tmp_path / 'test_results.png').size[0] > 300
+
+
+def test_a_panel_draws_the_total_and_the_largest_terms_only():
+    from up2core.engine.results import DRAWN_LOSS_TERMS, _drawn_losses
+
+    terms = [f'detection/loss_{i}' for i in range(10)]
+    last = {k: float(i) for i, k in enumerate(terms)}
+    drawn = _drawn_losses(terms + ['detection/loss'], [last])
+    assert drawn[0] == 'detection/loss' and len(drawn) == 1 + DRAWN_LOSS_TERMS
+    assert drawn[1:] == ['detection/loss_9', 'detection/loss_8', 'detection/loss_7']
+    assert _drawn_losses(['a/loss_x'], []) == ['a/loss_x']

@@ -9,6 +9,11 @@ one: its ``metrics.jsonl``) and writes to ``DIR``:
 * ``compare.md``: a column per run, a line per headline metric (``best / final``), with the
   steps and time; ``compare.csv``: the same, a row per run.
 
+A finetune that replayed its base's tasks (``up2 train --data``, by default) is compared on
+the same data as its base: its ``replay_<task>`` series (the config's data) are shown as
+``<task>``, its own data's as ``<task> (own data)``.  (A ``--plain-finetune`` run leaves no such
+mark: its ``<task>`` is its own data; label it so with ``--labels``.)
+
 A task's headline metrics are its plugin's ``Task.headline_metrics`` (looked up by the task's
 name, ``replay_<task>`` as ``<task>``); a task the registry does not know shows its first three.
 
@@ -90,7 +95,32 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
                 steps.append(json.loads(line))
             except ValueError:  # a line cut by a kill
                 continue
+    replayed = {task_of(k)[len('replay_'):] for record in rows + steps for k in record
+                if (task_of(k) or '').startswith('replay_') and not k.startswith('kept/')}
+    if replayed:
+        rows, steps = _on_the_configs_data(rows, replayed), _on_the_configs_data(steps, replayed)
     return Run(path, label or path.name, rows, steps)
+
+
+#: a finetune's own data, in the task names of a comparison (``detection (own data)``)
+OWN_DATA = ' (own data)'
+
+
+def _on_the_configs_data(records: list[dict], replayed: set[str]) -> list[dict]:
+    """A finetune that replayed its base's tasks, named as the runs it is compared with: its
+    ``replay_<task>`` series are ``<task>`` (the config's data, as the base's are), its own
+    ``<task>`` series are ``<task> (own data)``."""
+    def renamed(key: str) -> str:
+        task, _, rest = key.partition('/')
+        if not rest or key.startswith('kept/'):
+            return key
+        if task in replayed:
+            return f'{task}{OWN_DATA}/{rest}'
+        if task.startswith('replay_') and task[len('replay_'):] in replayed:
+            return f'{task[len("replay_"):]}/{rest}'
+        return key
+
+    return [{renamed(k): v for k, v in record.items()} for record in records]
 
 
 def _task_loss(record: dict, task: str) -> float | None:
@@ -125,6 +155,7 @@ def _named(task: str) -> tuple[str, ...]:
     from up2core.registry import TASKS
 
     name = task[len('replay_'):] if task.startswith('replay_') else task
+    name = name.removesuffix(OWN_DATA)
     try:
         cls = TASKS.get(name)
     except Exception:  # an unknown name: the registry's own error is not the user's here

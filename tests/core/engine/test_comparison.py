@@ -104,3 +104,24 @@ def test_the_command_prints_the_table_and_a_mistake_is_one_error_line(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f'up2: error: {tmp_path / "nothing"}: not a directory; give the work dir of '
                    f'a run (what up2 train --work-dir named)']
+
+
+def test_a_finetune_that_replayed_is_compared_with_its_base_on_the_bases_data(tmp_path):
+    base = _run(tmp_path / 'base', [50.0, 80.0, 90.0])
+    tuned = tmp_path / 'tuned'
+    tuned.mkdir()
+    write_table([{'step': 10, 'classification/top1': 99.0, 'replay_classification/top1': 85.0,
+                  'kept/classification/top1': 94.4, 'replay_classification/loss': 0.5}],
+                tuned / 'results.csv')
+    (tuned / 'steps.jsonl').write_text(json.dumps(
+        {'step': 1, 'classification/loss': 0.1, 'replay_classification/loss': 0.7}) + '\n')
+    run = read_run(tuned)
+    assert run.rows[0]['classification/top1'] == 85.0  # the base's data, as the base's column
+    assert run.rows[0]['classification (own data)/top1'] == 99.0
+    assert run.rows[0]['kept/classification/top1'] == 94.4
+    assert run.steps[0] == {'step': 1, 'classification (own data)/loss': 0.1,
+                            'classification/loss': 0.7}
+    rows = summary_rows([read_run(base), run])
+    assert rows[1]['classification/top1 final'] == 85.0
+    assert rows[1]['classification (own data)/top1 final'] == 99.0
+    assert 'classification (own data)/top1 best' not in rows[0]

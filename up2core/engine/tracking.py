@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 from pathlib import Path
@@ -55,11 +56,42 @@ def mlflow_name(name: str) -> str:
     return _NOT_MLFLOW.sub('_', name)
 
 
+class _Without(logging.Filter):
+    """Drops the records whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 @VISBACKENDS.register_module()
 class UP2MLflowVisBackend(MLflowVisBackend):
     """MMEngine's MLflow backend with names MLflow accepts (:func:`mlflow_name`): UP2's
     metrics (``retrieval/i2t_R@1``) and config keys have characters MLflow refuses, which
     would stop the run at its first log."""
+
+    def _init_env(self) -> None:
+        """MMEngine's set-up, quiet on a local store: its 'make sure that the mlflow server is
+        running' and MLflow's database-creation lines are for servers, not for the file UP2
+        writes in the work dir (a user's ``MLFLOW_TRACKING_URI`` keeps them)."""
+        if not str(self._tracking_uri or '').startswith('sqlite:'):
+            return super()._init_env()
+        from mmengine.logging import MMLogger
+
+        logger = MMLogger.get_current_instance()
+        server_only = _Without('mlflow server is running')
+        database = logging.getLogger('mlflow.store.db.utils')
+        level = database.level
+        logger.addFilter(server_only)
+        database.setLevel(logging.WARNING)
+        try:
+            super()._init_env()
+        finally:
+            logger.removeFilter(server_only)
+            database.setLevel(level)
 
     @force_init_env
     def add_config(self, config, **kwargs) -> None:

@@ -76,9 +76,23 @@ class UP2MLflowVisBackend(MLflowVisBackend):
     def _init_env(self) -> None:
         """MMEngine's set-up, quiet on a local store: its 'make sure that the mlflow server is
         running' and MLflow's database-creation lines are for servers, not for the file UP2
-        writes in the work dir (a user's ``MLFLOW_TRACKING_URI`` keeps them)."""
+        writes in the work dir (a user's ``MLFLOW_TRACKING_URI`` keeps them).
+
+        MLflow's ``set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` to the process's
+        environment; it is put back as it was, or a later run in the same process (or a
+        subprocess it starts) would take this run's store for a user's server."""
         if not str(self._tracking_uri or '').startswith('sqlite:'):
             return super()._init_env()
+        before = os.environ.get('MLFLOW_TRACKING_URI')
+        try:
+            self._init_local_env()
+        finally:
+            if before is None:
+                os.environ.pop('MLFLOW_TRACKING_URI', None)
+            else:
+                os.environ['MLFLOW_TRACKING_URI'] = before
+
+    def _init_local_env(self) -> None:
         from mmengine.logging import MMLogger
 
         logger = MMLogger.get_current_instance()

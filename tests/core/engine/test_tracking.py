@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 from mmengine.config import Config
@@ -64,7 +65,7 @@ def test_names_mlflow_refuses_get_an_underscore():
     assert mlflow_name('targets.detection/bbox_mAP') == 'targets.detection/bbox_mAP'
 
 
-def test_mlflow_keeps_a_picture_per_step_under_the_tag(tmp_path, capfd):
+def test_mlflow_keeps_a_picture_per_step_under_the_tag(tmp_path, capfd, monkeypatch):
     pytest.importorskip('mlflow')
     import numpy as np
     from mlflow.tracking import MlflowClient
@@ -72,6 +73,7 @@ def test_mlflow_keeps_a_picture_per_step_under_the_tag(tmp_path, capfd):
     from up2core.engine.tracking import UP2MLflowVisBackend
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
     backend = UP2MLflowVisBackend(str(tmp_path), exp_name='up2', run_name='pictures',
                                   tracking_uri=uri, artifact_location=str(tmp_path / 'art'))
     backend.add_config(Config(dict(work_dir=str(tmp_path))))  # (as the runner does first)
@@ -79,6 +81,9 @@ def test_mlflow_keeps_a_picture_per_step_under_the_tag(tmp_path, capfd):
     # a local store is no server to make sure of, and creating its tables is no news
     assert 'mlflow server' not in printed.out + printed.err
     assert 'Creating initial MLflow database' not in printed.out + printed.err
+    # MLflow exports its tracking URI to the environment: a later run in this process (or
+    # one it starts) would take this store for a user's server
+    assert 'MLFLOW_TRACKING_URI' not in os.environ
     image = np.zeros((8, 12, 3), np.uint8)
     backend.add_image('predictions/00_a@b', image, step=2)
     backend.add_image('predictions/00_a@b', image, step=4)

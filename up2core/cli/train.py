@@ -48,6 +48,11 @@ def add_parser(sub) -> None:
                    help='pull the weights back towards the checkpoint after every step '
                    '(share of the distance per step at the peak learning rate, e.g. 0.05; '
                    'AnchorHook): a finetune stays close to what it knew')
+    p.add_argument('--distill', type=float, metavar='WEIGHT',
+                   help="add to each task's loss WEIGHT x how far the shared decoder's outputs "
+                   'moved from those of the model training started from (a frozen copy run on '
+                   'the same batch; e.g. 1; DistillationHook): a finetune keeps what it knew '
+                   'without its data, at one extra forward pass per step')
     p.add_argument('--vis', nargs='+', metavar='TRACKER',
                    help='also log to these experiment trackers: tensorboard, mlflow, wandb '
                    "(offline: files in the work dir; pip install 'up2[track]'; "
@@ -104,6 +109,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f'--anchor {args.anchor:g}: give a share in [0, 1] (0: off)')
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
             dict(type='AnchorHook', strength=args.anchor)]
+    if args.distill is not None:
+        if not 0 < args.distill < float('inf'):
+            raise UserError(f'--distill {args.distill:g}: give a weight > 0 (e.g. 1), or leave '
+                            'the option out')
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='DistillationHook', weight=args.distill)]
     if cfg.get('up2_data') is not None and not args.skip_data_check:
         _check_training_data(cfg, args)
     runner = _build_runner(cfg)

@@ -6,6 +6,7 @@ from up2core.engine.base_checkpoint import BaseCheckpointHook
 from up2core.engine.checkpoint import allow_mmengine_checkpoints
 from up2core.engine.console import ConsoleProgressHook
 from up2core.engine.data_card import DataCardHook
+from up2core.engine.distilling import DistillationHook
 from up2core.engine.hooks import AtomicCheckpointHook, MetricsFileHook
 from up2core.engine.loops import MultiTaskTestLoop, MultiTaskValLoop, UnmixedTrainLoop
 from up2core.engine.results import RunResultsHook
@@ -17,6 +18,6 @@ from up2core.engine.sharding import FullyShardStrategy
 allow_mmengine_checkpoints()
 
 __all__ = ['AnchorHook', 'AtomicCheckpointHook', 'BaseCheckpointHook', 'ConsoleProgressHook',
-           'DataCardHook', 'FullyShardStrategy', 'MetricsFileHook', 'MultiTaskTestLoop',
+           'DataCardHook', 'DistillationHook', 'FullyShardStrategy', 'MetricsFileHook', 'MultiTaskTestLoop',
            'MultiTaskValLoop', 'RunResultsHook', 'UP2Runner', 'UnmixedTrainLoop',
            'allow_mmengine_checkpoints']

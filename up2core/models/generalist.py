@@ -20,6 +20,7 @@ from up2core.deprecation import deprecated_alias
 from up2core.errors import TaskMismatchError
 from up2core.likelihood import UnifiedLikelihood
 from up2core.models.decoder import DecoderCache, DecoderOutput, Segment, UnifiedDecoder
+from up2core.models.distillation import DecoderDistillation, pass_kind, with_distillation
 from up2core.models.image_encoder import ImageEncoder, ImageTokens
 from up2core.models.proposals import cxcywh_to_xyxy
 from up2core.registry import MODELS, TASKS
@@ -54,6 +55,10 @@ class UP2Generalist(BaseModel):
             layout is the base's).
     """
 
+    #: a finetune's distillation from the model it started from (set by ``DistillationHook``;
+    #: None: none)
+    distillation: DecoderDistillation | None = None
+
     def __init__(self, image_encoder: dict, text_encoder: dict, decoder: dict, tasks: dict,
                  likelihood: dict | None = None, data_preprocessor: dict | None = None,
                  freeze: list[str] | tuple[str, ...] | None = None,
@@ -81,6 +86,10 @@ class UP2Generalist(BaseModel):
         self._shared: dict[Any, Any] | None = None
         #: ``(batch tensor, [(h, w), ...])`` of the batch being run (:meth:`_batch_image_sizes`)
         self._image_sizes: tuple[_Identity, list] | None = None
+        #: the decoder passes of the task running, while they are recorded (distillation)
+        self._passes: list | None = None
+        #: every task's passes, while a step's forward is recorded (:meth:`recorded_forward`)
+        self._passes_by_task: dict[str, list] | None = None
         self.frozen_modules = self._tune(list(tune or ())) + self._freeze(list(freeze or ()))
 
     def _freeze(self, paths: list[str]) -> list[str]:
@@ -211,9 +220,15 @@ class UP2Generalist(BaseModel):
         """Run the shared decoder; ``return_cache`` also keeps every layer's keys and values
         for :meth:`extend`."""
         if extra_mask is not None or return_cache:
-            return self.decoder(segments, extra_mask, return_cache=return_cache)
+            output = self.decoder(segments, extra_mask, return_cache=return_cache)
+            if self._passes is not None:
+                self._passes.append((pass_kind(segments, extra_mask), output, segments))
+            return output
         key = ('decode',) + tuple(_Identity(s) for s in segments)
-        return self._reuse(key, lambda: self.decoder(segments))
+        output = self._reuse(key, lambda: self.decoder(segments))
+        if self._passes is not None:
+            self._passes.append((pass_kind(segments, extra_mask), output, segments))
+        return output
 
     def extend(self, cache: DecoderCache, segments: list[Segment], mask: Tensor | None = None,
                keep: int | None = None) -> tuple[list[Tensor], DecoderCache]:
@@ -319,6 +334,8 @@ class UP2Generalist(BaseModel):
         once); the result is then ``dict(task=losses or predictions)``."""
         if data_samples is None:
             raise ValueError('UP2Generalist needs data samples (they name the task)')
+        if mode == 'loss' and self.training and self.distillation is not None:
+            return self._distilled_loss(inputs, data_samples)
         with self._batch_image_sizes(inputs, data_samples):
             if isinstance(data_samples, dict):
                 with self.shared_encoding():
@@ -326,10 +343,46 @@ class UP2Generalist(BaseModel):
                             for name, samples in data_samples.items()}
             return self._forward_task(inputs, data_samples, mode)
 
+    def recorded_forward(self, inputs: Tensor, data_samples: list | dict
+                         ) -> tuple[Any, dict[str, list]]:
+        """A training step's forward (``mode='loss'``), and the decoder passes each task made
+        in it: ``{task: [(kind, DecoderOutput, segments), ...]}`` (see :mod:`.distillation`)."""
+        previous, self._passes_by_task = self._passes_by_task, {}
+        try:
+            return self.forward(inputs, data_samples, 'loss'), self._passes_by_task
+        finally:
+            self._passes_by_task = previous
+
+    def _distilled_loss(self, inputs: Tensor, data_samples: list | dict):
+        """Each task's losses plus its distillation term (:class:`DecoderDistillation`)."""
+        distillation = self.distillation
+        taught = distillation.run_teacher(inputs, data_samples)
+        self.distillation = None  # (the student's own step, its passes recorded)
+        try:
+            losses, learned = self.recorded_forward(inputs, data_samples)
+        finally:
+            self.distillation = distillation
+        if not isinstance(data_samples, dict):
+            name = self.task_of(data_samples).name
+            return with_distillation(losses, distillation.loss(learned[name], taught[name]),
+                                     inputs)
+        return {name: with_distillation(task_losses,
+                                        distillation.loss(learned[name], taught[name]), inputs)
+                for name, task_losses in losses.items()}
+
     def _forward_task(self, inputs: Tensor, data_samples: list, mode: str):
         task = self.task_of(data_samples)
         if mode == 'loss':
-            return task.loss(self, inputs, data_samples)
+            passes_by_task = self._passes_by_task
+            if passes_by_task is None:
+                return task.loss(self, inputs, data_samples)
+            outer, self._passes = self._passes, []
+            try:
+                losses = task.loss(self, inputs, data_samples)
+                passes_by_task[task.name] = self._passes
+            finally:
+                self._passes = outer
+            return losses
         if mode in ('predict', 'tensor'):
             return task.predict(self, inputs, data_samples)
         raise ValueError(f"unknown mode '{mode}'; use 'loss', 'predict' or 'tensor'")

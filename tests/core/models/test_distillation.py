@@ -1,0 +1,134 @@
+"""Distillation from a frozen copy: zero at the start, it pulls the student back, and the
+teacher stays out of the model's state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from mmengine.structures import BaseDataElement
+
+from tests.plugins.conftest import region_batch, tiny_model, tiny_region_model
+from up2core.models.distillation import LOSS_NAME, DecoderDistillation, frozen_copy
+from up2core.optim.mt_adamw import MTAdamW
+
+CLASSES = dict(classification=dict(type='classification', class_names=['cat', 'dog', 'bird']))
+
+
+def _samples(labels=(0, 1, 2)):
+    return [BaseDataElement(metainfo=dict(task='classification'), gt_label=i) for i in labels]
+
+
+def _quiet(model):
+    """``model`` without router noise (the decoder of these tests has no dropout), so that it
+    is the very function its teacher is."""
+    from up2core.models.moe import AttributeRouter
+
+    for module in model.modules():
+        if isinstance(module, AttributeRouter):
+            module.noise = False
+    return model
+
+
+def _distilled(model, weight=1.0):
+    model.train()
+    model.distillation = DecoderDistillation(frozen_copy(model), weight)
+    return model
+
+
+def test_at_the_start_the_student_is_its_teacher_and_the_term_is_zero():
+    model = _distilled(_quiet(tiny_model(CLASSES)))
+    torch.manual_seed(0)
+    losses = model(torch.randn(3, 3, 64, 64), _samples(), mode='loss')
+    assert set(losses) >= {'loss_cls', LOSS_NAME}
+    assert float(losses[LOSS_NAME].detach()) == pytest.approx(0.0, abs=1e-5)
+    assert LOSS_NAME not in str(model.state_dict().keys())
+    assert not any(name.startswith('distillation') for name, _ in model.named_parameters())
+
+
+def test_region_tasks_and_shared_steps_get_a_term_each_without_the_proposal_tokens():
+    tasks = dict(detection=dict(type='detection', class_names=['a', 'b', 'c']),
+                 segmentation=dict(type='segmentation', class_names=['a', 'b', 'c']))
+    model = _distilled(_quiet(tiny_region_model(tasks)))
+    images, detection = region_batch('detection', with_masks=False)
+    _, segmentation = region_batch('segmentation', with_masks=True)
+    taught = model.distillation.run_teacher(images, {'detection': detection,
+                                                     'segmentation': segmentation})
+    assert set(taught) == {'detection', 'segmentation'} and taught['detection']
+    losses = model(images, {'detection': detection, 'segmentation': segmentation}, mode='loss')
+    for task in ('detection', 'segmentation'):
+        # the teacher's proposals are its own: only the aligned outputs are compared
+        assert float(losses[task][LOSS_NAME].detach()) == pytest.approx(0.0, abs=1e-5), task
+
+
+def _train(model, steps, labels):
+    optimizer = MTAdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for step in range(steps):
+        torch.manual_seed(100 + step)
+        losses = model(torch.randn(3, 3, 64, 64), _samples(labels), mode='loss')
+        optimizer.set_task('classification', 1.0, 1.0, num_tasks=1)
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return losses
+
+
+def _features(model, images):
+    model.eval()
+    with torch.no_grad():
+        return model.decode(model.image_segments(model.encode_image(images))).spe
+
+
+def test_the_term_pulls_the_student_back_towards_the_teacher():
+    """The same steps on relabelled data: with distillation the image features the old tasks
+    read move less from the base's, and the teacher never changes."""
+    torch.manual_seed(7)
+    held_out = torch.randn(4, 3, 64, 64)
+    base = tiny_model(CLASSES)
+    before = _features(base, held_out)
+
+    def drift(weight):
+        model = tiny_model(CLASSES)
+        if weight:
+            _distilled(model, weight)
+            teacher = {k: v.clone() for k, v in model.distillation.teacher.state_dict().items()}
+        else:
+            model.train()
+        losses = _train(model, 6, labels=(2, 2, 0))
+        if weight:
+            assert float(losses[LOSS_NAME].detach()) > 0  # the student moved: the term is alive
+            assert all(torch.equal(teacher[k], v) for k, v in
+                       model.distillation.teacher.state_dict().items())
+        after = _features(model, held_out)
+        return float((1 - torch.cosine_similarity(after, before, dim=-1)).mean())
+
+    plain, distilled = drift(0), drift(5.0)
+    assert plain > 1e-3
+    assert distilled < 0.7 * plain, (plain, distilled)
+
+
+def test_a_weight_that_is_not_positive_and_finite_is_refused():
+    model = tiny_model(CLASSES)
+    for weight in (0, -1, float('nan'), float('inf')):
+        with pytest.raises(ValueError, match='weight must be > 0'):
+            DecoderDistillation(model, weight)
+
+
+def test_the_hook_gives_the_teacher_at_the_start_and_takes_it_back_at_the_end():
+    from types import SimpleNamespace
+
+    from up2core.engine.distilling import DistillationHook
+
+    model = tiny_model(CLASSES)
+    runner = SimpleNamespace(model=model)
+    hook = DistillationHook(weight=2.0)
+    hook.before_train(runner)
+    assert model.distillation.weight == 2.0
+    teacher = model.distillation.teacher
+    assert teacher.distillation is None and teacher is not model
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(),
+                                                  model.state_dict().values()))
+    hook.after_train(runner)
+    assert model.distillation is None
+    with pytest.raises(TypeError, match='needs an UP2 model'):
+        hook.before_train(SimpleNamespace(model=torch.nn.Linear(2, 2)))

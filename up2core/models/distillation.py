@@ -1,0 +1,142 @@
+"""Distillation from a frozen copy of the model: keep the decoder's outputs where they were.
+
+A finetune on new data drifts the shared encoders and decoder, and every task reads them, so
+the tasks the new data does not train forget.  :class:`DecoderDistillation` holds a frozen copy
+of the model as it was before the finetune (the *teacher*: the checkpoint it started from) and
+adds to each task's training loss a term that pulls the student's decoder outputs back to the
+teacher's on the same batch: the teacher runs the same task code on the same inputs, and every
+pass of the shared decoder is paired with the teacher's pass of the same kind (its segments'
+modality, flags and shapes, in call order).  Compared, per pair:
+
+* the ``<SPE>`` output (what classification, retrieval and the candidate names are read from);
+* the outputs at the tokens both passes have in the same places: every segment but the
+  proposal (``region``) tokens, which are the top-scoring proposals of each model and so are
+  not the same objects in the two.
+
+The term is ``weight * mean(1 - cos(student, teacher))`` over those outputs: zero at the start
+of a finetune, and it names no task, so a plugin gets it for nothing (as ZSCL and LwF do for
+CLIP and classifiers: the base's own outputs on the current data as soft targets for what the
+data does not cover).  :class:`~up2core.engine.hooks.DistillationHook` sets it up after the
+checkpoint is loaded (``up2 train --distill W``).
+
+Examples:
+    >>> distillation = DecoderDistillation(teacher, weight=1.0)   # doctest: +SKIP
+    >>> model.distillation = distillation                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from up2core.models.moe import AttributeRouter
+
+#: the decoder segments whose tokens are the same objects in the student and the teacher
+ALIGNED_SOURCES = ('image', 'text', None)
+
+#: the loss term each task's losses get
+LOSS_NAME = 'loss_distill'
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` that never changes and draws no noise: no gradient, no dropout, no
+    router noise.
+
+    It stays in training mode otherwise, so that it runs the very code the student runs in a
+    training step (extra training-only tokens, no cached candidates), and batch norm reads the
+    batch as the student's does."""
+    teacher = copy.deepcopy(model)
+    teacher.distillation = None
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    for module in teacher.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if isinstance(module, AttributeRouter):
+            module.noise = False  # (the route the base takes in evaluation)
+        config = getattr(module, 'config', None)  # transformers' attention dropout
+        for name in ('attention_probs_dropout_prob', 'hidden_dropout_prob', 'attention_dropout'):
+            if config is not None and hasattr(config, name):
+                setattr(config, name, 0.0)
+        for name in ('dropout_prob', 'attention_dropout'):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
+    return teacher.train()
+
+
+def pass_kind(segments, extra_mask) -> tuple:
+    """What pairs a decoder pass of the student with one of the teacher: each segment's
+    modality, flags, source and shape, and whether it had an extra mask."""
+    return tuple((s.modality, s.target, s.causal, s.generative, s.source,
+                  tuple(s.tokens.shape[:2])) for s in segments) + (extra_mask is None,)
+
+
+def _distance(student: Tensor, teacher: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean ``1 - cos`` over the last dimension (only where ``valid``)."""
+    gap = 1 - F.cosine_similarity(student, teacher.to(student.dtype), dim=-1)
+    if valid is not None:
+        weights = valid.to(gap.dtype)
+        return (gap * weights).sum() / weights.sum().clamp(min=1)
+    return gap.mean()
+
+
+def output_distance(student, teacher, segments) -> Tensor:
+    """The distillation distance between two outputs of the same kind of pass (see module)."""
+    terms = [_distance(student.spe, teacher.spe)]
+    for seg, s_out, t_out in zip(segments, student.segments, teacher.segments):
+        if seg.source in ALIGNED_SOURCES and seg.modality != 'region' \
+                and s_out.shape == t_out.shape:
+            terms.append(_distance(s_out, t_out, seg.valid))
+    return torch.stack(terms).mean()
+
+
+class DecoderDistillation:
+    """The teacher and the weight of the distillation term (see module).
+
+    Not an ``nn.Module`` on purpose: the teacher is no part of the model's state (checkpoints,
+    the optimizer and ``model.to`` never see it); it is built from the model on its device.
+
+    Args:
+        teacher: the frozen model (:func:`frozen_copy`).
+        weight: of the ``loss_distill`` term in every task's loss.
+    """
+
+    def __init__(self, teacher: nn.Module, weight: float = 1.0) -> None:
+        if not 0 < weight < float('inf'):
+            raise ValueError(f'distillation weight must be > 0, got {weight}')
+        self.teacher = teacher
+        self.weight = float(weight)
+
+    def run_teacher(self, inputs: Tensor, data_samples) -> dict[str, list]:
+        """The teacher's decoder passes on this batch, per task (its losses are dropped)."""
+        with torch.no_grad():
+            return self.teacher.recorded_forward(inputs, data_samples)[1]
+
+    def loss(self, student_passes: list, teacher_passes: list) -> Tensor | None:
+        """``weight * mean distance`` over the student's passes that the teacher made too
+        (the k-th pass of a kind pairs with the teacher's k-th pass of that kind)."""
+        taught: dict[tuple, list] = defaultdict(list)
+        for kind, output, _ in teacher_passes:
+            taught[kind].append(output)
+        seen: dict[tuple, int] = defaultdict(int)
+        distances = []
+        for kind, output, segments in student_passes:
+            index = seen[kind]
+            seen[kind] += 1
+            if index < len(taught[kind]):
+                distances.append(output_distance(output, taught[kind][index], segments))
+        if not distances:
+            return None
+        return self.weight * torch.stack(distances).mean()
+
+
+def with_distillation(losses: dict, term: Tensor | None, like: Tensor) -> dict:
+    """``losses`` with :data:`LOSS_NAME` added (a zero on ``like``'s device when no pass could be
+    paired: a task whose passes all differ from the teacher's)."""
+    losses = dict(losses)
+    losses[LOSS_NAME] = term if term is not None else like.new_zeros(())
+    return losses

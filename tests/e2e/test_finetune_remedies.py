@@ -1,6 +1,6 @@
 """Finetuning on new data without forgetting, from the CLI: ``--replay`` keeps the config's own
 tasks training (and evaluated) on its own data beside the user's, ``--freeze`` keeps modules
-bit-identical to the checkpoint."""
+bit-identical to the checkpoint, ``--distill`` adds each task a term from the base's outputs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ TASKS = ('captioning', 'classification', 'detection', 'retrieval', 'segmentation
 
 
 @pytest.mark.slow
-def test_finetune_with_replay_and_a_frozen_backbone_and_text_encoder(tiny_generalist, tmp_path):
+def test_finetune_with_replay_distillation_and_a_frozen_backbone_and_text_encoder(
+        tiny_generalist, tmp_path):
     config, checkpoint, val_images = tiny_generalist
     cwd = val_images.parents[3]  # where the fixture's config finds its Shapes images
     example = write_example_data(tmp_path / 'mydata', num_train=8, num_val=4)
@@ -26,11 +27,19 @@ def test_finetune_with_replay_and_a_frozen_backbone_and_text_encoder(tiny_genera
     work = tmp_path / 'ft'
     result = run_up2('train', str(config), '--load-from', str(checkpoint), '--data', str(regions),
                      '--replay', '1', '--freeze', 'image_encoder.backbone', 'text_encoder',
-                     '--work-dir', str(work), '--cfg-options', 'max_iters=3',
+                     '--distill', '1', '--work-dir', str(work), '--cfg-options', 'max_iters=3',
                      'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=3',
                      cwd=cwd, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((work / 'metrics.json').read_text())
+    # every task of every step, the user's and the replayed, was distilled from the base
+    steps = [json.loads(line) for line in (work / 'steps.jsonl').read_text().splitlines()]
+    trained = {key.split('/')[0] for step in steps for key in step if key.endswith('/loss')}
+    assert {'detection', 'segmentation', 'replay_captioning'} <= trained
+    for step in steps:
+        for task in trained & {key.split('/')[0] for key in step}:
+            assert f'{task}/loss_distill' in step, (task, sorted(step))
+    assert any(step[key] > 0 for step in steps for key in step if key.endswith('loss_distill'))
     # the user's tasks on the user's val set, and the config's tasks on its own: forgetting shows
     assert {'detection/bbox_mAP', 'segmentation/segm_mAP'} <= set(metrics)
     for key in ('replay_classification/top1', 'replay_retrieval/i2t_R@1',
@@ -105,7 +114,9 @@ def test_remedy_mistakes_are_one_error_line(tmp_path):
                                    'give it with --data (and the checkpoint with --load-from)'),
             (['--keep-names'], "up2: error: --keep-names keeps the config's names beside "
                                'those of your data: give your data with --data'),
-            (['--anchor', '2'], 'up2: error: --anchor 2: give a share in [0, 1] (0: off)')):
+            (['--anchor', '2'], 'up2: error: --anchor 2: give a share in [0, 1] (0: off)'),
+            (['--distill', '0'], 'up2: error: --distill 0: give a weight > 0 (e.g. 1), or leave '
+                                 'the option out')):
         result = run_up2('train', str(TINY_GENERALIST), '--work-dir', str(tmp_path / 'w'),
                          *args, cwd=tmp_path)
         assert result.returncode == 2, result.stderr[-2000:]

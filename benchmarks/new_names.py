@@ -41,6 +41,9 @@ the config's learning rate (``max_iters``, as the own-data guide sets it):
 * ``tune-attn``: ``--plain-finetune --tune`` the shared decoder's attention projections only
   (selective tuning: every other tensor stays the base's); ``default-tune-attn``: the default
   with it;
+* ``distill``: ``--plain-finetune --distill D``: every step's decoder outputs pulled towards
+  the frozen base's on the same batch (:mod:`up2core.models.distillation`); ``default-distill``:
+  the default with it (the replayed steps distilled too);
 * ``<variant>_lr<scale>``: the variant at the config's learning rate times ``scale``.
 
 After each run the checkpoint is scored on Shapes val with the main job's config (the five
@@ -72,6 +75,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'benchmarks' / 'results' / 'new_names.json'
+#: ``--dataset`` -> where its table is saved
+DATASETS = {'new_shapes': RESULTS,
+            'example': ROOT / 'benchmarks' / 'results' / 'new_names_example.json'}
 UP2 = [sys.executable, '-m', 'up2core.cli']
 
 #: shape -> category id: none of them is a Shapes shape, none of the ids is 1..8
@@ -86,7 +92,8 @@ BASE_METRICS = {'classification/top1': 'top-1', 'retrieval/i2t_R@1': 'i2t R@1',
 NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 #: the training runs; ``<run>+wise`` is an interpolation of a finished one
 VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch',
-            'keep-names', 'default-keep-names', 'tune-attn', 'default-tune-attn')
+            'keep-names', 'default-keep-names', 'tune-attn', 'default-tune-attn', 'distill',
+            'default-distill')
 #: selective tuning (``--tune``): the shared decoder's attention projections only
 TUNE_ATTENTION = ['decoder.layers.*.qkv.*', 'decoder.layers.*.proj.*']
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
@@ -231,12 +238,32 @@ def _shares(after: dict, before: dict) -> dict:
     return {k: (after.get(k) or 0.0) / before[k] for k in BASE_METRICS if before.get(k)}
 
 
-def _records() -> list[dict]:
-    return json.loads(RESULTS.read_text())['runs'] if RESULTS.is_file() else []
+def _records(results: Path = RESULTS) -> list[dict]:
+    return json.loads(results.read_text())['runs'] if results.is_file() else []
 
 
-def _save(records: list[dict], meta: dict) -> None:
-    RESULTS.write_text(json.dumps({**meta, 'runs': records}, indent=1) + '\n')
+def _save(records: list[dict], meta: dict, results: Path = RESULTS) -> None:
+    results.write_text(json.dumps({**meta, 'runs': records}, indent=1) + '\n')
+
+
+def write_example_regions(out: Path) -> Path:
+    """The second dataset (``--dataset example``): ``up2 data example``'s detection and
+    segmentation, Shapes' objects under eight names the benchmark was not tuned on, at six image
+    sizes and aspect ratios (:data:`up2core.data.example.SIZES`); ``holdout.yaml``'s val is
+    another seed's.  Written as ``data.yaml`` / ``holdout.yaml`` in ``out``."""
+    from up2core.data.example import write_example_data
+
+    for name, seed in (('data', 7), ('holdout', 8)):
+        folder = out / name
+        if not (folder / 'data.yaml').is_file():
+            write_example_data(folder, num_train=200 if name == 'data' else 2, num_val=50,
+                               seed=seed, overwrite=True)
+    train = '{ann: data/annotations/train.json, images: data/images/train}'
+    for name in ('data', 'holdout'):
+        val = f'{{ann: {name}/annotations/val.json, images: {name}/images/val}}'
+        entry = f'{{train: {train}, val: {val}}}'
+        (out / f'{name}.yaml').write_text(f'path: .\ndetection: {entry}\nsegmentation: {entry}\n')
+    return out / 'data.yaml'
 
 
 def _pick(values: dict) -> dict:
@@ -250,19 +277,26 @@ class Bench:
         self.args = args
         self.work = Path(args.work).resolve()
         self.work.mkdir(parents=True, exist_ok=True)
-        self.data = self.work / 'new_shapes' / 'data.yaml'
-        if not (self.work / 'new_shapes' / 'holdout.yaml').is_file():
-            write_new_shapes(self.data.parent)
+        self.results = DATASETS[args.dataset]
+        if args.dataset == 'example':
+            self.data = write_example_regions(self.work / 'example')
+        else:
+            self.data = self.work / 'new_shapes' / 'data.yaml'
+            if not (self.work / 'new_shapes' / 'holdout.yaml').is_file():
+                write_new_shapes(self.data.parent)
         self.shapes_holdout = self.work / 'shapes_holdout'
         if not (self.shapes_holdout / 'meta.json').is_file():
             from up2core.data.shapes import ShapesSpec, generate_shapes
 
             generate_shapes(self.shapes_holdout, ShapesSpec(num_train=0, num_val=100, seed=1))
         self.checkpoint = Path(args.checkpoint).resolve()
-        self.records = [r for r in _records() if r.get('checkpoint') == str(self.checkpoint)]
+        self.records = [r for r in _records(self.results)
+                        if r.get('checkpoint') == str(self.checkpoint)]
         self.meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cpus, '
                                 f'{_cpu_name()}', 'idle': args.idle, 'config': args.config,
-                     'steps': args.steps, 'replay': args.replay, 'anchor': args.anchor,
+                     'dataset': args.dataset, 'steps': args.steps, 'replay': args.replay,
+                     'anchor': args.anchor,
+                     'distill': args.distill,
                      'alphas': list(ALPHAS),
                      'keep_to_choose': KEEP_TO_CHOOSE, 'cfg_options': BATCHES + args.cfg_options,
                      'new_shapes': NEW_SHAPES, 'new_colours': list(NEW_COLOURS)}
@@ -271,8 +305,9 @@ class Bench:
         self.records = [r for r in self.records
                         if (r['run'], r.get('seed')) != (entry['run'], entry.get('seed'))]
         self.records.append({'checkpoint': str(self.checkpoint), **entry})
-        others = [r for r in _records() if r.get('checkpoint') != str(self.checkpoint)]
-        _save(others + self.records, self.meta)
+        others = [r for r in _records(self.results)
+                  if r.get('checkpoint') != str(self.checkpoint)]
+        _save(others + self.records, self.meta, self.results)
         print(f'[new_names] {json.dumps(entry)}', flush=True)
 
     def done(self, run: str, seed) -> bool:
@@ -310,7 +345,9 @@ class Bench:
                    'keep-names': ['--plain-finetune', '--keep-names'],
                    'default-keep-names': ['--keep-names'],
                    'tune-attn': ['--plain-finetune', '--tune', *TUNE_ATTENTION],
-                   'default-tune-attn': ['--tune', *TUNE_ATTENTION]}[kind]
+                   'default-tune-attn': ['--tune', *TUNE_ATTENTION],
+                   'distill': ['--plain-finetune', '--distill', str(args.distill)],
+                   'default-distill': ['--distill', str(args.distill)]}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         # every run but 'default' states its learning rate, so that what the CLI does by
@@ -427,13 +464,13 @@ def _idle(record: dict) -> bool:
     return bool(record.get('train_s')) and str(record.get('idle', '')).startswith('yes')
 
 
-def table() -> str:
+def table(results: Path = RESULTS) -> str:
     """Mean +- std over seeds per run: the new data's AP, each old metric as the share of the
     base's value kept (%), the worst share of any old metric on any seed, time against the plain
     finetune's (from the runs that trained on an idle machine only; a busy machine's time is
     shown in brackets).  Runs from the checkpoint of the
     last invocation."""
-    records = _records()
+    records = _records(results)
     latest = records[-1]['checkpoint'] if records else None
     records = [r for r in records if r['checkpoint'] == latest]
     before = next(r for r in records if r['run'] == 'before')['base']
@@ -488,17 +525,27 @@ def main(argv: list[str] | None = None) -> int:
                         help='replay : new steps of the replay run')
     parser.add_argument('--anchor', type=float, default=0.05,
                         help='--anchor strength of the anchor runs')
-    parser.add_argument('--work', default=str(ROOT / 'benchmarks' / 'work' / 'new_names'))
+    parser.add_argument('--distill', type=float, default=1.0,
+                        help='--distill weight of the distillation runs')
+    parser.add_argument('--dataset', choices=list(DATASETS), default='new_shapes',
+                        help="the new names: new_shapes (four shapes and colours Shapes never "
+                        "draws, 128 px) or example (up2 data example's detection and "
+                        'segmentation: eight new names at six image sizes); each its own table')
+    parser.add_argument('--work', help='where the runs go (default: benchmarks/work/'
+                        'new_names[_example])')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='more options of every training run')
     parser.add_argument('--idle', default='yes', help='was the machine idle (kept in the JSON)')
     parser.add_argument('--table', action='store_true', help='print the saved table only')
     args = parser.parse_args(argv)
+    if args.work is None:
+        args.work = str(ROOT / 'benchmarks' / 'work' / ('new_names' if args.dataset ==
+                                                          'new_shapes' else 'new_names_example'))
     if not args.table:
         if not args.checkpoint:
             parser.error('give the main job\'s checkpoint (or --table)')
         Bench(args).run(args.methods)
-    print(table())
+    print(table(DATASETS[args.dataset]))
     return 0
 
 

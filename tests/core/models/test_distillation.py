@@ -111,24 +111,3 @@ def test_a_weight_that_is_not_positive_and_finite_is_refused():
     for weight in (0, -1, float('nan'), float('inf')):
         with pytest.raises(ValueError, match='weight must be > 0'):
             DecoderDistillation(model, weight)
-
-
-def test_the_hook_gives_the_teacher_at_the_start_and_takes_it_back_at_the_end():
-    from types import SimpleNamespace
-
-    from up2core.engine.distilling import DistillationHook
-
-    model = tiny_model(CLASSES)
-    runner = SimpleNamespace(model=model)
-    hook = DistillationHook(weight=2.0)
-    hook.before_train(runner)
-    assert model.distillation.weight == 2.0
-    teacher = model.distillation.teacher
-    assert teacher.distillation is None and teacher is not model
-    assert not any(p.requires_grad for p in teacher.parameters())
-    assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(),
-                                                  model.state_dict().values()))
-    hook.after_train(runner)
-    assert model.distillation is None
-    with pytest.raises(TypeError, match='needs an UP2 model'):
-        hook.before_train(SimpleNamespace(model=torch.nn.Linear(2, 2)))

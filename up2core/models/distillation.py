@@ -33,8 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from up2core.models.moe import AttributeRouter
-
 #: the decoder segments whose tokens are the same objects in the student and the teacher
 ALIGNED_SOURCES = ('image', 'text', None)
 
@@ -43,28 +41,17 @@ LOSS_NAME = 'loss_distill'
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` that never changes and draws no noise: no gradient, no dropout, no
-    router noise.
+    """A copy of ``model`` that never changes: no gradient, and no teacher of its own.
 
-    It stays in training mode otherwise, so that it runs the very code the student runs in a
-    training step (extra training-only tokens, no cached candidates), and batch norm reads the
-    batch as the student's does."""
+    It stays in training mode, so that it runs the very code the student runs in a training
+    step (training-only tokens, no cached candidates, batch norm reading the batch), and it
+    keeps the student's sources of noise (dropout, router noise, denoising queries):
+    :meth:`DecoderDistillation.run_teacher` has it draw the very numbers the student draws next,
+    so the two differ by their weights alone."""
     teacher = copy.deepcopy(model)
     teacher.distillation = None
     for param in teacher.parameters():
         param.requires_grad_(False)
-    for module in teacher.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-        if isinstance(module, AttributeRouter):
-            module.noise = False  # (the route the base takes in evaluation)
-        config = getattr(module, 'config', None)  # transformers' attention dropout
-        for name in ('attention_probs_dropout_prob', 'hidden_dropout_prob', 'attention_dropout'):
-            if config is not None and hasattr(config, name):
-                setattr(config, name, 0.0)
-        for name in ('dropout_prob', 'attention_dropout'):
-            if isinstance(getattr(module, name, None), float):
-                setattr(module, name, 0.0)
     return teacher.train()
 
 
@@ -112,8 +99,12 @@ class DecoderDistillation:
         self.weight = float(weight)
 
     def run_teacher(self, inputs: Tensor, data_samples) -> dict[str, list]:
-        """The teacher's decoder passes on this batch, per task (its losses are dropped)."""
-        with torch.no_grad():
+        """The teacher's decoder passes on this batch, per task (its losses are dropped).
+
+        The random number generators are put back afterwards, so the student's step draws the
+        same dropout masks, router noise and denoising queries as the teacher's did."""
+        devices = [inputs.device] if inputs.device.type == 'cuda' else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
             return self.teacher.recorded_forward(inputs, data_samples)[1]
 
     def loss(self, student_passes: list, teacher_passes: list) -> Tensor | None:

@@ -18,17 +18,6 @@ def _samples(labels=(0, 1, 2)):
     return [BaseDataElement(metainfo=dict(task='classification'), gt_label=i) for i in labels]
 
 
-def _quiet(model):
-    """``model`` without router noise (the decoder of these tests has no dropout), so that it
-    is the very function its teacher is."""
-    from up2core.models.moe import AttributeRouter
-
-    for module in model.modules():
-        if isinstance(module, AttributeRouter):
-            module.noise = False
-    return model
-
-
 def _distilled(model, weight=1.0):
     model.train()
     model.distillation = DecoderDistillation(frozen_copy(model), weight)
@@ -36,7 +25,7 @@ def _distilled(model, weight=1.0):
 
 
 def test_at_the_start_the_student_is_its_teacher_and_the_term_is_zero():
-    model = _distilled(_quiet(tiny_model(CLASSES)))
+    model = _distilled(tiny_model(CLASSES))
     torch.manual_seed(0)
     losses = model(torch.randn(3, 3, 64, 64), _samples(), mode='loss')
     assert set(losses) >= {'loss_cls', LOSS_NAME}
@@ -45,10 +34,10 @@ def test_at_the_start_the_student_is_its_teacher_and_the_term_is_zero():
     assert not any(name.startswith('distillation') for name, _ in model.named_parameters())
 
 
-def test_region_tasks_and_shared_steps_get_a_term_each_without_the_proposal_tokens():
+def test_region_tasks_and_shared_steps_get_a_term_each_the_teachers_draws_the_students():
     tasks = dict(detection=dict(type='detection', class_names=['a', 'b', 'c']),
                  segmentation=dict(type='segmentation', class_names=['a', 'b', 'c']))
-    model = _distilled(_quiet(tiny_region_model(tasks)))
+    model = _distilled(tiny_region_model(tasks))
     images, detection = region_batch('detection', with_masks=False)
     _, segmentation = region_batch('segmentation', with_masks=True)
     taught = model.distillation.run_teacher(images, {'detection': detection,
@@ -56,7 +45,7 @@ def test_region_tasks_and_shared_steps_get_a_term_each_without_the_proposal_toke
     assert set(taught) == {'detection', 'segmentation'} and taught['detection']
     losses = model(images, {'detection': detection, 'segmentation': segmentation}, mode='loss')
     for task in ('detection', 'segmentation'):
-        # the teacher's proposals are its own: only the aligned outputs are compared
+        # router noise and denoising queries drawn alike: the same model, the same outputs
         assert float(losses[task][LOSS_NAME].detach()) == pytest.approx(0.0, abs=1e-5), task
 
 

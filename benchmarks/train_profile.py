@@ -259,7 +259,7 @@ def profile_shared_evaluation(runner, timer: PartTimer, max_batches: int) -> dic
 def profile_evaluation(runner, timer: PartTimer, max_batches: int) -> dict:
     """Per task: prediction time per image and the metric's time (``max_batches`` batches)."""
     loop = runner.val_loop
-    if getattr(loop, 'shared_images', False):
+    if getattr(loop, 'shared_images', False) is True:
         return profile_shared_evaluation(runner, timer, max_batches)
     model = runner.model
     model.eval()

@@ -285,7 +285,8 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
     the replayed ones (with the step ``original`` had, e.g. ``'shared'``: the base's images
     encoded once for all its tasks), ``weight`` : 1 (``train_cfg.groups``).  So a finetune of
     N steps costs about what N steps of the user's tasks alone cost, ``weight / (1 + weight)``
-    of them on the base's tasks.
+    of them on the base's tasks.  Where the config evaluated its tasks on shared images
+    (``val_cfg.shared_images=True``), the replayed ones still do, as one group.
 
     Why copies and not a mixed dataset: a task scores its batch against ONE set of names (the
     user's categories); the original data has its own names, so its batches must be another
@@ -337,6 +338,12 @@ def replay_tasks(plain: dict, original: dict, weight: float) -> list[str]:
     train_cfg['groups'] = {
         'yours': dict(tasks=yours, weight=1.0, mode=train_cfg.get('mode', 'unmixed')),
         'replay': dict(tasks=added, weight=weight, mode=old_train.get('mode', 'unmixed'))}
+    for key in ('val_cfg', 'test_cfg'):  # the base's images, encoded once for its tasks again
+        loaders = plain.get(key.replace('_cfg', '_dataloader')) or {}
+        group = [name for name in added if name in loaders]
+        if (original.get(key) or {}).get('shared_images') is True and len(group) > 1 \
+                and isinstance(plain.get(key), dict):
+            plain[key]['shared_images'] = [group]
     return added
 
 

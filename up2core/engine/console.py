@@ -127,8 +127,8 @@ class ConsoleProgressHook(Hook):
         done = batch_idx + 1
         if done % self._every(total) and done != total:
             return
-        task = getattr(loop.dataloader, 'current', None)
-        if task is not None and not getattr(loop, 'shared_images', False):
+        task = getattr(loop.dataloader, 'label', None) or getattr(loop.dataloader, 'current', None)
+        if task is not None and getattr(loop, 'shared_images', False) is not True:
             name = f'{name} {task}'
         per_batch = (time.perf_counter() - self._part_start) / done
         self._say(runner, f'{name} [{done}/{total} batches] {done / total:4.0%}  '

@@ -51,6 +51,8 @@ class _TaskLoaders:
         self.loaders = loaders
         self.dataset = self._Dataset(loaders)
         self.current = next(iter(loaders))
+        #: what the console calls the tasks running (None: ``current``)
+        self.label: str | None = None
 
     def __len__(self) -> int:
         return len(self.loaders[self.current])
@@ -473,7 +475,10 @@ class _MultiTaskEvalLoop(BaseLoop):
         shared_images: the tasks' loaders yield the same images in the same order (one image
             list, the same batch size, no shuffling), so each batch is encoded once for every
             task (:meth:`UP2Generalist.shared_encoding`); a batch whose images differ is an
-            error naming the tasks.  Default False: each task runs its own loader.
+            error naming the tasks.  Default False: each task runs its own loader.  A list of
+            groups of task names (``[['replay_detection', 'replay_captioning'], ...]``): each
+            group shares its images, the other tasks run their own loaders (a finetune's
+            replayed tasks share the base's images, the user's tasks read their own).
     """
 
     stage = 'val'
@@ -483,6 +488,7 @@ class _MultiTaskEvalLoop(BaseLoop):
         self._runner = runner
         self.shared_images = shared_images
         loaders = _build_loaders(runner, dataloader)
+        self.groups = _image_groups(shared_images, list(loaders), self.stage)
         if not isinstance(evaluator, dict) or set(evaluator) != set(loaders):
             raise ValueError(f'{self.stage}_evaluator must be dict(task=evaluator_cfg) with the '
                              f'same tasks as {self.stage}_dataloader {list(loaders)}; got '
@@ -504,17 +510,25 @@ class _MultiTaskEvalLoop(BaseLoop):
         self.runner.call_hook(f'before_{stage}')
         self.runner.call_hook(f'before_{stage}_epoch')
         self.runner.model.eval()
-        metrics = self._run_shared() if self.shared_images else self._run_each()
+        metrics: dict = {}
+        grouped = {name: group for group in self.groups for name in group}
+        for name in self.dataloader.loaders:
+            group = grouped.get(name, [name])
+            if name == group[0]:  # (a group runs where its first task stands)
+                metrics.update(self._run_shared(group) if len(group) > 1 else
+                               self._run_each([name]))
+        self.dataloader.label = None
         self.runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
         self.runner.call_hook(f'after_{stage}')
         return metrics
 
-    def _run_each(self) -> dict:
+    def _run_each(self, names: list[str]) -> dict:
         """Each task's own loader through the model, task after task."""
         stage = self.stage
         metrics: dict = {}
-        for name, loader in self.dataloader.loaders.items():
-            self.dataloader.current = name
+        for name in names:
+            loader = self.dataloader.loaders[name]
+            self.dataloader.current, self.dataloader.label = name, None
             evaluator = self.evaluators[name]
             processed = 0
             for idx, data_batch in enumerate(loader):
@@ -533,14 +547,18 @@ class _MultiTaskEvalLoop(BaseLoop):
         return metrics
 
 
-    def _run_shared(self) -> dict:
-        """Every task on each batch of the same images, encoded once."""
+    def _run_shared(self, names: list[str]) -> dict:
+        """Every task of ``names`` on each batch of the same images, encoded once."""
         stage = self.stage
-        loaders = self.dataloader.loaders
+        loaders = {name: self.dataloader.loaders[name] for name in names}
+        self.dataloader.current = names[0]
+        self.dataloader.label = None if len(names) == len(self.dataloader.loaders) else \
+            f'{names[0]} and {len(names) - 1} more on its images'
         lengths = {name: len(loader.dataset) for name, loader in loaders.items()}
         if len(set(lengths.values())) != 1:
-            raise ValueError(f'{stage}_cfg.shared_images=True needs every task\'s {stage} set '
-                             f'to hold the same images; their sizes differ: {lengths}')
+            raise ValueError(f'{stage}_cfg.shared_images needs the {stage} sets of the tasks '
+                             f'sharing images to hold the same images; their sizes differ: '
+                             f'{lengths}')
         inner = getattr(self.runner.model, 'module', self.runner.model)
         processed = dict.fromkeys(loaders, 0)
         for idx, batches in enumerate(zip(*loaders.values())):
@@ -580,6 +598,29 @@ class _MultiTaskEvalLoop(BaseLoop):
                     f"sample's several items, e.g. its phrases, in one result), or MMEngine's "
                     f"evaluate({size}) cuts the list and the metric covers part of the data")
         return self.evaluators[name].evaluate(size)
+
+
+def _image_groups(shared_images, tasks: list[str], stage: str) -> list[list[str]]:
+    """``shared_images`` as groups of tasks (see :class:`_MultiTaskEvalLoop`), checked."""
+    if shared_images is True:
+        return [tasks]
+    if not shared_images:
+        return []
+    if isinstance(shared_images, (str, bytes)) or not all(
+            isinstance(g, (list, tuple)) and g and all(isinstance(t, str) for t in g)
+            for g in shared_images):
+        raise ValueError(f'{stage}_cfg.shared_images: give True, False or a list of groups of '
+                         f'task names, e.g. [{tasks[:2]}]; got {shared_images!r}')
+    groups = [list(g) for g in shared_images]
+    named = [t for g in groups for t in g]
+    unknown = [t for t in named if t not in tasks]
+    if unknown:
+        raise ValueError(f'{stage}_cfg.shared_images: {unknown} are not tasks of the '
+                         f'{stage}_dataloader; it has {tasks}')
+    twice = sorted({t for t in named if named.count(t) > 1})
+    if twice:
+        raise ValueError(f'{stage}_cfg.shared_images: {twice} stand in more than one group')
+    return groups
 
 
 class MetricResultsError(UserError, RuntimeError):

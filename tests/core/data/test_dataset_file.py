@@ -193,6 +193,10 @@ def test_replay_keeps_every_task_of_the_config_on_its_own_data(example, tmp_path
     # the user's data trains no captioning here: the replayed captioner keeps its own words
     assert 'vocabulary_of' not in cfg.model.tasks.replay_captioning
     assert cfg.val_evaluator.replay_detection.ann_file == original.val_evaluator.detection.ann_file
+    # the base's val images, encoded once for its replayed tasks; the user's read their own
+    for key in ('val', 'test'):
+        assert cfg[f'{key}_cfg'].shared_images == [
+            [t for t in cfg[f'{key}_dataloader'] if t.startswith('replay_')]]
     init_default_scope('up2core')
     replayed = DATASETS.build(cfg.train_dataloader.replay_detection.dataset)[0]['data_samples']
     mine = DATASETS.build(cfg.train_dataloader.detection.dataset)[0]['data_samples']

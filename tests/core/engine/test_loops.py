@@ -1,4 +1,5 @@
-"""The multi-task evaluation loop refuses metrics that would be silently truncated."""
+"""The multi-task loops: evaluation refuses metrics that would be silently truncated and shares
+images within groups of tasks; training draws groups of tasks."""
 
 import pytest
 from mmengine.evaluator import BaseMetric, Evaluator
@@ -90,3 +91,83 @@ def test_groups_draw_their_share_of_the_steps_and_their_own_kind_of_step():
 def test_groups_that_do_not_cover_every_task_once_are_refused(groups, message):
     with pytest.raises(ValueError, match=message):
         _group_loop(groups, {'detection': 1.0, 'captioning': 1.0})
+
+
+class CountMetric(BaseMetric):
+    """How many samples it was given."""
+
+    def process(self, data_batch, data_samples):
+        self.results.extend(1 for _ in data_samples)
+
+    def compute_metrics(self, results):
+        return {'n': len(results)}
+
+
+class _Loader(list):
+    """Batches, as a DataLoader yields them; ``dataset`` holds every sample."""
+
+    @property
+    def dataset(self):
+        return [s for batch in self for s in batch['data_samples']]
+
+
+class _Model:
+    """Records which tasks each forward served."""
+
+    def __init__(self):
+        self.calls = []
+
+    def eval(self):
+        return self
+
+    def data_preprocessor(self, batch, training):
+        return dict(batch)
+
+    def __call__(self, inputs, data_samples, mode):
+        self.calls.append(sorted(data_samples))
+        return dict(data_samples)
+
+    def val_step(self, batch):
+        self.calls.append([batch['data_samples'][0]])
+        return batch['data_samples']
+
+
+def _eval_loop(shared_images):
+    from types import SimpleNamespace
+
+    import torch
+
+    from up2core.engine.loops import _image_groups, _TaskLoaders
+
+    images = [torch.full((2, 3, 4, 4), float(i)) for i in range(3)]
+    loaders = {task: _Loader(dict(inputs=batch, data_samples=[task, task]) for batch in images)
+               for task in ('mine', 'replay_a', 'replay_b')}
+    loop = object.__new__(MultiTaskValLoop)
+    loop._runner = SimpleNamespace(model=_Model(), call_hook=lambda *a, **k: None)
+    loop.shared_images = shared_images
+    loop.groups = _image_groups(shared_images, list(loaders), 'val')
+    loop.dataloader = _TaskLoaders(loaders)
+    loop.evaluators = {task: Evaluator([CountMetric()]) for task in loaders}
+    return loop
+
+
+def test_a_group_of_tasks_shares_each_batch_and_the_others_run_their_own():
+    loop = _eval_loop([['replay_a', 'replay_b']])
+    metrics = loop.run()
+    assert metrics == {'mine/n': 6, 'replay_a/n': 6, 'replay_b/n': 6}
+    calls = loop._runner.model.calls
+    assert calls == [['mine']] * 3 + [['replay_a', 'replay_b']] * 3  # one pass per batch
+    every = _eval_loop(True)
+    assert every.run() == metrics and every._runner.model.calls == [
+        ['mine', 'replay_a', 'replay_b']] * 3
+    each = _eval_loop(False)
+    assert each.run() == metrics and len(each._runner.model.calls) == 9
+
+
+@pytest.mark.parametrize('groups, message', [
+    ([['replay_a', 'nope']], r"\['nope'\] are not tasks of the val_dataloader"),
+    ([['replay_a'], ['replay_a', 'mine']], r"\['replay_a'\] stand in more than one group"),
+    ('replay_a', 'give True, False or a list of groups')])
+def test_groups_of_shared_images_name_what_is_wrong(groups, message):
+    with pytest.raises(ValueError, match=message):
+        _eval_loop(groups)

@@ -44,7 +44,8 @@ the config's learning rate (``max_iters``, as the own-data guide sets it):
 * ``distill``: ``--plain-finetune --distill D``: every step's decoder outputs pulled towards
   the frozen base's on the same batch (:mod:`up2core.models.distillation`); ``default-distill``:
   the default with it (the replayed steps distilled too);
-* ``<variant>_lr<scale>``: the variant at the config's learning rate times ``scale``.
+* ``<variant>_lr<scale>``: the variant at the config's learning rate times ``scale``;
+  ``<distill variant>_w<weight>``: at that ``--distill`` weight instead of ``--distill D``.
 
 After each run the checkpoint is scored on Shapes val with the main job's config (the five
 tasks' metrics, novel names included: forgetting across classes and tasks), next to the base's
@@ -334,7 +335,9 @@ class Bench:
     def train(self, variant: str, seed: int) -> None:
         args = self.args
         steps = args.steps
-        kind, _, scale = variant.partition('_lr')
+        variant_lr, _, distill = variant.partition('_w')
+        kind, _, scale = variant_lr.partition('_lr')
+        distill = distill or str(args.distill)
         options = {'default': [], 'finetune': ['--plain-finetune'], 'scratch': [],
                    'frozen': ['--plain-finetune', '--freeze', 'image_encoder.backbone',
                               'text_encoder'],
@@ -346,8 +349,8 @@ class Bench:
                    'default-keep-names': ['--keep-names'],
                    'tune-attn': ['--plain-finetune', '--tune', *TUNE_ATTENTION],
                    'default-tune-attn': ['--tune', *TUNE_ATTENTION],
-                   'distill': ['--plain-finetune', '--distill', str(args.distill)],
-                   'default-distill': ['--distill', str(args.distill)]}[kind]
+                   'distill': ['--plain-finetune', '--distill', distill],
+                   'default-distill': ['--distill', distill]}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         # every run but 'default' states its learning rate, so that what the CLI does by
@@ -430,9 +433,11 @@ def _variant(name: str) -> str:
     """``name`` if it is a run this script makes (a variant, ``_lr<scale>`` allowed, and
     ``+wise``), for argparse."""
     kind, _, wise = name.partition('+')
+    kind, _, weight = kind.partition('_w')
     base, _, scale = kind.partition('_lr')
     try:
-        ok = base in VARIANTS and wise in ('', 'wise') and (not scale or float(scale) > 0)
+        ok = base in VARIANTS and wise in ('', 'wise') and (not scale or float(scale) > 0) \
+            and (not weight or ('distill' in base and float(weight) > 0))
     except ValueError:
         ok = False
     if not ok:

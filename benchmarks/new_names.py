@@ -43,7 +43,8 @@ the config's learning rate (``max_iters``, as the own-data guide sets it):
   with it;
 * ``distill``: ``--plain-finetune --distill D``: every step's decoder outputs pulled towards
   the frozen base's on the same batch (:mod:`up2core.models.distillation`); ``default-distill``:
-  the default with it (the replayed steps distilled too);
+  the default at ``--distill D`` instead of its own weight; ``default-no-distill``: the default
+  without distillation (``--distill 0``: the default before distillation was chosen);
 * ``<variant>_lr<scale>``: the variant at the config's learning rate times ``scale``;
   ``<distill variant>_w<weight>``: at that ``--distill`` weight instead of ``--distill D``.
 
@@ -94,7 +95,7 @@ NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 #: the training runs; ``<run>+wise`` is an interpolation of a finished one
 VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch',
             'keep-names', 'default-keep-names', 'tune-attn', 'default-tune-attn', 'distill',
-            'default-distill')
+            'default-distill', 'default-no-distill')
 #: selective tuning (``--tune``): the shared decoder's attention projections only
 TUNE_ATTENTION = ['decoder.layers.*.qkv.*', 'decoder.layers.*.proj.*']
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
@@ -350,7 +351,8 @@ class Bench:
                    'tune-attn': ['--plain-finetune', '--tune', *TUNE_ATTENTION],
                    'default-tune-attn': ['--tune', *TUNE_ATTENTION],
                    'distill': ['--plain-finetune', '--distill', distill],
-                   'default-distill': ['--distill', distill]}[kind]
+                   'default-distill': ['--distill', distill],
+                   'default-no-distill': ['--distill', '0']}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         # every run but 'default' states its learning rate, so that what the CLI does by

@@ -115,8 +115,10 @@ def test_remedy_mistakes_are_one_error_line(tmp_path):
             (['--keep-names'], "up2: error: --keep-names keeps the config's names beside "
                                'those of your data: give your data with --data'),
             (['--anchor', '2'], 'up2: error: --anchor 2: give a share in [0, 1] (0: off)'),
-            (['--distill', '0'], 'up2: error: --distill 0: give a weight > 0 (e.g. 1), or leave '
-                                 'the option out')):
+            (['--distill', '1'], 'up2: error: --distill 1 keeps the outputs of the checkpoint a '
+                                 'run starts from: give it with --load-from CKPT'),
+            (['--distill', '-1'], 'up2: error: --distill -1: give a weight >= 0 (0: off; the '
+                                  'default of a finetune is 10)')):
         result = run_up2('train', str(TINY_GENERALIST), '--work-dir', str(tmp_path / 'w'),
                          *args, cwd=tmp_path)
         assert result.returncode == 2, result.stderr[-2000:]

@@ -25,6 +25,9 @@ DEFAULT_REPLAY = 0.3
 #: a replaying finetune's learning rate, times the config's (which trained the checkpoint from
 #: its start): the checkpoint is a good start, so it moves less far (benchmarks/new_names.py)
 FINETUNE_LR_SCALE = 0.2
+#: ``--distill`` of such a finetune: each task's loss gets this weight x how far the shared
+#: decoder's outputs moved from the checkpoint's (benchmarks/new_names.py)
+DEFAULT_DISTILL = 10.0
 
 
 def loading_args(p: argparse.ArgumentParser, data_help: str | None) -> None:
@@ -144,6 +147,31 @@ def _replay(args: argparse.Namespace, cfg) -> float | None:
               file=sys.stderr)
         return None
     return DEFAULT_REPLAY
+
+
+def distill_weight(args: argparse.Namespace) -> float | None:
+    """The ``--distill`` weight of a training run: the one given (0: none); for a finetune on
+    the user's data (``--data`` and ``--load-from``) without ``--plain-finetune``, the default
+    that keeps what the checkpoint knew (:data:`DEFAULT_DISTILL`); else none.
+
+    Raises:
+        UserError: a weight that is negative or not finite, or one given to a run that starts
+            from no checkpoint (there is nothing to distil from).
+    """
+    weight = getattr(args, 'distill', None)
+    start = getattr(args, 'load_from', None) or getattr(args, 'resume', None) is not None
+    if weight is not None:
+        if not 0 <= weight < float('inf'):
+            raise UserError(f'--distill {weight:g}: give a weight >= 0 (0: off; the default of '
+                            f'a finetune is {DEFAULT_DISTILL:g})')
+        if weight and not start:
+            raise UserError(f'--distill {weight:g} keeps the outputs of the checkpoint a run '
+                            'starts from: give it with --load-from CKPT')
+        return weight or None
+    if getattr(args, 'plain_finetune', False) or not getattr(args, 'load_from', None) or \
+            not getattr(args, 'data', None):
+        return None
+    return DEFAULT_DISTILL
 
 
 def _finetune_learning_rate(cfg, overridden: set[str]) -> None:

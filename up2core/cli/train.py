@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 from up2core.cli._common import (
+    DEFAULT_DISTILL,
     DEFAULT_REPLAY,
     MAIN_JOB_CONFIG,
     _build_runner,
     _prepare_config,
+    distill_weight,
     runner_args,
 )
 from up2core.errors import UserError
@@ -50,9 +52,9 @@ def add_parser(sub) -> None:
                    'AnchorHook): a finetune stays close to what it knew')
     p.add_argument('--distill', type=float, metavar='WEIGHT',
                    help="add to each task's loss WEIGHT x how far the shared decoder's outputs "
-                   'moved from those of the model training started from (a frozen copy run on '
-                   'the same batch; e.g. 1; DistillationHook): a finetune keeps what it knew '
-                   'without its data, at one extra forward pass per step')
+                   'moved from those of the checkpoint (a frozen copy run on the same batch; '
+                   'DistillationHook): a finetune keeps what it knew, at one extra forward pass '
+                   f'per step (default with --data and --load-from: {DEFAULT_DISTILL:g}; 0: off)')
     p.add_argument('--vis', nargs='+', metavar='TRACKER',
                    help='also log to these experiment trackers: tensorboard, mlflow, wandb '
                    "(offline: files in the work dir; pip install 'up2[track]'; "
@@ -109,12 +111,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f'--anchor {args.anchor:g}: give a share in [0, 1] (0: off)')
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
             dict(type='AnchorHook', strength=args.anchor)]
-    if args.distill is not None:
-        if not 0 < args.distill < float('inf'):
-            raise UserError(f'--distill {args.distill:g}: give a weight > 0 (e.g. 1), or leave '
-                            'the option out')
+    distill = distill_weight(args)
+    if distill:
+        if args.distill is None:
+            from up2core.config import note
+
+            note(f'finetune: distilling from the checkpoint (--distill {distill:g}: each task '
+                 "also learns to keep the shared decoder's outputs where the checkpoint had "
+                 'them; --distill 0 turns it off, --plain-finetune all of the defaults)')
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-            dict(type='DistillationHook', weight=args.distill)]
+            dict(type='DistillationHook', weight=distill)]
     if cfg.get('up2_data') is not None and not args.skip_data_check:
         _check_training_data(cfg, args)
     runner = _build_runner(cfg)

@@ -1,4 +1,5 @@
-"""What ``up2 train --data`` does by default: a finetune replays the config's own data."""
+"""What ``up2 train --data`` does by default: a finetune replays the config's own data and distils
+from the checkpoint."""
 
 from argparse import Namespace
 
@@ -55,3 +56,23 @@ def test_a_replaying_finetune_steps_at_a_lower_learning_rate_unless_told(capsys)
     given = Config(dict(optim_wrapper=dict(optimizer=dict(lr=3e-4))))
     _finetune_learning_rate(given, {'optim_wrapper.optimizer.lr'})
     assert given.optim_wrapper.optimizer.lr == 3e-4
+
+
+def test_a_finetune_distils_by_default_and_the_options_say_otherwise():
+    from up2core.cli._common import DEFAULT_DISTILL, distill_weight
+
+    assert distill_weight(_args(data='mine.yaml', distill=None)) == DEFAULT_DISTILL
+    assert distill_weight(_args(data='mine.yaml', distill=2.5)) == 2.5
+    assert distill_weight(_args(data='mine.yaml', distill=0.0)) is None  # off
+    assert distill_weight(_args(data='mine.yaml', distill=None, plain_finetune=True)) is None
+    # an ablation: the plain finetune with distillation alone
+    assert distill_weight(_args(data='mine.yaml', distill=1.0, plain_finetune=True)) == 1.0
+    # the config's own data, from a checkpoint: no default (the same data, nothing to keep)
+    assert distill_weight(_args(data=None, distill=None)) is None
+    assert distill_weight(_args(data=None, distill=1.0)) == 1.0
+    with pytest.raises(UserError, match=r'--distill -1: give a weight >= 0 \(0: off; the '
+                                        r'default of a finetune is 10\)'):
+        distill_weight(_args(data='mine.yaml', distill=-1.0))
+    with pytest.raises(UserError, match='--distill 1 keeps the outputs of the checkpoint a run '
+                                        'starts from: give it with --load-from CKPT'):
+        distill_weight(_args(data='mine.yaml', distill=1.0, load_from=None, resume=None))

@@ -170,6 +170,8 @@ BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ('inference.md', 'demo_load_request_threads'): _table('demo_load', 'demo_load_request_threads', 'rows'),
     ('own-data-measured.md', 'fashion_mnist'): lambda: _benchmark('fashion_mnist').table(),
     ('own-data-measured.md', 'new_names'): lambda: _benchmark('new_names').table(),
+    ('own-data-measured.md', 'new_names_example'): lambda: (
+        lambda module: module.table(module.DATASETS['example']))(_benchmark('new_names')),
     ('results.md', 'quality_two_tasks'): _table('quality_shapes'),
     ('results.md', 'regions_seeds'): _regions_seeds,
     ('results.md', 'four_tasks'): _four_tasks,

@@ -553,7 +553,7 @@ class _MultiTaskEvalLoop(BaseLoop):
         loaders = {name: self.dataloader.loaders[name] for name in names}
         self.dataloader.current = names[0]
         self.dataloader.label = None if len(names) == len(self.dataloader.loaders) else \
-            f'{names[0]} and {len(names) - 1} more on its images'
+            f'{len(names)} tasks on the same images'
         lengths = {name: len(loader.dataset) for name, loader in loaders.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f'{stage}_cfg.shared_images needs the {stage} sets of the tasks '

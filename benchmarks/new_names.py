@@ -95,7 +95,8 @@ NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 #: the training runs; ``<run>+wise`` is an interpolation of a finished one
 VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch',
             'keep-names', 'default-keep-names', 'tune-attn', 'default-tune-attn', 'distill',
-            'default-distill', 'default-no-distill')
+            'default-distill', 'default-no-distill', 'default-distill-replayed',
+            'default-distill-image')
 #: selective tuning (``--tune``): the shared decoder's attention projections only
 TUNE_ATTENTION = ['decoder.layers.*.qkv.*', 'decoder.layers.*.proj.*']
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
@@ -352,7 +353,10 @@ class Bench:
                    'default-tune-attn': ['--tune', *TUNE_ATTENTION],
                    'distill': ['--plain-finetune', '--distill', distill],
                    'default-distill': ['--distill', distill],
-                   'default-no-distill': ['--distill', '0']}[kind]
+                   'default-no-distill': ['--distill', '0'],
+                   'default-distill-replayed': ['--distill', distill,
+                                                '--distill-tasks', 'replay_*'],
+                   'default-distill-image': ['--distill', distill, '--distill-image']}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         # every run but 'default' states its learning rate, so that what the CLI does by

@@ -55,6 +55,12 @@ def add_parser(sub) -> None:
                    'moved from those of the checkpoint (a frozen copy run on the same batch; '
                    'DistillationHook): a finetune keeps what it knew, at one extra forward pass '
                    f'per step (default with --data and --load-from: {DEFAULT_DISTILL:g}; 0: off)')
+    p.add_argument('--distill-tasks', nargs='+', metavar='PATTERN',
+                   help="distil only the tasks these shell patterns name, e.g. 'replay_*' (the "
+                   "base's replayed tasks: the teacher then runs on their steps alone)")
+    p.add_argument('--distill-image', action='store_true',
+                   help="also keep the image encoder's feature maps where the checkpoint had "
+                   'them (the neck and the region proposals\' encoder)')
     p.add_argument('--vis', nargs='+', metavar='TRACKER',
                    help='also log to these experiment trackers: tensorboard, mlflow, wandb '
                    "(offline: files in the work dir; pip install 'up2[track]'; "
@@ -119,8 +125,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             note(f'finetune: distilling from the checkpoint (--distill {distill:g}: each task '
                  "also learns to keep the shared decoder's outputs where the checkpoint had "
                  'them; --distill 0 turns it off, --plain-finetune all of the defaults)')
-        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-            dict(type='DistillationHook', weight=distill)]
+        hook = dict(type='DistillationHook', weight=distill)
+        if args.distill_tasks:
+            hook['tasks'] = list(args.distill_tasks)
+        if args.distill_image:
+            hook['image'] = True
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]
+    elif args.distill_tasks or args.distill_image:
+        raise UserError(f"--distill-{'tasks' if args.distill_tasks else 'image'} says how to "
+                        'distil: give it with --distill W (or a finetune that distils by '
+                        'default)')
     if cfg.get('up2_data') is not None and not args.skip_data_check:
         _check_training_data(cfg, args)
     runner = _build_runner(cfg)

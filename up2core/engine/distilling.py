@@ -30,22 +30,38 @@ class DistillationHook(Hook):
     Args:
         weight: of each task's ``loss_distill`` term (``1 - cos`` of the decoder's outputs,
             between 0 and 2; 0 is not allowed: leave the hook out).
+        tasks: shell patterns of the tasks that distil (``['replay_*']``: only the base's
+            replayed tasks); ``None``: every task.  The teacher runs on their batches only.
+        image: also keep the image encoder's maps where they were (the neck's and the
+            proposal network's encoder's; ``DecoderDistillation``'s ``image``).
     """
 
     priority = 'LOW'  # after the hooks that change the weights before training starts
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, tasks: list[str] | None = None,
+                 image: bool = False) -> None:
         if not 0 < weight < float('inf'):
             raise ValueError(f'DistillationHook: weight must be > 0, got {weight}')
+        if tasks is not None and (isinstance(tasks, str) or not tasks):
+            raise ValueError(f'DistillationHook: tasks must be a list of task-name patterns '
+                             f'(or None: every task), got {tasks!r}')
         self.weight = float(weight)
+        self.tasks = None if tasks is None else list(tasks)
+        self.image = bool(image)
 
     def before_train(self, runner) -> None:
         model = getattr(runner.model, 'module', runner.model)
         if not hasattr(model, 'recorded_forward'):
             raise TypeError(f'DistillationHook needs an UP2 model (one with recorded_forward), '
                             f'not {type(model).__name__}')
+        if self.tasks is not None and hasattr(model, 'tasks'):
+            distillation = DecoderDistillation(model, self.weight, self.tasks)
+            if not any(distillation.covers(name) for name in model.tasks):
+                raise ValueError(f'DistillationHook: tasks {self.tasks} match none of the '
+                                 f"model's tasks {list(model.tasks)}")
         model.distillation = None  # (never a teacher inside the teacher)
-        model.distillation = DecoderDistillation(frozen_copy(model), self.weight)
+        model.distillation = DecoderDistillation(frozen_copy(model), self.weight, self.tasks,
+                                                 self.image)
 
     def after_train(self, runner) -> None:
         model = getattr(runner.model, 'module', runner.model)

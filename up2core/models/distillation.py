@@ -27,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import copy
+import fnmatch
 from collections import defaultdict
 
 import torch
@@ -62,6 +63,26 @@ def pass_kind(segments, extra_mask) -> tuple:
                   tuple(s.tokens.shape[:2])) for s in segments) + (extra_mask is None,)
 
 
+def image_kind(image) -> tuple:
+    """What pairs the student's image encoding with the teacher's: the neck's map shapes."""
+    return ('image encoder',) + tuple(tuple(level.shape) for level in image.features)
+
+
+def image_distance(student, teacher) -> Tensor:
+    """The distance between two encodings of the same images (:class:`ImageTokens`): every
+    neck map, pixel by pixel over channels, and the proposal network's encoder memory where it
+    is kept for training (``proposals['denoising']['value']``; padding left out).  Both are
+    on the image's own grid, so the student's pixel and the teacher's are the same place."""
+    terms = [_distance(s.flatten(2).transpose(1, 2), t.flatten(2).transpose(1, 2))
+             for s, t in zip(student.features, teacher.features)]
+    s_memory = student.proposals.get('denoising', {}).get('value')
+    t_memory = teacher.proposals.get('denoising', {}).get('value')
+    if s_memory is not None and t_memory is not None and s_memory.shape == t_memory.shape:
+        padding = student.proposals['denoising'].get('key_padding_mask')
+        terms.append(_distance(s_memory, t_memory, None if padding is None else ~padding))
+    return torch.stack(terms).mean()
+
+
 def _distance(student: Tensor, teacher: Tensor, valid: Tensor | None = None) -> Tensor:
     """Mean ``1 - cos`` over the last dimension (only where ``valid``)."""
     gap = 1 - F.cosine_similarity(student, teacher.to(student.dtype), dim=-1)
@@ -90,13 +111,27 @@ class DecoderDistillation:
     Args:
         teacher: the frozen model (:func:`frozen_copy`).
         weight: of the ``loss_distill`` term in every task's loss.
+        tasks: shell patterns of the tasks that distil (``['replay_*']``: the replayed ones
+            only); ``None``: every task.  The teacher runs only on their batches.
+        image: also keep the image encoder's maps (:func:`image_distance`), paired like a
+            pass, in the same mean.
     """
 
-    def __init__(self, teacher: nn.Module, weight: float = 1.0) -> None:
+    def __init__(self, teacher: nn.Module, weight: float = 1.0,
+                 tasks: list[str] | tuple[str, ...] | None = None, image: bool = False) -> None:
         if not 0 < weight < float('inf'):
             raise ValueError(f'distillation weight must be > 0, got {weight}')
+        if tasks is not None and (isinstance(tasks, str) or not tasks):
+            raise ValueError(f'distillation tasks: give a list of task-name patterns (or None '
+                             f'for every task), got {tasks!r}')
         self.teacher = teacher
         self.weight = float(weight)
+        self.tasks = None if tasks is None else tuple(tasks)
+        self.image = bool(image)
+
+    def covers(self, task: str) -> bool:
+        """Whether ``task`` distils (its name matches one of :attr:`tasks`)."""
+        return self.tasks is None or any(fnmatch.fnmatchcase(task, p) for p in self.tasks)
 
     def run_teacher(self, inputs: Tensor, data_samples) -> dict[str, list]:
         """The teacher's decoder passes on this batch, per task (its losses are dropped).
@@ -118,7 +153,12 @@ class DecoderDistillation:
         for kind, output, segments in student_passes:
             index = seen[kind]
             seen[kind] += 1
-            if index < len(taught[kind]):
+            if index >= len(taught[kind]):
+                continue
+            if segments is None:  # the image encoder's (see image_kind)
+                if self.image:
+                    distances.append(image_distance(output, taught[kind][index]))
+            else:
                 distances.append(output_distance(output, taught[kind][index], segments))
         if not distances:
             return None

@@ -20,7 +20,12 @@ from up2core.deprecation import deprecated_alias
 from up2core.errors import TaskMismatchError
 from up2core.likelihood import UnifiedLikelihood
 from up2core.models.decoder import DecoderCache, DecoderOutput, Segment, UnifiedDecoder
-from up2core.models.distillation import DecoderDistillation, pass_kind, with_distillation
+from up2core.models.distillation import (
+    DecoderDistillation,
+    image_kind,
+    pass_kind,
+    with_distillation,
+)
 from up2core.models.image_encoder import ImageEncoder, ImageTokens
 from up2core.models.proposals import cxcywh_to_xyxy
 from up2core.registry import MODELS, TASKS
@@ -190,9 +195,12 @@ class UP2Generalist(BaseModel):
         image's size (``img_shape``), so padding changes no image's tokens."""
         sizes = self._image_sizes[1] if self._image_sizes is not None \
             and self._image_sizes[0].obj is images else None
-        return self._reuse(('image', _Identity(images)),
-                           lambda: self.image_encoder(images, sizes) if sizes is not None
-                           else self.image_encoder(images))
+        image = self._reuse(('image', _Identity(images)),
+                            lambda: self.image_encoder(images, sizes) if sizes is not None
+                            else self.image_encoder(images))
+        if self._passes is not None:  # (distillation compares the encoder's maps too)
+            self._passes.append((image_kind(image), image, None))
+        return image
 
     @contextmanager
     def _batch_image_sizes(self, inputs: Tensor, data_samples) -> Iterator[None]:
@@ -354,21 +362,33 @@ class UP2Generalist(BaseModel):
             self._passes_by_task = previous
 
     def _distilled_loss(self, inputs: Tensor, data_samples: list | dict):
-        """Each task's losses plus its distillation term (:class:`DecoderDistillation`)."""
+        """Each distilling task's losses plus its distillation term
+        (:class:`DecoderDistillation`); the teacher runs on the distilling tasks alone."""
         distillation = self.distillation
-        taught = distillation.run_teacher(inputs, data_samples)
+        shared = isinstance(data_samples, dict)
+        names = list(data_samples) if shared else [self.task_of(data_samples).name]
+        taught_names = [name for name in names if distillation.covers(name)]
+        taught = {}
+        if taught_names:
+            taught = distillation.run_teacher(
+                inputs, {n: data_samples[n] for n in taught_names} if shared else data_samples)
         self.distillation = None  # (the student's own step, its passes recorded)
         try:
+            if not taught_names:
+                return self.forward(inputs, data_samples, 'loss')
             losses, learned = self.recorded_forward(inputs, data_samples)
         finally:
             self.distillation = distillation
-        if not isinstance(data_samples, dict):
-            name = self.task_of(data_samples).name
-            return with_distillation(losses, distillation.loss(learned[name], taught[name]),
+
+        def distilled(name: str, task_losses: dict) -> dict:
+            if name not in taught:
+                return task_losses
+            return with_distillation(task_losses, distillation.loss(learned[name], taught[name]),
                                      inputs)
-        return {name: with_distillation(task_losses,
-                                        distillation.loss(learned[name], taught[name]), inputs)
-                for name, task_losses in losses.items()}
+
+        if not shared:
+            return distilled(names[0], losses)
+        return {name: distilled(name, task_losses) for name, task_losses in losses.items()}
 
     def _forward_task(self, inputs: Tensor, data_samples: list, mode: str):
         task = self.task_of(data_samples)

@@ -34,3 +34,16 @@ def test_the_hook_gives_the_teacher_at_the_start_and_takes_it_back_at_the_end():
 def test_a_weight_that_is_not_positive_is_refused():
     with pytest.raises(ValueError, match='weight must be > 0'):
         DistillationHook(weight=0)
+
+
+def test_the_hook_passes_the_tasks_on_and_refuses_patterns_that_match_no_task():
+    model = tiny_model(CLASSES)
+    runner = SimpleNamespace(model=model)
+    DistillationHook(weight=1.0, tasks=['class*']).before_train(runner)
+    assert model.distillation.tasks == ('class*',)
+    assert model.distillation.covers('classification')
+    model.distillation = None
+    with pytest.raises(ValueError, match="match none of the model's tasks"):
+        DistillationHook(weight=1.0, tasks=['replay_*']).before_train(runner)
+    with pytest.raises(ValueError, match='list of task-name patterns'):
+        DistillationHook(weight=1.0, tasks='replay_*')

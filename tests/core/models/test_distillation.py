@@ -8,7 +8,12 @@ import torch
 from mmengine.structures import BaseDataElement
 
 from tests.plugins.conftest import region_batch, tiny_model, tiny_region_model
-from up2core.models.distillation import LOSS_NAME, DecoderDistillation, frozen_copy
+from up2core.models.distillation import (
+    LOSS_NAME,
+    DecoderDistillation,
+    frozen_copy,
+    image_distance,
+)
 from up2core.optim.mt_adamw import MTAdamW
 
 CLASSES = dict(classification=dict(type='classification', class_names=['cat', 'dog', 'bird']))
@@ -100,3 +105,58 @@ def test_a_weight_that_is_not_positive_and_finite_is_refused():
     for weight in (0, -1, float('nan'), float('inf')):
         with pytest.raises(ValueError, match='weight must be > 0'):
             DecoderDistillation(model, weight)
+
+
+def test_only_the_tasks_named_distil_and_the_teacher_runs_on_their_batches_alone():
+    tasks = dict(detection=dict(type='detection', class_names=['a', 'b', 'c']),
+                 replay_detection=dict(type='detection', class_names=['a', 'b', 'c']))
+    model = tiny_region_model(tasks).train()
+    model.distillation = DecoderDistillation(frozen_copy(model), 1.0, tasks=['replay_*'])
+    assert model.distillation.covers('replay_detection')
+    assert not model.distillation.covers('detection')
+    images, detection = region_batch('detection', with_masks=False)
+    runs = []
+    teacher_forward = model.distillation.teacher.recorded_forward
+    model.distillation.teacher.recorded_forward = \
+        lambda inputs, samples: runs.append(samples) or teacher_forward(inputs, samples)
+    losses = model(images, detection, mode='loss')
+    assert LOSS_NAME not in losses and 'loss_region_cls' in losses and not runs
+    _, replayed = region_batch('replay_detection', with_masks=False)
+    losses = model(images, replayed, mode='loss')
+    assert float(losses[LOSS_NAME].detach()) == pytest.approx(0.0, abs=1e-5) and len(runs) == 1
+    shared = model(images, {'detection': detection, 'replay_detection': replayed}, mode='loss')
+    assert LOSS_NAME in shared['replay_detection'] and LOSS_NAME not in shared['detection']
+    assert list(runs[-1]) == ['replay_detection']  # the teacher ran on the distilling task only
+
+
+def test_tasks_must_be_a_list_of_patterns():
+    model = tiny_model(CLASSES)
+    for tasks in ('replay_*', []):
+        with pytest.raises(ValueError, match='list of task-name patterns'):
+            DecoderDistillation(model, 1.0, tasks=tasks)
+
+
+def test_the_image_encoders_maps_can_be_kept_too_zero_at_the_start_alive_after_a_change():
+    tasks = dict(detection=dict(type='detection', class_names=['a', 'b', 'c']))
+    model = tiny_region_model(tasks).train()
+    images, detection = region_batch('detection', with_masks=False)
+    plain = DecoderDistillation(frozen_copy(model), 1.0)
+    with_image = DecoderDistillation(plain.teacher, 1.0, image=True)
+    taught = with_image.run_teacher(images, detection)['detection']
+    kinds = [kind for kind, _, segments in taught if segments is None]
+    assert kinds and kinds[0][0] == 'image encoder'
+    with torch.random.fork_rng():
+        _, learned = model.recorded_forward(images, detection)
+    assert float(with_image.loss(learned['detection'], taught).detach()) == \
+        pytest.approx(0, abs=1e-5)
+    with torch.no_grad():  # the neck moves: only the distillation that keeps the maps sees it
+        for param in model.image_encoder.neck.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    with torch.random.fork_rng():
+        _, learned = model.recorded_forward(images, detection)
+    image_terms = [image_distance(s, t) for (kind, s, seg), (_, t, _) in
+                   zip(learned['detection'], taught) if seg is None]
+    assert image_terms and float(image_terms[0].detach()) > 1e-4
+    decoder_only = [entry for entry in learned['detection'] if entry[2] is not None]
+    assert float(plain.loss(learned['detection'], taught).detach()) == \
+        pytest.approx(float(plain.loss(decoder_only, taught).detach()))  # (maps ignored)

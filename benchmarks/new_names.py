@@ -96,7 +96,7 @@ NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch',
             'keep-names', 'default-keep-names', 'tune-attn', 'default-tune-attn', 'distill',
             'default-distill', 'default-no-distill', 'default-distill-replayed',
-            'default-distill-image')
+            'default-distill-image', 'default-distill-every2', 'default-distill-image-every2')
 #: selective tuning (``--tune``): the shared decoder's attention projections only
 TUNE_ATTENTION = ['decoder.layers.*.qkv.*', 'decoder.layers.*.proj.*']
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
@@ -356,7 +356,10 @@ class Bench:
                    'default-no-distill': ['--distill', '0'],
                    'default-distill-replayed': ['--distill', distill,
                                                 '--distill-tasks', 'replay_*'],
-                   'default-distill-image': ['--distill', distill, '--distill-image']}[kind]
+                   'default-distill-image': ['--distill', distill, '--distill-image'],
+                   'default-distill-every2': ['--distill', distill, '--distill-every', '2'],
+                   'default-distill-image-every2': ['--distill', distill, '--distill-image',
+                                                    '--distill-every', '2']}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         # every run but 'default' states its learning rate, so that what the CLI does by

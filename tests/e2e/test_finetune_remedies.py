@@ -118,7 +118,11 @@ def test_remedy_mistakes_are_one_error_line(tmp_path):
             (['--distill', '1'], 'up2: error: --distill 1 keeps the outputs of the checkpoint a '
                                  'run starts from: give it with --load-from CKPT'),
             (['--distill', '-1'], 'up2: error: --distill -1: give a weight >= 0 (0: off; the '
-                                  'default of a finetune is 10)')):
+                                  'default of a finetune is 10)'),
+            (['--distill-image'], 'up2: error: --distill-image says how to distil: give it with '
+                                  '--distill W (or a finetune that distils by default)'),
+            (['--distill-tasks', 'replay_*'], 'up2: error: --distill-tasks says how to distil: '
+             'give it with --distill W (or a finetune that distils by default)')):
         result = run_up2('train', str(TINY_GENERALIST), '--work-dir', str(tmp_path / 'w'),
                          *args, cwd=tmp_path)
         assert result.returncode == 2, result.stderr[-2000:]

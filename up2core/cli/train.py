@@ -61,6 +61,8 @@ def add_parser(sub) -> None:
     p.add_argument('--distill-image', action='store_true',
                    help="also keep the image encoder's feature maps where the checkpoint had "
                    'them (the neck and the region proposals\' encoder)')
+    p.add_argument('--distill-every', type=int, metavar='K',
+                   help='distil on one training step in K (the teacher runs that much less)')
     p.add_argument('--vis', nargs='+', metavar='TRACKER',
                    help='also log to these experiment trackers: tensorboard, mlflow, wandb '
                    "(offline: files in the work dir; pip install 'up2[track]'; "
@@ -130,11 +132,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             hook['tasks'] = list(args.distill_tasks)
         if args.distill_image:
             hook['image'] = True
+        if args.distill_every is not None:
+            if args.distill_every < 1:
+                raise UserError(f'--distill-every {args.distill_every}: give a number of '
+                                'steps >= 1 (1: every step)')
+            hook['every'] = args.distill_every
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]
-    elif args.distill_tasks or args.distill_image:
-        raise UserError(f"--distill-{'tasks' if args.distill_tasks else 'image'} says how to "
-                        'distil: give it with --distill W (or a finetune that distils by '
-                        'default)')
+    elif args.distill_tasks or args.distill_image or args.distill_every is not None:
+        option = '--distill-tasks' if args.distill_tasks else \
+            '--distill-image' if args.distill_image else '--distill-every'
+        raise UserError(f'{option} says how to distil: give it with --distill W (or a '
+                        'finetune that distils by default)')
     if cfg.get('up2_data') is not None and not args.skip_data_check:
         _check_training_data(cfg, args)
     runner = _build_runner(cfg)

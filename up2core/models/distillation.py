@@ -128,6 +128,8 @@ class DecoderDistillation:
         self.weight = float(weight)
         self.tasks = None if tasks is None else tuple(tasks)
         self.image = bool(image)
+        #: whether this step distils (``DistillationHook(every=k)`` turns it off in between)
+        self.active = True
 
     def covers(self, task: str) -> bool:
         """Whether ``task`` distils (its name matches one of :attr:`tasks`)."""

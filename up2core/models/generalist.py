@@ -342,7 +342,8 @@ class UP2Generalist(BaseModel):
         once); the result is then ``dict(task=losses or predictions)``."""
         if data_samples is None:
             raise ValueError('UP2Generalist needs data samples (they name the task)')
-        if mode == 'loss' and self.training and self.distillation is not None:
+        if mode == 'loss' and self.training and self.distillation is not None \
+                and self.distillation.active:
             return self._distilled_loss(inputs, data_samples)
         with self._batch_image_sizes(inputs, data_samples):
             if isinstance(data_samples, dict):

@@ -47,3 +47,31 @@ def test_the_hook_passes_the_tasks_on_and_refuses_patterns_that_match_no_task():
         DistillationHook(weight=1.0, tasks=['replay_*']).before_train(runner)
     with pytest.raises(ValueError, match='list of task-name patterns'):
         DistillationHook(weight=1.0, tasks='replay_*')
+
+
+def test_every_k_the_teacher_runs_on_one_step_in_k():
+    model = tiny_model(CLASSES)
+    runner = SimpleNamespace(model=model, iter=0)
+    hook = DistillationHook(weight=1.0, every=3)
+    hook.before_train(runner)
+    active = []
+    for step in range(7):
+        runner.iter = step
+        hook.before_train_iter(runner, batch_idx=step)
+        active.append(model.distillation.active)
+    assert active == [True, False, False, True, False, False, True]
+    for every in (0, 1.5):
+        with pytest.raises(ValueError, match='every must be an integer'):
+            DistillationHook(weight=1.0, every=every)
+
+
+def test_a_step_that_does_not_distil_runs_no_teacher():
+    from mmengine.structures import BaseDataElement
+
+    model = tiny_model(CLASSES).train()
+    DistillationHook(weight=1.0).before_train(SimpleNamespace(model=model))
+    model.distillation.active = False
+    model.distillation.run_teacher = None  # (called, it would fail)
+    samples = [BaseDataElement(metainfo=dict(task='classification'), gt_label=i) for i in (0, 1)]
+    losses = model(torch.randn(2, 3, 64, 64), samples, mode='loss')
+    assert 'loss_distill' not in losses and 'loss_cls' in losses

@@ -207,6 +207,27 @@ def _up2(*args: str, cwd: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def _phases(out: Path) -> dict:
+    """``steps_s``: seconds from the checkpoint's load to the last step's checkpoint (the
+    training steps, the teacher's copy included); ``validation_s``: the final validation (a
+    finetune that replays evaluates the base's tasks there too: the forgetting report), both
+    from the run's log (one-second stamps)."""
+    logs = sorted(out.glob('*/*.log'))
+    if not logs:
+        return {}
+    stamps = {}
+    for line in logs[-1].read_text(errors='replace').splitlines():
+        for key, marker in (('start', 'Load checkpoint from'), ('saved', 'Saving checkpoint at'),
+                            ('validated', 'Iter(val)')):
+            if marker in line and line[:4].isdigit():
+                stamp = time.mktime(time.strptime(line[:19], '%Y/%m/%d %H:%M:%S'))
+                stamps.setdefault(key, stamp) if key == 'start' else stamps.update({key: stamp})
+    if not {'start', 'saved', 'validated'} <= set(stamps):
+        return {}
+    return {'steps_s': stamps['saved'] - stamps['start'],
+            'validation_s': stamps['validated'] - stamps['saved']}
+
+
 def _metrics(work: Path) -> dict:
     return json.loads((work / 'metrics.json').read_text())
 
@@ -295,6 +316,9 @@ class Bench:
         self.checkpoint = Path(args.checkpoint).resolve()
         self.records = [r for r in _records(self.results)
                         if r.get('checkpoint') == str(self.checkpoint)]
+        for record in self.records:  # (runs recorded before the phases were)
+            if record.get('train_s') and 'steps_s' not in record and '+' not in record['run']:
+                record.update(_phases(self.work / f"{record['run']}_seed{record['seed']}"))
         self.meta = {'machine': f'{platform.machine()}, {os.cpu_count()} cpus, '
                                 f'{_cpu_name()}', 'idle': args.idle, 'config': args.config,
                      'dataset': args.dataset, 'steps': args.steps, 'replay': args.replay,
@@ -382,6 +406,7 @@ class Bench:
             if variant != 'scratch' else {}
         timed = json.loads(timing.read_text())
         timed.setdefault('idle', args.idle)  # what the machine was doing while it trained
+        timed.update(_phases(out))
         timing.write_text(json.dumps(timed))
         self.record(run=variant, seed=seed, steps=steps, **timed,
                     new={k: new.get(k) for k in NEW_METRICS}, base=_pick(base) if base else None)
@@ -482,7 +507,8 @@ def table(results: Path = RESULTS) -> str:
     """Mean +- std over seeds per run: the new data's AP, each old metric as the share of the
     base's value kept (%), the worst share of any old metric on any seed, time against the plain
     finetune's (from the runs that trained on an idle machine only; a busy machine's time is
-    shown in brackets).  Runs from the checkpoint of the
+    shown in brackets): the training steps' (:func:`_phases`) and the whole run's, whose final
+    validation evaluates the base's tasks too when the run replays them.  Runs from the checkpoint of the
     last invocation."""
     records = _records(results)
     latest = records[-1]['checkpoint'] if records else None
@@ -491,14 +517,16 @@ def table(results: Path = RESULTS) -> str:
     zero = next(r for r in records if r['run'] == 'zero_shot')['new']
     short = list(BASE_METRICS.values())
     head = ['run', 'seeds', 'new: box AP', 'new: mask AP'] + [f'{s} kept %' for s in short] + \
-        ['worst kept %', 'time', 'x finetune']
+        ['worst kept %', 'time: steps / run', 'x finetune: steps / run']
     rows = [['before (main job)', '-', '-', '-'] +
             [f'= {_mean_std([before.get(k)], 100 if "mAP" in k else 1)}' for k in BASE_METRICS] +
             ['', '', ''],
             ['zero-shot', '-'] + [_mean_std([zero[k]], 100) for k in NEW_METRICS] +
             ['100'] * len(BASE_METRICS) + ['100', '0 s', '0']]
-    plain = [r['train_s'] for r in records if r['run'] == 'finetune' and _idle(r)]
-    plain_s = statistics.mean(plain) if plain else None
+    plain = [r for r in records if r['run'] == 'finetune' and _idle(r)]
+    plain_s = statistics.mean(r['train_s'] for r in plain) if plain else None
+    plain_steps = [r['steps_s'] for r in plain if r.get('steps_s')]
+    plain_steps_s = statistics.mean(plain_steps) if plain_steps else None
     runs_in_order = []
     for r in records:
         if r['run'] not in ('before', 'zero_shot') and r['run'] not in runs_in_order:
@@ -512,12 +540,20 @@ def table(results: Path = RESULTS) -> str:
                 for k in BASE_METRICS]
         row.append(f'{100 * min(min(s.values()) for s in shares):.1f}' if shares else '-')
         timed = [r for r in runs if r.get('train_s')]
-        idle = [r['train_s'] + r.get('choose_s', 0) for r in timed if _idle(r)]
+        idle_runs = [r for r in timed if _idle(r)]
+        idle = [r['train_s'] + r.get('choose_s', 0) for r in idle_runs]
         seconds = idle or [r['train_s'] + r.get('choose_s', 0) for r in timed]
+        steps = [r['steps_s'] for r in (idle_runs or timed) if r.get('steps_s')]
         # a time from a busy machine is shown in brackets and never compared
-        row.append((f'{statistics.mean(seconds):.0f} s' if idle else
-                    f'({statistics.mean(seconds):.0f} s)') if seconds else '-')
-        row.append(f'{statistics.mean(idle) / plain_s:.2f}' if idle and plain_s else '-')
+        shown = (f"{statistics.mean(steps):.0f} / " if steps else '') + \
+            f'{statistics.mean(seconds):.0f} s' if seconds else '-'
+        row.append(shown if idle or not seconds else f'({shown})')
+        ratios = []
+        if idle and plain_s:
+            if plain_steps_s and len(steps) == len(idle_runs):
+                ratios.append(f'{statistics.mean(steps) / plain_steps_s:.2f}')
+            ratios.append(f'{statistics.mean(idle) / plain_s:.2f}')
+        row.append(' / '.join(ratios) or '-')
         rows.append(row)
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(row) + ' |' for row in rows]

@@ -96,7 +96,8 @@ NEW_METRICS = ('detection/bbox_mAP', 'segmentation/segm_mAP')
 VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen', 'scratch',
             'keep-names', 'default-keep-names', 'tune-attn', 'default-tune-attn', 'distill',
             'default-distill', 'default-no-distill', 'default-distill-replayed',
-            'default-distill-image', 'default-distill-every2', 'default-distill-image-every2')
+            'default-distill-image', 'default-distill-every2', 'default-distill-image-every2',
+            'default-freeze-proposals')
 #: selective tuning (``--tune``): the shared decoder's attention projections only
 TUNE_ATTENTION = ['decoder.layers.*.qkv.*', 'decoder.layers.*.proj.*']
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
@@ -332,8 +333,11 @@ class Bench:
         self.records = [r for r in self.records
                         if (r['run'], r.get('seed')) != (entry['run'], entry.get('seed'))]
         self.records.append({'checkpoint': str(self.checkpoint), **entry})
+        # what is on disk now, less this entry: another invocation may have recorded runs since
+        mine = {(r['run'], r.get('seed')) for r in self.records}
         others = [r for r in _records(self.results)
-                  if r.get('checkpoint') != str(self.checkpoint)]
+                  if r.get('checkpoint') != str(self.checkpoint)
+                  or (r['run'], r.get('seed')) not in mine]
         _save(others + self.records, self.meta, self.results)
         print(f'[new_names] {json.dumps(entry)}', flush=True)
 
@@ -383,7 +387,9 @@ class Bench:
                    'default-distill-image': ['--distill', distill, '--distill-image'],
                    'default-distill-every2': ['--distill', distill, '--distill-every', '2'],
                    'default-distill-image-every2': ['--distill', distill, '--distill-image',
-                                                    '--distill-every', '2']}[kind]
+                                                    '--distill-every', '2'],
+                   'default-freeze-proposals': ['--distill', distill, '--freeze',
+                                                'image_encoder.proposal_generator']}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
         # every run but 'default' states its learning rate, so that what the CLI does by

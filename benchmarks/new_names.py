@@ -392,9 +392,10 @@ class Bench:
                                                 'image_encoder.proposal_generator']}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))
-        # every run but 'default' states its learning rate, so that what the CLI does by
-        # default for a finetune (a lower one) never changes what a variant measures
-        lr = [] if kind.startswith('default') else \
+        # every run but the 'default' ones states its learning rate, so that what the CLI does
+        # by default for a finetune (a lower one) never changes what a variant measures; a
+        # 'default' run with _lr<scale> states it too
+        lr = [] if kind.startswith('default') and not scale else \
             [f'optim_wrapper.optimizer.lr={float(scale or 1) * _config_lr(args.config):g}']
         out = self.work / f'{variant}_seed{seed}'
         final = out / f'iter_{steps}.pth'

@@ -98,6 +98,9 @@ VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen'
             'default-distill', 'default-no-distill', 'default-distill-replayed',
             'default-distill-image', 'default-distill-every2', 'default-distill-image-every2',
             'default-freeze-proposals')
+#: the first default's distillation (the shared decoder's outputs alone, on every step): what
+#: the runs that name it measured before the default distilled on one step in 2, maps included
+EVERY_STEP = ['--distill-every', '1', '--no-distill-image']
 #: selective tuning (``--tune``): the shared decoder's attention projections only
 TUNE_ATTENTION = ['decoder.layers.*.qkv.*', 'decoder.layers.*.proj.*']
 DEFAULT_METHODS = ('finetune', 'replay', 'finetune+wise', 'replay+wise')
@@ -378,17 +381,19 @@ class Bench:
                    'keep-names': ['--plain-finetune', '--keep-names'],
                    'default-keep-names': ['--keep-names'],
                    'tune-attn': ['--plain-finetune', '--tune', *TUNE_ATTENTION],
-                   'default-tune-attn': ['--tune', *TUNE_ATTENTION],
-                   'distill': ['--plain-finetune', '--distill', distill],
-                   'default-distill': ['--distill', distill],
+                   'default-tune-attn': ['--tune', *TUNE_ATTENTION, *EVERY_STEP],
+                   'distill': ['--plain-finetune', '--distill', distill, *EVERY_STEP],
+                   'default-distill': ['--distill', distill, *EVERY_STEP],
                    'default-no-distill': ['--distill', '0'],
-                   'default-distill-replayed': ['--distill', distill,
+                   'default-distill-replayed': ['--distill', distill, *EVERY_STEP,
                                                 '--distill-tasks', 'replay_*'],
-                   'default-distill-image': ['--distill', distill, '--distill-image'],
-                   'default-distill-every2': ['--distill', distill, '--distill-every', '2'],
+                   'default-distill-image': ['--distill', distill, '--distill-image',
+                                             '--distill-every', '1'],
+                   'default-distill-every2': ['--distill', distill, '--distill-every', '2',
+                                              '--no-distill-image'],
                    'default-distill-image-every2': ['--distill', distill, '--distill-image',
                                                     '--distill-every', '2'],
-                   'default-freeze-proposals': ['--distill', distill, '--freeze',
+                   'default-freeze-proposals': ['--distill', distill, *EVERY_STEP, '--freeze',
                                                 'image_encoder.proposal_generator']}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add
             steps = round(args.steps * (1 + args.replay))

@@ -28,6 +28,12 @@ FINETUNE_LR_SCALE = 0.2
 #: ``--distill`` of such a finetune: each task's loss gets this weight x how far the shared
 #: decoder's outputs moved from the checkpoint's (benchmarks/new_names.py)
 DEFAULT_DISTILL = 10.0
+#: how a distilling run distils unless told (``--distill-every``, ``--[no-]distill-image``): on
+#: one step in 2 (the teacher's forward pass half as often), keeping the image encoder's maps
+#: too; as well as on every step with the decoder alone, at 1.22x the plain finetune's steps
+#: instead of 1.38x (benchmarks/new_names.py)
+DEFAULT_DISTILL_EVERY = 2
+DEFAULT_DISTILL_IMAGE = True
 
 
 def loading_args(p: argparse.ArgumentParser, data_help: str | None) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from up2core.cli._common import (
     DEFAULT_DISTILL,
+    DEFAULT_DISTILL_EVERY,
+    DEFAULT_DISTILL_IMAGE,
     DEFAULT_REPLAY,
     MAIN_JOB_CONFIG,
     _build_runner,
@@ -58,11 +60,13 @@ def add_parser(sub) -> None:
     p.add_argument('--distill-tasks', nargs='+', metavar='PATTERN',
                    help="distil only the tasks these shell patterns name, e.g. 'replay_*' (the "
                    "base's replayed tasks: the teacher then runs on their steps alone)")
-    p.add_argument('--distill-image', action='store_true',
+    p.add_argument('--distill-image', action=argparse.BooleanOptionalAction, default=None,
                    help="also keep the image encoder's feature maps where the checkpoint had "
-                   'them (the neck and the region proposals\' encoder)')
+                   "them (the neck and the region proposals' encoder; default: "
+                   f"{'on' if DEFAULT_DISTILL_IMAGE else 'off'})")
     p.add_argument('--distill-every', type=int, metavar='K',
-                   help='distil on one training step in K (the teacher runs that much less)')
+                   help='distil on one training step in K (the teacher runs that much less; '
+                   f'default: {DEFAULT_DISTILL_EVERY})')
     p.add_argument('--vis', nargs='+', metavar='TRACKER',
                    help='also log to these experiment trackers: tensorboard, mlflow, wandb '
                    "(offline: files in the work dir; pip install 'up2[track]'; "
@@ -130,17 +134,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         hook = dict(type='DistillationHook', weight=distill)
         if args.distill_tasks:
             hook['tasks'] = list(args.distill_tasks)
-        if args.distill_image:
-            hook['image'] = True
-        if args.distill_every is not None:
-            if args.distill_every < 1:
-                raise UserError(f'--distill-every {args.distill_every}: give a number of '
-                                'steps >= 1 (1: every step)')
-            hook['every'] = args.distill_every
+        hook['image'] = DEFAULT_DISTILL_IMAGE if args.distill_image is None \
+            else args.distill_image
+        every = DEFAULT_DISTILL_EVERY if args.distill_every is None else args.distill_every
+        if every < 1:
+            raise UserError(f'--distill-every {every}: give a number of steps >= 1 (1: every '
+                            'step)')
+        hook['every'] = every
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]
-    elif args.distill_tasks or args.distill_image or args.distill_every is not None:
+    elif args.distill_tasks or args.distill_image is not None or args.distill_every is not None:
         option = '--distill-tasks' if args.distill_tasks else \
-            '--distill-image' if args.distill_image else '--distill-every'
+            '--distill-every' if args.distill_every is not None else \
+            ('--distill-image' if args.distill_image else '--no-distill-image')
         raise UserError(f'{option} says how to distil: give it with --distill W (or a '
                         'finetune that distils by default)')
     if cfg.get('up2_data') is not None and not args.skip_data_check:

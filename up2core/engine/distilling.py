@@ -6,7 +6,8 @@ base's weights in it), freezes the copy, and gives it to the model as its teache
 has a ``loss_distill`` term, ``W`` times how far the shared decoder's outputs on the batch moved
 from the teacher's.  Unlike a replayed task it needs none of the base's data: the new images
 (and replayed ones, with ``--replay``) are the reference, as the base's outputs on them are what
-the old tasks read.  Its cost is one forward pass of the teacher per step, no gradient.
+the old tasks read.  Its cost is one forward pass of the teacher, no gradient, per step it
+distils (``every``: one in K; ``up2 train`` distils on one step in 2 unless told).
 
 As :class:`~up2core.engine.anchoring.AnchorHook`'s start, the teacher is the model as training
 starts: a resumed run distils from the checkpoint it resumes.

@@ -11,7 +11,12 @@ modality, flags and shapes, in call order).  Compared, per pair:
 * the ``<SPE>`` output (what classification, retrieval and the candidate names are read from);
 * the outputs at the tokens both passes have in the same places: every segment but the
   proposal (``region``) tokens, which are the top-scoring proposals of each model and so are
-  not the same objects in the two.
+  not the same objects in the two;
+* with ``image=True``, the image encoder's output of each :meth:`encode_image` call, paired
+  like a pass: the neck's maps and the region proposals' encoder memory, pixel by pixel
+  (:func:`image_distance`).
+
+``tasks`` limits the term to the tasks it names (the teacher then runs on their batches only).
 
 The term is ``weight * mean(1 - cos(student, teacher))`` over those outputs: zero at the start
 of a finetune, and it names no task, so a plugin gets it for nothing (as ZSCL and LwF do for

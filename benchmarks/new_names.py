@@ -97,7 +97,7 @@ VARIANTS = ('default', 'finetune', 'replay', 'anchor', 'replay-anchor', 'frozen'
             'keep-names', 'default-keep-names', 'tune-attn', 'default-tune-attn', 'distill',
             'default-distill', 'default-no-distill', 'default-distill-replayed',
             'default-distill-image', 'default-distill-every2', 'default-distill-image-every2',
-            'default-freeze-proposals')
+            'default-freeze-proposals', 'default-replay0.5')
 #: the first default's distillation (the shared decoder's outputs alone, on every step): what
 #: the runs that name it measured before the default distilled on one step in 2, maps included
 EVERY_STEP = ['--distill-every', '1', '--no-distill-image']
@@ -393,6 +393,7 @@ class Bench:
                                               '--no-distill-image'],
                    'default-distill-image-every2': ['--distill', distill, '--distill-image',
                                                     '--distill-every', '2'],
+                   'default-replay0.5': ['--replay', '0.5'],
                    'default-freeze-proposals': ['--distill', distill, *EVERY_STEP, '--freeze',
                                                 'image_encoder.proposal_generator']}[kind]
         if kind.startswith('replay'):  # the new data's steps stay --steps; the replayed add

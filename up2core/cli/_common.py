@@ -180,6 +180,36 @@ def distill_weight(args: argparse.Namespace) -> float | None:
     return DEFAULT_DISTILL
 
 
+def distillation_hook(args: argparse.Namespace) -> dict | None:
+    """The ``DistillationHook`` config of a training run (:func:`distill_weight`; with
+    ``--distill-every`` / ``--[no-]distill-image`` / ``--distill-tasks``, or their defaults), or
+    None when it does not distil.
+
+    Raises:
+        UserError: a bad weight (:func:`distill_weight`), ``--distill-every`` below 1, or an
+            option that shapes a distillation the run does not make.
+    """
+    weight = distill_weight(args)
+    tasks = getattr(args, 'distill_tasks', None)
+    image = getattr(args, 'distill_image', None)
+    every = getattr(args, 'distill_every', None)
+    if not weight:
+        if tasks or image is not None or every is not None:
+            option = '--distill-tasks' if tasks else '--distill-every' if every is not None \
+                else '--distill-image' if image else '--no-distill-image'
+            raise UserError(f'{option} says how to distil: give it with --distill W (or a '
+                            'finetune that distils by default)')
+        return None
+    every = DEFAULT_DISTILL_EVERY if every is None else every
+    if every < 1:
+        raise UserError(f'--distill-every {every}: give a number of steps >= 1 (1: every step)')
+    hook = dict(type='DistillationHook', weight=weight, every=every,
+                image=DEFAULT_DISTILL_IMAGE if image is None else bool(image))
+    if tasks:
+        hook['tasks'] = list(tasks)
+    return hook
+
+
 def _finetune_learning_rate(cfg, overridden: set[str]) -> None:
     """A finetune that keeps what its checkpoint knew steps at :data:`FINETUNE_LR_SCALE` x the
     config's learning rate, unless the command line set one; said in one ``up2:`` line."""

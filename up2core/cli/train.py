@@ -15,7 +15,7 @@ from up2core.cli._common import (
     MAIN_JOB_CONFIG,
     _build_runner,
     _prepare_config,
-    distill_weight,
+    distillation_hook,
     runner_args,
 )
 from up2core.errors import UserError
@@ -123,31 +123,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f'--anchor {args.anchor:g}: give a share in [0, 1] (0: off)')
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
             dict(type='AnchorHook', strength=args.anchor)]
-    distill = distill_weight(args)
-    if distill:
+    hook = distillation_hook(args)
+    if hook is not None:
         if args.distill is None:
             from up2core.config import note
 
-            note(f'finetune: distilling from the checkpoint (--distill {distill:g}: each task '
-                 "also learns to keep the shared decoder's outputs where the checkpoint had "
-                 'them; --distill 0 turns it off, --plain-finetune all of the defaults)')
-        hook = dict(type='DistillationHook', weight=distill)
-        if args.distill_tasks:
-            hook['tasks'] = list(args.distill_tasks)
-        hook['image'] = DEFAULT_DISTILL_IMAGE if args.distill_image is None \
-            else args.distill_image
-        every = DEFAULT_DISTILL_EVERY if args.distill_every is None else args.distill_every
-        if every < 1:
-            raise UserError(f'--distill-every {every}: give a number of steps >= 1 (1: every '
-                            'step)')
-        hook['every'] = every
+            note(f"finetune: distilling from the checkpoint (--distill {hook['weight']:g} on one "
+                 f"step in {hook['every']}: each task also learns to keep the shared decoder's "
+                 "outputs where the checkpoint had them; --distill 0 turns it off, "
+                 '--plain-finetune all of the defaults)')
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]
-    elif args.distill_tasks or args.distill_image is not None or args.distill_every is not None:
-        option = '--distill-tasks' if args.distill_tasks else \
-            '--distill-every' if args.distill_every is not None else \
-            ('--distill-image' if args.distill_image else '--no-distill-image')
-        raise UserError(f'{option} says how to distil: give it with --distill W (or a '
-                        'finetune that distils by default)')
     if cfg.get('up2_data') is not None and not args.skip_data_check:
         _check_training_data(cfg, args)
     runner = _build_runner(cfg)

@@ -76,3 +76,33 @@ def test_a_finetune_distils_by_default_and_the_options_say_otherwise():
     with pytest.raises(UserError, match='--distill 1 keeps the outputs of the checkpoint a run '
                                         'starts from: give it with --load-from CKPT'):
         distill_weight(_args(data='mine.yaml', distill=1.0, load_from=None, resume=None))
+
+
+def test_the_distillation_hook_of_a_run_its_defaults_and_its_options():
+    from up2core.cli._common import (
+        DEFAULT_DISTILL,
+        DEFAULT_DISTILL_EVERY,
+        DEFAULT_DISTILL_IMAGE,
+        distillation_hook,
+    )
+
+    def hook(**given):
+        return distillation_hook(_args(**{'data': 'mine.yaml', 'distill': None,
+                                          'distill_tasks': None, 'distill_image': None,
+                                          'distill_every': None, **given}))
+
+    assert hook() == dict(type='DistillationHook', weight=DEFAULT_DISTILL,
+                          every=DEFAULT_DISTILL_EVERY, image=DEFAULT_DISTILL_IMAGE)
+    assert hook(distill=2.0, distill_every=1, distill_image=False,
+                distill_tasks=['replay_*']) == dict(type='DistillationHook', weight=2.0, every=1,
+                                                    image=False, tasks=['replay_*'])
+    assert hook(distill=0.0) is None and hook(plain_finetune=True) is None
+    with pytest.raises(UserError, match=r'--distill-every 0: give a number of steps >= 1'):
+        hook(distill_every=0)
+    for given, option in ((dict(distill_image=False), '--no-distill-image'),
+                          (dict(distill_image=True), '--distill-image'),
+                          (dict(distill_every=3), '--distill-every'),
+                          (dict(distill_tasks=['x']), '--distill-tasks')):
+        with pytest.raises(UserError, match=f'^{option} says how to distil: give it with '
+                                            r'--distill W \(or a finetune that distils'):
+            hook(distill=0.0, **given)

@@ -130,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             note(f"finetune: distilling from the checkpoint (--distill {hook['weight']:g} on one "
                  f"step in {hook['every']}: each task also learns to keep the shared decoder's "
-                 "outputs where the checkpoint had them; --distill 0 turns it off, "
+                 f"outputs{' and the image maps' if hook['image'] else ''} where the checkpoint "
+                 "had them; --distill 0 turns it off, "
                  '--plain-finetune all of the defaults)')
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]
     if cfg.get('up2_data') is not None and not args.skip_data_check:
